@@ -1,0 +1,1 @@
+"""The NumPy reference backend (pure NumPy: no torch, no onnx)."""

@@ -1,0 +1,120 @@
+"""The NumPy table for the primitive namespace: the reference meaning of every primitive."""
+
+from __future__ import annotations
+
+import operator
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from nndsl.ir import NUMPY_DTYPE
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # exp of a non-positive number only: no overflow for large |x| in either direction
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.result_type(x), copy=False)
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    from math import erf
+
+    return np.vectorize(erf, otypes=[np.result_type(x)])(x)
+
+
+def _reshape(x: np.ndarray, shape: tuple[int | None, ...]) -> np.ndarray:
+    return x.reshape(tuple(x.shape[i] if d is None else d for i, d in enumerate(shape)))
+
+
+def _slice(x: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
+    index = [slice(None)] * x.ndim
+    index[axis] = slice(start, stop)
+    return x[tuple(index)]
+
+
+def _pad(x: np.ndarray, pads: Any, value: float = 0.0) -> np.ndarray:
+    return np.pad(x, [tuple(p) for p in pads], constant_values=value)
+
+
+def _windows(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...],
+             dilation: tuple[int, ...] | None = None) -> np.ndarray:
+    """[N, C, *out, *K] view of every (strided, dilated) window over the trailing axes."""
+    k = len(kernel)
+    dilation = dilation or (1,) * k
+    span = tuple((kk - 1) * d + 1 for kk, d in zip(kernel, dilation, strict=True))
+    view = sliding_window_view(x, span, axis=tuple(range(x.ndim - k, x.ndim)))
+    out_index = tuple(slice(None, None, s) for s in stride)
+    win_index = tuple(slice(None, None, d) for d in dilation)
+    return view[(slice(None), slice(None), *out_index, *win_index)]
+
+
+def _conv(x: np.ndarray, w: np.ndarray, stride: tuple[int, ...], padding: Any,
+          dilation: tuple[int, ...]) -> np.ndarray:
+    k = len(stride)
+    x = np.pad(x, [(0, 0), (0, 0), *[tuple(p) for p in padding]])
+    win = _windows(x, tuple(w.shape[2:]), stride, dilation)  # [N, C, *out, *K]
+    axes_x = [1, *range(2 + k, 2 + 2 * k)]
+    axes_w = [1, *range(2, 2 + k)]
+    out = np.tensordot(win, w, axes=(axes_x, axes_w))  # [N, *out, O]
+    return np.moveaxis(out, -1, 1)
+
+
+def _pool(reduce: Any, pad_value: float) -> Any:
+    def pool(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...], padding: Any) -> Any:
+        k = len(kernel)
+        x = np.pad(x, [(0, 0)] * (x.ndim - k) + [tuple(p) for p in padding],
+                   constant_values=pad_value)
+        win = _windows(x, kernel, stride)
+        return reduce(win, axis=tuple(range(x.ndim, x.ndim + k)))
+
+    return pool
+
+
+def _kmax(x: np.ndarray, k: int, axis: int) -> np.ndarray:
+    idx = np.sort(np.argsort(-x, axis=axis, kind="stable").take(range(k), axis=axis), axis=axis)
+    return np.take_along_axis(x, idx, axis=axis)
+
+
+def _one_hot(indices: np.ndarray, depth: int, dtype: str = "f32") -> np.ndarray:
+    return (np.asarray(indices)[..., None] == np.arange(depth)).astype(NUMPY_DTYPE[dtype])
+
+
+def make_numpy_prims(training: bool = False, seed: int = 0) -> SimpleNamespace:
+    """A fresh NumPy primitive table; `training` switches dropout/noise/batch-norm behaviour."""
+    rng = np.random.default_rng(seed)
+    return SimpleNamespace(
+        backend="numpy",
+        training=training,
+        rng=rng,
+        add=operator.add, sub=operator.sub, mul=operator.mul, div=operator.truediv,
+        pow=operator.pow, maximum=np.maximum, minimum=np.minimum,
+        neg=operator.neg, exp=np.exp, log=np.log, sqrt=np.sqrt, abs=np.abs, sign=np.sign,
+        tanh=np.tanh, sigmoid=_sigmoid, atan=np.arctan, sin=np.sin, cos=np.cos, erf=_erf,
+        gt=operator.gt, ge=operator.ge, lt=operator.lt, le=operator.le, eq=np.equal,
+        where=np.where,
+        cast=lambda x, dtype: np.asarray(x).astype(NUMPY_DTYPE[dtype]),
+        sum=lambda x, axis=None, keepdims=False: np.sum(x, axis=axis, keepdims=keepdims),
+        mean=lambda x, axis=None, keepdims=False: np.mean(x, axis=axis, keepdims=keepdims),
+        max=lambda x, axis=None, keepdims=False: np.max(x, axis=axis, keepdims=keepdims),
+        argmax=lambda x, axis, keepdims=False: np.argmax(x, axis=axis, keepdims=keepdims),
+        shape=lambda x: tuple(np.shape(x)),
+        reshape=_reshape,
+        transpose=lambda x, axes=None: np.transpose(x, axes),
+        concat=lambda xs, axis: np.concatenate(list(xs), axis=axis),
+        slice=_slice,
+        flip=lambda x, axis: np.flip(x, axis=axis),
+        pad=_pad,
+        take=lambda x, indices, axis=0: np.take(x, np.asarray(indices).astype(np.int64), axis),
+        one_hot=_one_hot,
+        zeros_like=np.zeros_like, ones_like=np.ones_like,
+        constant=lambda value, dtype="f32": np.asarray(value, dtype=NUMPY_DTYPE[dtype]),
+        matmul=np.matmul,
+        conv=_conv,
+        max_pool=_pool(np.max, -np.inf),
+        avg_pool=_pool(np.mean, 0.0),
+        kmax=_kmax,
+        random_uniform_like=lambda x: rng.random(np.shape(x)).astype(np.result_type(x)),
+        random_normal_like=lambda x: rng.standard_normal(np.shape(x)).astype(np.result_type(x)),
+    )

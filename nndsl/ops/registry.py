@@ -1,0 +1,222 @@
+"""The op registry: one decorated function per op, keyed by name, never an `if op == ...` chain.
+
+An op's user-facing parameters are the keyword-only arguments of its function, so the checker
+reads the signature and there is no second schema to keep in sync. Annotations say what a
+parameter accepts; `Annotated[..., "<kind>"]` names another registry kind (an initializer, an
+activation, ...), `Weight` marks a tensor the layer owns.
+
+Tensor kinds (activation, layer, loss, metric) take `(P, *inputs, **params)`: the positional
+parameters after `P` are the op's tensor inputs. Other kinds take framework-provided positional
+context first (documented per kind in their modules) and user parameters as keywords.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+from nndsl.errors import NndslError, Span, did_you_mean
+from nndsl.ir import Call, TensorType
+
+KINDS = (
+    "activation", "layer", "loss", "metric", "initializer", "regularizer", "constraint",
+    "optimizer", "schedule", "clip", "noise", "early_stop", "data", "trainer",
+)
+TENSOR_KINDS = frozenset({"activation", "layer", "loss", "metric"})
+LAYER_LIKE = frozenset({"activation", "layer"})
+
+Weight = Annotated[Any, "weight"]  # a tensor owned by the layer (kernel, bias, ...)
+Label = Annotated[str, "label"]  # a reference to a labelled layer (`tied=enc`)
+Init = Annotated[Call, "initializer"]
+Regularizer = Annotated[Call, "regularizer"]
+Constraint = Annotated[Call, "constraint"]
+ActivationName = Annotated[str, "activation"]
+REQUIRED = inspect.Parameter.empty
+
+
+@dataclass(frozen=True, slots=True)
+class WeightSpec:
+    """What a layer owns: shape, role (weight/bias/buffer/other), default init and fans."""
+
+    shape: tuple[int, ...]
+    role: str = "weight"
+    init: Call | None = None  # None: the role's default (layer init / bias_init / model defaults)
+    fan_in: int = 1
+    fan_out: int = 1
+    trainable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    annotation: Any
+    default: Any = REQUIRED
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+def same_type(x: TensorType, *_: TensorType, **__: Any) -> TensorType:
+    """Default shape rule: the output looks like the first input."""
+    return x
+
+
+def scalar_type(*_: TensorType, **__: Any) -> TensorType:
+    """Shape rule of losses and metrics: a scalar."""
+    return TensorType((), "f32")
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """Everything every consumer needs to know about one op."""
+
+    name: str
+    kind: str
+    compute: Callable[..., Any]
+    infer: Callable[..., TensorType] | None = None
+    weights: Callable[..., dict[str, WeightSpec]] | None = None
+    samples: tuple[tuple[tuple[int, ...], ...], ...] = (((2, 8),),)
+    sample_params: dict[str, Any] = field(default_factory=dict)
+    sample_inputs: Callable[[Any], tuple[Any, ...]] | None = None  # rng -> inputs, overrides samples
+    native: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    training_only: bool = False  # vanishes from inference graphs (dropout, noise)
+    differentiable: bool = True
+    positional: tuple[str, ...] | None = None  # params allowed by position; default: all hypers
+    inputs: tuple[str, ...] = ()
+    variadic: bool = False
+    params: tuple[Param, ...] = ()
+    weight_params: tuple[str, ...] = ()
+
+    @property
+    def doc(self) -> str:
+        return inspect.cleandoc(self.compute.__doc__ or "").split("\n\n")[0]
+
+    @property
+    def hyper(self) -> dict[str, Param]:
+        return {p.name: p for p in self.params}
+
+    @property
+    def positional_names(self) -> tuple[str, ...]:
+        if self.positional is not None:
+            return self.positional
+        return tuple(p.name for p in self.params)
+
+    def output_type(self, *inputs: TensorType, **params: Any) -> TensorType:
+        rule = self.infer or (scalar_type if self.kind in ("loss", "metric") else same_type)
+        return rule(*inputs, **params)
+
+
+OPS: dict[str, OpDef] = {}
+
+
+def _read_signature(fn: Callable[..., Any], kind: str) -> dict[str, Any]:
+    hints = typing.get_type_hints(fn, include_extras=True)
+    sig = inspect.signature(fn)
+    inputs: list[str] = []
+    params: list[Param] = []
+    weights: list[str] = []
+    variadic = False
+    positional = list(sig.parameters.values())
+    if kind in TENSOR_KINDS:
+        positional = positional[1:]  # skip P
+    for p in positional:
+        ann = hints.get(p.name, Any)
+        if p.kind is inspect.Parameter.VAR_POSITIONAL:
+            variadic = True
+            inputs.append(p.name)
+        elif p.kind is inspect.Parameter.KEYWORD_ONLY:
+            if _meta(ann) == "weight":
+                weights.append(p.name)
+            else:
+                params.append(Param(p.name, ann, p.default))
+        elif p.kind is inspect.Parameter.VAR_KEYWORD:
+            raise TypeError(f"op {fn.__name__}: **kwargs would hide parameters from the checker")
+        elif kind in TENSOR_KINDS:
+            inputs.append(p.name)
+    return dict(inputs=tuple(inputs), params=tuple(params), weight_params=tuple(weights),
+                variadic=variadic)
+
+
+def op(name: str, kind: str, **fields: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register `fn` as op `name` of `kind`; a second registration of a name is an error."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown op kind {kind!r}")
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if name in OPS:
+            raise ValueError(f"op {name!r} is defined twice")
+        OPS[name] = OpDef(name, kind, fn, **fields, **_read_signature(fn, kind))
+        return fn
+
+    return register
+
+
+def names(*kinds: str) -> list[str]:
+    """Registered names of the given kinds (all kinds when none is given)."""
+    return sorted(n for n, d in OPS.items() if not kinds or d.kind in kinds)
+
+
+def _article(kind: str) -> str:
+    return "an" if kind[0] in "aeiou" else "a"
+
+
+def get(name: str, kinds: tuple[str, ...] | str | None = None, span: Span | None = None) -> OpDef:
+    """The op called `name`, of one of `kinds`; a positioned error with a hint otherwise."""
+    if isinstance(kinds, str):
+        kinds = (kinds,)
+    opdef = OPS.get(name)
+    wanted = " or ".join(kinds) if kinds else "op"
+    if opdef is None:
+        hint = did_you_mean(name, names(*(kinds or ()))) or did_you_mean(name, OPS)
+        if hint is None and kinds:
+            hint = f"known {wanted}s: " + ", ".join(names(*kinds)[:12])
+            hint += ", ..." if len(names(*kinds)) > 12 else ""
+        raise NndslError(f"unknown {wanted} '{name}'", span, hint=hint)
+    if kinds and opdef.kind not in kinds:
+        raise NndslError(
+            f"'{name}' is {_article(opdef.kind)} {opdef.kind}, not {_article(kinds[0])} {wanted}",
+            span, hint=did_you_mean(name, names(*kinds)),
+        )
+    return opdef
+
+
+def _meta(annotation: Any) -> str | None:
+    if get_origin(annotation) is Annotated:
+        return next((m for m in annotation.__metadata__ if isinstance(m, str)), None)
+    return None
+
+
+def describe(annotation: Any) -> str:
+    """A reader-friendly name for a parameter annotation (used in errors and docs)."""
+    meta = _meta(annotation)
+    if meta == "label":
+        return "a layer label"
+    if meta is not None:
+        return f"{_article(meta)} {meta}"
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return " | ".join(str(a) for a in get_args(annotation))
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " or ".join(describe(a) for a in get_args(annotation) if a is not type(None))
+    if origin is tuple:
+        return "a list of " + describe(get_args(annotation)[0]) + "s"
+    if origin is list:
+        return "a list"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a name",
+            Any: "a value"}.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+@dataclass(frozen=True, slots=True)
+class WithUpdates:
+    """What a stateful layer returns in training mode: its output and new buffer values.
+
+    `updates` maps the op's weight parameter names (e.g. `running_mean`) to their new arrays;
+    the interpreter reports them under the weights' global names.
+    """
+
+    value: Any
+    updates: dict[str, Any]
