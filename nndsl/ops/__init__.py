@@ -2,14 +2,17 @@
 
 from nndsl.ops import (  # noqa: F401  (imported for their registrations)
     activations,
+    builtins,
+    conv,
     layers,
     losses,
     initializers,
     regularizers,
     optimizers,
+    recurrent,
     schedules,
     training,
 )
-from nndsl.ops.registry import OPS, OpDef, get, names
+from nndsl.ops.registry import OPS, TABLES, OpDef, all_ops, get, names
 
-__all__ = ["OPS", "OpDef", "get", "names"]
+__all__ = ["OPS", "TABLES", "OpDef", "all_ops", "get", "names"]

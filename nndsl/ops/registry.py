@@ -110,7 +110,23 @@ class OpDef:
         return rule(*inputs, **params)
 
 
-OPS: dict[str, OpDef] = {}
+TABLES: dict[str, dict[str, OpDef]] = {}  # namespace -> name -> op
+OPS: dict[str, OpDef] = TABLES.setdefault("tensor", {})  # the ops graph nodes can apply
+
+
+def namespace(kind: str) -> str:
+    """Tensor kinds share one namespace (they appear in the same places in a spec); every
+    other kind has its own, so `step` can be both an activation and a schedule."""
+    return "tensor" if kind in TENSOR_KINDS else kind
+
+
+def table(kind: str) -> dict[str, OpDef]:
+    return TABLES.setdefault(namespace(kind), {})
+
+
+def all_ops() -> list[OpDef]:
+    """Every registered op of every kind."""
+    return [d for t in TABLES.values() for d in t.values()]
 
 
 def _read_signature(fn: Callable[..., Any], kind: str) -> dict[str, Any]:
@@ -147,9 +163,10 @@ def op(name: str, kind: str, **fields: Any) -> Callable[[Callable[..., Any]], Ca
         raise ValueError(f"unknown op kind {kind!r}")
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        if name in OPS:
+        target = table(kind)
+        if name in target:
             raise ValueError(f"op {name!r} is defined twice")
-        OPS[name] = OpDef(name, kind, fn, **fields, **_read_signature(fn, kind))
+        target[name] = OpDef(name, kind, fn, **fields, **_read_signature(fn, kind))
         return fn
 
     return register
@@ -157,7 +174,7 @@ def op(name: str, kind: str, **fields: Any) -> Callable[[Callable[..., Any]], Ca
 
 def names(*kinds: str) -> list[str]:
     """Registered names of the given kinds (all kinds when none is given)."""
-    return sorted(n for n, d in OPS.items() if not kinds or d.kind in kinds)
+    return sorted({d.name for d in all_ops() if not kinds or d.kind in kinds})
 
 
 def _article(kind: str) -> str:
@@ -168,10 +185,13 @@ def get(name: str, kinds: tuple[str, ...] | str | None = None, span: Span | None
     """The op called `name`, of one of `kinds`; a positioned error with a hint otherwise."""
     if isinstance(kinds, str):
         kinds = (kinds,)
-    opdef = OPS.get(name)
+    spaces = {namespace(k) for k in kinds} if kinds else {"tensor"}
+    opdef = next((TABLES[s][name] for s in sorted(spaces) if name in TABLES.get(s, {})), None)
+    if opdef is None:  # a known name of another kind: say which
+        opdef = next((d for d in all_ops() if d.name == name), None)
     wanted = " or ".join(kinds) if kinds else "op"
     if opdef is None:
-        hint = did_you_mean(name, names(*(kinds or ()))) or did_you_mean(name, OPS)
+        hint = did_you_mean(name, names(*(kinds or ()))) or did_you_mean(name, names())
         if hint is None and kinds:
             hint = f"known {wanted}s: " + ", ".join(names(*kinds)[:12])
             hint += ", ..." if len(names(*kinds)) > 12 else ""

@@ -1,0 +1,106 @@
+"""`nndsl check`: a spec is fine when it parses, checks, initialises and runs forward in NumPy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nndsl.errors import NndslError
+from nndsl.initialize import initialize
+from nndsl.interpreter import run
+from nndsl.ir import NUMPY_DTYPE, Graph, Program, TensorType
+
+SYMBOL_SIZES = {"batch": 2, "time": 5}
+OTHER_SYMBOL_SIZE = 3
+
+
+@dataclass
+class LayerRow:
+    name: str
+    op: str
+    shape: list[int | str]
+    params: int
+
+
+@dataclass
+class ModelReport:
+    """What `nndsl check` prints for one model."""
+
+    name: str
+    params: int
+    inputs: dict[str, list[int | str]]
+    outputs: dict[str, list[int | str]]
+    layers: list[LayerRow] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "params": self.params, "inputs": self.inputs,
+                "outputs": self.outputs, "layers": [vars(r) for r in self.layers]}
+
+
+def concrete(shape: tuple[int | str, ...], sizes: dict[str, int] | None = None) -> tuple[int, ...]:
+    sizes = sizes or SYMBOL_SIZES
+    return tuple(d if isinstance(d, int) else sizes.get(d, OTHER_SYMBOL_SIZE) for d in shape)
+
+
+def _index_bound(graph: Graph, name: str) -> int:
+    """Largest safe index for an integer input: the smallest vocabulary that reads it."""
+    vocab = [n.param("vocab") for n in graph.nodes if name in n.inputs and n.param("vocab")]
+    return min(vocab) if vocab else 2
+
+
+def random_inputs(graph: Graph, rng: np.random.Generator,
+                  sizes: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    feeds = {}
+    for name, ty in graph.inputs:
+        shape = concrete(ty.shape, sizes)
+        if ty.dtype == "i64":
+            feeds[name] = rng.integers(0, _index_bound(graph, name), size=shape)
+        else:
+            feeds[name] = rng.standard_normal(shape).astype(NUMPY_DTYPE[ty.dtype])
+    return feeds
+
+
+def report(graph: Graph) -> ModelReport:
+    sizes = {w.name: int(np.prod(w.shape)) for w in graph.weights if w.role != "buffer"}
+    rows, counted = [], set()
+    for node in graph.nodes:
+        own = [w for _, w in node.weights if w in sizes and w not in counted]
+        counted.update(own)
+        shape = list(node.type.shape) if node.type else []
+        rows.append(LayerRow(node.label or node.name, node.op, shape,
+                             sum(sizes[w] for w in own)))
+    types = graph.types()
+    return ModelReport(graph.name, graph.param_count(),
+                       {n: list(t.shape) for n, t in graph.inputs},
+                       {n: list(types[n].shape) for n in graph.outputs}, rows)
+
+
+def run_forward(graph: Graph, seed: int = 0) -> None:
+    """Initialise and run one forward pass on random inputs; shapes must match the checker's."""
+    from nndsl.backends.numpy.prims import make_numpy_prims
+
+    weights = initialize(graph, seed)
+    feeds = random_inputs(graph, np.random.default_rng(seed))
+    result = run(graph, make_numpy_prims(training=False, seed=seed), feeds, weights)
+    for node in graph.nodes:
+        got = np.shape(result.env[node.name])
+        want = concrete(node.type.shape) if node.type else got
+        if tuple(got) != tuple(want):
+            raise NndslError(f"internal: {node.op} produced shape {list(got)}, the checker "
+                             f"inferred {list(want)}", node.span)
+
+
+def check_program(program: Program) -> list[ModelReport]:
+    seeds = {t.model: t.get("seed", 0) for t in program.trains}
+    reports = []
+    for graph in program.models:
+        run_forward(graph, seeds.get(graph.name, 0))
+        reports.append(report(graph))
+    return reports
+
+
+def shape_text(shape: list[int | str] | TensorType) -> str:
+    dims = shape.shape if isinstance(shape, TensorType) else shape
+    return "[" + ", ".join(str(d) for d in dims) + "]"

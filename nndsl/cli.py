@@ -1,0 +1,138 @@
+"""The `nndsl` command line. Heavy imports (torch, onnx, rich) happen inside the commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from nndsl import __version__
+
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+
+
+def _load(spec: str):  # type: ignore[no-untyped-def]
+    from nndsl.program import load
+
+    return load(Path(spec))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from nndsl.check import check_program
+    from nndsl.errors import NndslError
+
+    results, failed = [], False
+    for spec in args.specs:
+        sources = None
+        try:
+            program, sources = _load(spec)
+            results.extend(check_program(program))
+        except NndslError as e:
+            failed = True
+            _print_error(e, sources or getattr(e, "sources", None), spec)
+    if args.json:
+        print(json.dumps({"models": [r.as_json() for r in results]}, indent=2))
+    else:
+        _print_reports(results)
+    return EXIT_ERRORS if failed else EXIT_OK
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from nndsl.errors import NndslError
+    from nndsl.ir import format_graph
+
+    sources = None
+    try:
+        program, sources = _load(args.spec)
+    except NndslError as e:
+        _print_error(e, sources, args.spec)
+        return EXIT_ERRORS
+    text = "\n\n".join(format_graph(g) for g in program.models)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    return EXIT_OK
+
+
+def _print_error(error: Exception, sources, spec: str) -> None:  # type: ignore[no-untyped-def]
+    from nndsl.errors import SourceMap
+
+    if sources is None:
+        sources = SourceMap()
+        try:
+            sources[spec] = Path(spec).read_text(encoding="utf-8")
+            sources[str(Path(spec).resolve())] = sources[spec]
+        except (OSError, UnicodeDecodeError):
+            pass
+    print(error.render(sources), file=sys.stderr)  # type: ignore[attr-defined]
+
+
+def _print_reports(reports) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from nndsl.check import shape_text
+
+    console = Console()
+    for r in reports:
+        table = Table(title=f"model {r.name}", title_justify="left")
+        table.add_column("layer")
+        table.add_column("op")
+        table.add_column("output shape")
+        table.add_column("params", justify="right")
+        for name, shape in r.inputs.items():
+            table.add_row(escape(name), "input", escape(shape_text(shape)), "0")
+        for row in r.layers:
+            table.add_row(escape(row.name), row.op, escape(shape_text(row.shape)), f"{row.params:,}")
+        table.add_section()
+        table.add_row("total", "", "", f"{r.params:,}")
+        console.print(table)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nndsl", description="A declarative neural-network compiler: check, compile, "
+        "train, export and verify networks written as text specs.")
+    parser.add_argument("--version", action="version", version=f"nndsl {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    check = sub.add_parser("check", help="parse, check and run one forward pass of specs")
+    check.add_argument("specs", nargs="+", metavar="SPEC")
+    check.add_argument("--json", action="store_true", help="print a JSON report")
+    check.set_defaults(func=cmd_check)
+
+    comp = sub.add_parser("compile", help="lower a spec (to IR text)")
+    comp.add_argument("spec", metavar="SPEC")
+    comp.add_argument("--emit", choices=["ir"], default="ir", help="what to produce")
+    comp.add_argument("-o", "--output", help="write to this file instead of stdout")
+    comp.set_defaults(func=cmd_compile)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except BrokenPipeError:  # `nndsl ... | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a genuine bug: say so briefly unless --debug
+        if args.debug:
+            raise
+        print(f"nndsl: internal error: {type(e).__name__}: {e}\n"
+              "  (run with --debug for the traceback and please report it)", file=sys.stderr)
+        return EXIT_ERRORS
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Small data sets shipped with nndsl (generated or converted once, never downloaded)."""

@@ -1,0 +1,405 @@
+"""AST -> IR for models: name resolution, block expansion, defaults, desugaring, shape inference.
+
+Shapes are inferred as each node is created, so an error is reported at the call that caused
+it; a value whose definition failed is 'poisoned' (type None) and silently skipped downstream,
+so one mistake gives one error while independent mistakes are all reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from nndsl import ops
+from nndsl.errors import ErrorSink, NndslError, Span, did_you_mean
+from nndsl.grammar import ast
+from nndsl.ir import DTYPES, Call, Graph, Node, TensorType, WeightDecl
+from nndsl.ops.registry import Constraint, Init, OpDef, Regularizer
+from nndsl.passes.bind import Consts, bind_params, literal
+from nndsl.passes.weights import make_weights
+
+TENSOR_KINDS = ("activation", "layer", "loss", "metric")
+LAYER_OPTIONS: dict[str, Any] = {  # accepted by every layer that owns weights
+    "init": Init, "bias_init": Init, "regularize": Regularizer, "constraint": Constraint,
+    "trainable": bool,
+}
+DEFAULT_KEYS = ("init", "bias_init", "regularize", "constraint")
+ARITH_OPS = {"add": "add", "sub": "sub", "mul": "mul", "div": "div"}
+
+
+@dataclass
+class Scope:
+    """What names mean where an expression is lowered: a model body or a block expansion."""
+
+    values: dict[str, str] = field(default_factory=dict)  # user name -> IR value name
+    consts: Consts = field(default_factory=Consts)
+    prefix: str = ""
+    via: tuple[Span, ...] = ()
+    implicit: str | None = None  # value a layer call with no input applies to (block `in`)
+
+
+@dataclass
+class Operand:
+    """A lowered expression: an IR value (tensor) or a compile-time constant."""
+
+    value: str | None = None
+    const: Any = None
+
+    @property
+    def is_tensor(self) -> bool:
+        return self.value is not None
+
+
+class Poisoned(Exception):
+    """Raised when an input's definition already failed; the error was reported there."""
+
+
+class ModelBuilder:
+    """Lowers one model (and the blocks it uses) into a typed Graph."""
+
+    def __init__(self, name: str, blocks: Mapping[str, ast.BlockDef], sink: ErrorSink,
+                 span: Span | None = None) -> None:
+        self.name, self.blocks, self.sink, self.span = name, blocks, sink, span
+        self.nodes: list[Node] = []
+        self.types: dict[str, TensorType | None] = {}
+        self.inputs: list[tuple[str, TensorType]] = []
+        self.weights: dict[str, WeightDecl] = {}
+        self.labels: dict[str, tuple[str, dict[str, str]]] = {}  # label -> (op, param -> weight)
+        self.defaults: dict[str, Call] = {}
+        self.counters: dict[str, int] = {}
+        self.reserved: set[str] = set()
+
+    # ------------------------------------------------------------ names
+    def fresh(self, base: str, prefix: str = "") -> str:
+        while True:
+            self.counters[prefix + base] = self.counters.get(prefix + base, 0) + 1
+            name = f"{prefix}{base}_{self.counters[prefix + base]}"
+            if name not in self.types and name not in self.reserved and name not in self.labels:
+                return name
+
+    def type_of(self, value: str) -> TensorType:
+        ty = self.types.get(value)
+        if ty is None:
+            raise Poisoned
+        return ty
+
+    # ------------------------------------------------------------ nodes
+    def emit(self, opdef: OpDef, inputs: list[str], params: dict[str, Any], span: Span,
+             scope: Scope, label: str | None = None, options: dict[str, Any] | None = None,
+             name: str | None = None) -> str:
+        """Create a node: infer its type, declare or bind its weights, record it."""
+        in_types = [self.type_of(v) for v in inputs]
+        _check_arity(opdef, len(inputs), span)
+        try:
+            out_type = opdef.output_type(*in_types, **params)
+        except NndslError as e:
+            e.span = e.span or span
+            raise
+        weight_map: dict[str, str] = {}
+        if opdef.weights is not None or opdef.weight_params:
+            label = label or self.fresh(opdef.name, scope.prefix)
+            weight_map = self.bind_weights(opdef, in_types, params, options or {}, label, span)
+        free = label and label not in self.types and label not in self.reserved
+        name = name or (label if free else None)
+        name = name or self.fresh(opdef.name, scope.prefix)
+        node = Node(name, opdef.name, tuple(inputs), tuple(params.items()),
+                    tuple(weight_map.items()), out_type, label, span, scope.via)
+        self.nodes.append(node)
+        self.types[name] = out_type
+        return name
+
+    def bind_weights(self, opdef: OpDef, in_types: list[TensorType], params: dict[str, Any],
+                     options: dict[str, Any], label: str, span: Span) -> dict[str, str]:
+        specs = opdef.weights(*in_types, **params) if opdef.weights else {}
+        if label in self.labels:
+            return self.share(label, opdef, specs, span)
+        tied = params.get("tied")
+        decls, mapping = make_weights(opdef, specs, label, options, self.defaults, span)
+        if tied is not None:
+            mapping["weight"] = self.tie(tied, specs, span)
+            decls = [d for d in decls if d.name != f"{label}.weight"]
+        for d in decls:
+            self.weights[d.name] = d
+        self.labels[label] = (opdef.name, mapping)
+        return mapping
+
+    def share(self, label: str, opdef: OpDef, specs: Mapping[str, Any], span: Span) -> dict[str, str]:
+        """A label used twice shares one set of weights (same op and shapes required)."""
+        op_name, mapping = self.labels[label]
+        same = op_name == opdef.name and all(
+            self.weights[w].shape == tuple(specs[p].shape) for p, w in mapping.items()
+            if w in self.weights and p in specs)
+        if not same:
+            raise NndslError(f"label '{label}' already names a different layer", span,
+                             hint="use a new label, or the same layer with the same sizes to "
+                             "share its weights")
+        return dict(mapping)
+
+    def tie(self, target: str, specs: Mapping[str, Any], span: Span) -> str:
+        if target not in self.labels:
+            raise NndslError(f"tied=: no layer is labelled '{target}'", span,
+                             hint=did_you_mean(target, self.labels)
+                             or "label the layer to tie to, e.g. `enc: dense(3)`")
+        wname = self.labels[target][1].get("weight")
+        if wname is None or wname not in self.weights:
+            raise NndslError(f"tied=: layer '{target}' has no weight to tie to", span)
+        have, want = self.weights[wname].shape, tuple(specs["weight"].shape)
+        if have != want:
+            raise NndslError(f"tied=: '{target}.weight' has shape {list(have)}, this layer "
+                             f"needs its transpose of shape {list(want)}", span,
+                             expected=str(list(want)), received=str(list(have)))
+        return wname
+
+    # ------------------------------------------------------------ expressions
+    def lower(self, expr: ast.Expr, scope: Scope) -> Operand:
+        match expr:
+            case ast.Number() | ast.String() | ast.ListLit():
+                return Operand(const=literal(expr, scope.consts))
+            case ast.Name(id=name):
+                return self.lower_name(expr, name, scope)
+            case ast.Neg(operand=inner):
+                x = self.lower(inner, scope)
+                if not x.is_tensor:
+                    return Operand(const=-_number(x.const, expr.span))
+                return Operand(self.emit(ops.get("neg"), [x.value], {}, expr.span, scope))
+            case ast.BinOp(op=op, left=left, right=right):
+                return self.lower_binop(op, left, right, expr.span, scope)
+            case ast.CallExpr():
+                return Operand(self.apply(expr, None, None, scope))
+            case ast.Repeat():
+                return Operand(self.apply(expr, None, None, scope))
+            case ast.Chain(start=start, links=links):
+                value = self.tensor(start, scope)
+                for link in links:
+                    value = self.apply(link.callee, value, link.label, scope, link.span)
+                return Operand(value)
+        raise NndslError("this expression cannot be used here", expr.span)
+
+    def lower_name(self, expr: ast.Name, name: str, scope: Scope) -> Operand:
+        if name in scope.values:
+            return Operand(scope.values[name])
+        if name in scope.consts.values:
+            target, consts = scope.consts.values[name]
+            return self.lower(target, Scope(consts=consts or Consts()))
+        if name in ops.OPS and ops.OPS[name].kind in ("activation", "layer"):
+            if scope.implicit is not None:
+                return Operand(self.apply(expr, None, None, scope))
+            raise NndslError(f"'{name}' is a layer and needs an input", expr.span,
+                             hint=f"apply it with '->': `x -> {name}`")
+        raise NndslError(f"unknown name '{name}'", expr.span,
+                         hint=did_you_mean(name, scope.values) or _names_hint(scope))
+
+    def tensor(self, expr: ast.Expr, scope: Scope) -> str:
+        x = self.lower(expr, scope)
+        if not x.is_tensor:
+            raise NndslError("expected a tensor value here", expr.span,
+                             received=repr(x.const), hint="start a chain with an input or a value")
+        return x.value  # type: ignore[return-value]
+
+    def lower_binop(self, op: str, left: ast.Expr, right: ast.Expr, span: Span,
+                    scope: Scope) -> Operand:
+        a, b = self.lower(left, scope), self.lower(right, scope)
+        if not a.is_tensor and not b.is_tensor:
+            return Operand(const=_fold(op, _number(a.const, left.span),
+                                       _number(b.const, right.span), span))
+        values = [x.value if x.is_tensor else self.constant(x.const, e.span, scope)
+                  for x, e in ((a, left), (b, right))]
+        return Operand(self.emit(ops.get(ARITH_OPS[op]), values, {}, span, scope))
+
+    def constant(self, value: Any, span: Span, scope: Scope) -> str:
+        return self.emit(ops.get("scalar"), [], {"value": float(_number(value, span))}, span,
+                         scope)
+
+    def is_tensor_expr(self, expr: ast.Expr, scope: Scope) -> bool:
+        """Whether an argument is a tensor input (vs a hyper-parameter), without lowering it."""
+        match expr:
+            case ast.Name(id=name):
+                if name in scope.consts.values:
+                    target, consts = scope.consts.values[name]
+                    return self.is_tensor_expr(target, Scope(consts=consts or Consts()))
+                return name in scope.values
+            case ast.Chain() | ast.Repeat():
+                return True
+            case ast.Neg(operand=o):
+                return self.is_tensor_expr(o, scope)
+            case ast.BinOp(left=a, right=b):
+                return self.is_tensor_expr(a, scope) or self.is_tensor_expr(b, scope)
+            case ast.CallExpr(name=name):
+                return name in self.blocks or (
+                    name in ops.OPS and ops.OPS[name].kind in TENSOR_KINDS)
+        return False
+
+    # ------------------------------------------------------------ applying layers and blocks
+    def apply(self, callee: ast.Expr, piped: str | None, label: str | None, scope: Scope,
+              span: Span | None = None) -> str:
+        """Apply a layer, block or repeat to `piped` (or to its own tensor arguments)."""
+        if isinstance(callee, ast.Repeat):
+            return self.repeat(callee, piped, scope)
+        if isinstance(callee, ast.Name):
+            callee = ast.CallExpr(callee.span, callee.id, (), (), callee.span)
+        assert isinstance(callee, ast.CallExpr)
+        full_label = scope.prefix + label if label else None
+        if callee.name in self.blocks:
+            return self.expand(self.blocks[callee.name], callee, piped, full_label, scope)
+        opdef = ops.get(callee.name, TENSOR_KINDS, callee.name_span)
+        args = list(callee.args)
+        inputs = [piped] if piped is not None else []
+        while args and self.is_tensor_expr(args[0], scope) and (
+                opdef.variadic or len(inputs) < len(opdef.inputs)):
+            inputs.append(self.tensor(args.pop(0), scope))
+        if not inputs and opdef.inputs and scope.implicit is not None:
+            inputs.append(scope.implicit)
+        extra = dict(LAYER_OPTIONS) if opdef.weights is not None else {}
+        extra.update({w: Any for w in opdef.weight_params})
+        bound = bind_params(opdef, opdef.params, args, callee.kwargs, callee.span,
+                            scope.consts, extra, opdef.positional_names)
+        options = {k: bound.pop(k) for k in list(bound) if k in extra}
+        return self.emit(opdef, inputs, bound, callee.span, scope, full_label, options)
+
+    def repeat(self, rep: ast.Repeat, piped: str | None, scope: Scope) -> str:
+        count = literal(rep.count, scope.consts) if not isinstance(rep.count, ast.Chain) else None
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise NndslError("repeat needs a positive integer count", rep.count.span,
+                             expected="an integer >= 1", received=repr(count))
+        value = piped if piped is not None else scope.implicit
+        if value is None:
+            raise NndslError("repeat needs an input", rep.span, hint="write `x -> repeat(3) {...}`")
+        base = self.fresh("repeat", scope.prefix)
+        for i in range(1, count + 1):
+            inner = Scope(scope.values, scope.consts, f"{base}.{i}/", scope.via, scope.implicit)
+            for link in rep.body:
+                label = link.label
+                value = self.apply(link.callee, value, label, inner, link.span)
+        return value
+
+    def expand(self, block: ast.BlockDef, call: ast.CallExpr, piped: str | None,
+               label: str | None, scope: Scope) -> str:
+        """Inline a block: bind its parameters, lower its body with `in` bound to the input."""
+        args = list(call.args)
+        if piped is None and args and self.is_tensor_expr(args[0], scope):
+            piped = self.tensor(args.pop(0), scope)
+        piped = piped if piped is not None else scope.implicit
+        if piped is None:
+            raise NndslError(f"block '{block.name}' needs an input", call.span,
+                             hint=f"apply it with '->': `x -> {block.name}(...)`")
+        consts = _bind_block_args(block, args, call, scope)
+        prefix = (label or self.fresh(block.name, scope.prefix)) + "/"
+        inner = Scope({"in": piped}, consts, prefix, (*scope.via, call.span), implicit=piped)
+        try:
+            return self.body(block.body, inner, block)
+        except NndslError as e:
+            raise e.with_note(f"in block '{block.name}' used here", call.span) from None
+
+    def body(self, stmts: tuple[ast.Stmt, ...], scope: Scope, block: ast.BlockDef) -> str:
+        last: str | None = None
+        for stmt in stmts:
+            match stmt:
+                case ast.Binding(name=name, value=value):
+                    last = self.tensor(value, scope)
+                    scope.values[name] = last
+                case ast.ExprStmt(value=value):
+                    last = self.tensor(value, scope)
+                    scope.implicit = last
+                case _:
+                    raise NndslError("only bindings and layer chains may appear in a block",
+                                     stmt.span, hint="declare inputs and outputs in the model")
+        if last is None:
+            raise NndslError(f"block '{block.name}' is empty", block.span)
+        return last
+
+    # ------------------------------------------------------------ model statements
+    def declare_input(self, item: ast.TypedName) -> None:
+        ty = tensor_type(item.type)
+        if item.name in self.types:
+            raise NndslError(f"'{item.name}' is already defined", item.span)
+        self.inputs.append((item.name, ty))
+        self.types[item.name] = ty
+
+    def set_defaults(self, stmt: ast.Defaults) -> None:
+        for setting in stmt.settings:
+            if setting.name not in DEFAULT_KEYS:
+                raise NndslError(f"unknown default '{setting.name}'", setting.span,
+                                 hint=did_you_mean(setting.name, DEFAULT_KEYS)
+                                 or f"defaults may set {', '.join(DEFAULT_KEYS)}")
+            opdef = _DefaultsHolder(setting.name)
+            bound = bind_params(opdef, (), (), (ast.Keyword(setting.name, setting.value,
+                                setting.span),), setting.span, None,
+                                {setting.name: LAYER_OPTIONS[setting.name]})
+            self.defaults[setting.name] = bound[setting.name]
+
+    def graph(self, outputs: list[str]) -> Graph:
+        return Graph(self.name, tuple(self.inputs), tuple(self.nodes), tuple(outputs),
+                     tuple(self.weights.values()), self.span)
+
+
+@dataclass
+class _DefaultsHolder:
+    """Stands in for an op when binding a `defaults { ... }` entry (for error wording)."""
+
+    key: str
+    name: str = "defaults"
+
+
+def tensor_type(t: ast.TypeExpr) -> TensorType:
+    dtype = t.dtype or "f32"
+    if dtype not in DTYPES:
+        raise NndslError(f"unknown dtype '{dtype}'", t.span, expected=" | ".join(DTYPES),
+                         received=dtype, hint=did_you_mean(dtype, DTYPES))
+    for d in t.dims:
+        if isinstance(d, int) and d < 1:
+            raise NndslError("dimensions must be positive", t.span, received=str(d))
+    return TensorType(tuple(t.dims), dtype)
+
+
+def _check_arity(opdef: OpDef, n: int, span: Span) -> None:
+    want = len(opdef.inputs)
+    if opdef.variadic and n < max(want, 1):
+        raise NndslError(f"{opdef.name} needs at least {max(want, 1)} inputs, got {n}", span)
+    if not opdef.variadic and n != want:
+        noun = "input" if want == 1 else "inputs"
+        hint = f"apply it with '->': `x -> {opdef.name}(...)`" if n < want and want == 1 else None
+        raise NndslError(f"{opdef.name} takes {want} tensor {noun}, got {n}", span, hint=hint)
+
+
+def _bind_block_args(block: ast.BlockDef, args: list[ast.Expr], call: ast.CallExpr,
+                     scope: Scope) -> Consts:
+    names = [p.name for p in block.params]
+    if len(args) > len(names):
+        raise NndslError(f"block '{block.name}' takes {len(names)} arguments, got {len(args)}",
+                         args[len(names)].span, expected=f"({', '.join(names)})")
+    given = dict(zip(names, args, strict=False))
+    for kw in call.kwargs:
+        if kw.name not in names:
+            raise NndslError(f"block '{block.name}' has no parameter '{kw.name}'", kw.span,
+                             hint=did_you_mean(kw.name, names) or f"parameters: {', '.join(names)}")
+        if kw.name in given:
+            raise NndslError(f"block '{block.name}' got '{kw.name}' twice", kw.span)
+        given[kw.name] = kw.value
+    consts = Consts()
+    for p in block.params:
+        if p.name in given:
+            consts.values[p.name] = (given[p.name], scope.consts)
+        elif p.default is not None:
+            consts.values[p.name] = (p.default, None)
+        else:
+            raise NndslError(f"block '{block.name}' needs '{p.name}'", call.span,
+                             hint=f"write {block.name}({p.name}=...)")
+    return consts
+
+
+def _number(value: Any, span: Span) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise NndslError("arithmetic needs numbers or tensors", span, received=repr(value))
+    return value
+
+
+def _fold(op: str, a: float, b: float, span: Span) -> float:
+    if op == "div" and b == 0:
+        raise NndslError("division by zero", span)
+    return {"add": a + b, "sub": a - b, "mul": a * b, "div": a / b if b else 0.0}[op]
+
+
+def _names_hint(scope: Scope) -> str | None:
+    known = sorted(n for n in scope.values if n != "in")
+    return f"defined here: {', '.join(known)}" if known else None
