@@ -4,39 +4,11 @@ from __future__ import annotations
 
 from functools import cache
 
-from lark import Lark, Token, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark import Lark, Token, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 from lark.exceptions import VisitError
-
 from nndsl.grammar.ast import RESERVED, Module, ToAst
-from nndsl.errors import NndslError, Span
 
-# label -> (snippets that fail the same way, hint); lark's match_examples picks the label
-SYNTAX_EXAMPLES: dict[str, tuple[list[str], str]] = {
-    "missing ',' between arguments": (
-        ["model m { h = x -> dense(2 init=he_normal) }", "model m { h = add(a b) }"],
-        "separate arguments with ','",
-    ),
-    "missing '=' in a binding": (
-        ["model m { h x -> dense(2) }"],
-        "bind a value with `name = expression`",
-    ),
-    "missing '->' between layers": (
-        ["model m { h = x dense(2) }", "model m { h = x -> dense(2) relu }"],
-        "chain layers with '->': `x -> dense(2) -> relu`",
-    ),
-    "missing ':' after the input name": (
-        ["model m { input x [batch, 2] }"],
-        "declare inputs as `input x: [batch, 2]`",
-    ),
-    "unclosed '(' in a call": (
-        ["model m { h = x -> dense(2 }", "model m { h = x -> dense(2, init=normal(0, 1) }"],
-        "add the missing ')'",
-    ),
-    "missing '{' after the model name": (
-        ["model m input x: [batch, 2] }", "train t data = builtin(\"xor\") }"],
-        "a model's body is written in braces: `model NAME { ... }`",
-    ),
-}
+from nndsl.errors import NndslError, Span
 
 PUNCTUATION = {
     "LPAR": "'('", "RPAR": "')'", "LBRACE": "'{'", "RBRACE": "'}'", "LSQB": "'['",
@@ -66,34 +38,90 @@ def _found(tok: Token | None) -> str:
     return f"'{tok}'"
 
 
+KEYWORD_TOKENS = frozenset(t.upper() for t in RESERVED)
+CLOSERS = {"(": ")", "[": "]", "{": "}"}
+
+
+def _after_previous_token(text: str, pos: int) -> int:
+    """The offset just after the last non-blank character before `pos`."""
+    while pos > 0 and text[pos - 1].isspace():
+        pos -= 1
+    return pos
+
+
+def _unclosed(text: str, upto: int) -> tuple[str, int] | None:
+    """The innermost bracket still open at offset `upto` (comments and strings skipped)."""
+    stack: list[tuple[str, int]] = []
+    i = 0
+    while i < upto:
+        ch = text[i]
+        if ch == "#":
+            i = text.find("\n", i)
+            i = upto if i < 0 else i
+            continue
+        if ch == '"':
+            end = text.find('"', i + 1)
+            i = upto if end < 0 else end + 1
+            continue
+        if ch in CLOSERS:
+            stack.append((ch, i))
+        elif ch in CLOSERS.values() and stack and CLOSERS[stack[-1][0]] == ch:
+            stack.pop()
+        i += 1
+    return stack[-1] if stack else None
+
+
+def _position(text: str, offset: int) -> tuple[int, int]:
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def _classify(u: UnexpectedToken, text: str) -> tuple[str, str | None, int | None]:
+    """A friendly (message, hint, caret offset) for the common LALR failures."""
+    accepts, kind = set(u.accepts or u.expected), u.token.type
+    at_end = kind in ("$END", "RBRACE", "SEMICOLON") or kind in KEYWORD_TOKENS
+    start = u.token.start_pos if kind != "$END" else len(text)
+    prev = _after_previous_token(text, start if start is not None else len(text))
+    opened = _unclosed(text, prev)
+    if "RPAR" in accepts and at_end and opened and opened[0] == "(":
+        line, col = _position(text, opened[1])
+        return "unclosed '(' in a call", f"add the ')' that closes the '(' at {line}:{col}", prev
+    if {"COMMA", "RPAR"} <= accepts and kind in ("NAME", "NUMBER", "STRING", "LSQB", "LPAR"):
+        return "missing ',' between arguments", "separate arguments with ','", None
+    if {"COMMA", "RSQB"} <= accepts and kind in ("NAME", "NUMBER", "STRING", "LSQB", "LPAR"):
+        return "missing ',' between list items", "separate items with ','", None
+    if "RSQB" in accepts and at_end and opened and opened[0] == "[":
+        line, col = _position(text, opened[1])
+        return "unclosed '['", f"add the ']' that closes the '[' at {line}:{col}", prev
+    if accepts == {"COLON"}:
+        return "missing ':' after the name", "declare it as `x: [batch, 2]`", None
+    if kind == "$END" and "RBRACE" in accepts and opened and opened[0] == "{":
+        line, col = _position(text, opened[1])
+        return "unclosed '{'", f"add the '}}' that closes the '{{' at {line}:{col}", prev
+    if "LBRACE" in accepts and len(accepts) <= 2:
+        return "missing '{'", "a body is written in braces: `model NAME { ... }`", None
+    if str(u.token) in RESERVED and kind != "NAME":
+        return f"'{u.token}' is a keyword and cannot be used here", None, None
+    return f"unexpected {_found(u.token)}", None, None
+
+
 def _syntax_error(u: UnexpectedInput, text: str, file: str) -> NndslError:
-    label = None
-    try:
-        parse = _lark().parse
-        examples = {k: v[0] for k, v in SYNTAX_EXAMPLES.items()}
-        label = u.match_examples(parse, examples, use_accepts=True)
-    except Exception:  # match_examples re-parses; any failure there just means "no label"
-        label = None
-    line, column = max(u.line, 1), max(u.column, 1)
-    if isinstance(u, UnexpectedEOF) or u.line < 0:
-        lines = text.rstrip().splitlines() or [""]
-        line, column = len(lines), len(lines[-1]) + 1
-    width = 1
+    line, column, width, hint = max(u.line, 1), max(u.column, 1), 1, None
     if isinstance(u, UnexpectedToken):
-        found, expected = _found(u.token), _describe_expected(u.accepts or u.expected)
-        if u.token.type != "$END":
+        message, hint, caret = _classify(u, text)
+        expected = _describe_expected(u.accepts or u.expected)
+        if caret is not None:
+            line, column = _position(text, caret)
+        elif u.token.type != "$END":
             width = max(1, len(str(u.token)))
-        message = f"unexpected {found}"
-        if isinstance(u.token, Token) and str(u.token) in RESERVED and u.token.type != "NAME":
-            message = f"'{u.token}' is a keyword and cannot be used here"
+        else:
+            line, column = _position(text, _after_previous_token(text, len(text)))
     elif isinstance(u, UnexpectedCharacters):
         found = repr(u.char) if u.char.isprintable() else f"character U+{ord(u.char):04X}"
         message, expected = f"unexpected character {found}", _describe_expected(u.allowed)
     else:
+        line, column = _position(text, _after_previous_token(text, len(text)))
         message, expected = "unexpected end of the file", _describe_expected(u.expected)
-    hint = None
-    if label is not None:
-        message, hint = label, SYNTAX_EXAMPLES[label][1]
     span = Span(file, line, column, line, column + width)
     return NndslError(message, span, expected=expected or None, hint=hint)
 

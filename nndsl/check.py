@@ -77,9 +77,25 @@ def report(graph: Graph) -> ModelReport:
                        {n: list(types[n].shape) for n in graph.outputs}, rows)
 
 
-def run_forward(graph: Graph, seed: int = 0) -> None:
-    """Initialise and run one forward pass on random inputs; shapes must match the checker's."""
+MAX_CHECK_ELEMENTS = 20_000_000  # beyond this `check` skips its trial forward pass
+
+
+def forward_cost(graph: Graph) -> int:
+    """Elements the trial forward pass would allocate: weights plus every value."""
+    sizes = [int(np.prod(w.shape, dtype=np.float64)) for w in graph.weights]
+    sizes += [int(np.prod(concrete(t.shape), dtype=np.float64)) for t in graph.types().values()]
+    return sum(sizes)
+
+
+def run_forward(graph: Graph, seed: int = 0) -> bool:
+    """Initialise and run one forward pass on random inputs; shapes must match the checker's.
+
+    Returns False (and runs nothing) when the model is too large for a quick trial run.
+    """
     from nndsl.backends.numpy.prims import make_numpy_prims
+
+    if forward_cost(graph) > MAX_CHECK_ELEMENTS:
+        return False
 
     weights = initialize(graph, seed)
     feeds = random_inputs(graph, np.random.default_rng(seed))
@@ -90,6 +106,7 @@ def run_forward(graph: Graph, seed: int = 0) -> None:
         if tuple(got) != tuple(want):
             raise NndslError(f"internal: {node.op} produced shape {list(got)}, the checker "
                              f"inferred {list(want)}", node.span)
+    return True
 
 
 def check_program(program: Program) -> list[ModelReport]:

@@ -87,7 +87,8 @@ def _print_reports(reports) -> None:  # type: ignore[no-untyped-def]
         for name, shape in r.inputs.items():
             table.add_row(escape(name), "input", escape(shape_text(shape)), "0")
         for row in r.layers:
-            table.add_row(escape(row.name), row.op, escape(shape_text(row.shape)), f"{row.params:,}")
+            shape = escape(shape_text(row.shape))
+            table.add_row(escape(row.name), row.op, shape, f"{row.params:,}")
         table.add_section()
         table.add_row("total", "", "", f"{r.params:,}")
         console.print(table)

@@ -60,11 +60,11 @@ class NndslError(Exception):
             lines.append(f"  expected: {self.expected}")
         if self.received is not None:
             lines.append(f"  received: {self.received}")
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
         for text, span in self.notes:
             lines.append(f"{span}: note: {text}" if span else f"note: {text}")
             lines += _excerpt(span, sources)
-        if self.hint:
-            lines.append(f"  hint: {self.hint}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -97,7 +97,8 @@ def _excerpt(span: Span | None, sources: SourceMap | None) -> list[str]:
     if not 1 <= span.line <= len(text_lines):
         return []
     line = text_lines[span.line - 1].expandtabs(4).rstrip()
-    width = span.end_column - span.column if span.end_line == span.line else len(line) - span.column + 1
+    same_line = span.end_line == span.line
+    width = span.end_column - span.column if same_line else len(line) - span.column + 1
     width = max(1, min(width, max(1, len(line) - span.column + 1)))
     return [f"    {line}", "    " + " " * (span.column - 1) + "^" * width]
 

@@ -187,7 +187,8 @@ def format_node(node: Node) -> str:
     weights = ", ".join(f"{k}={w}" for k, w in node.weights)
     attrs = ", ".join(a for a in (params, weights) if a)
     head = f"{node.name}: {node.type if node.type else '?'} = {node.op}"
-    text = f"{head}[{attrs}]({', '.join(node.inputs)})" if attrs else f"{head}({', '.join(node.inputs)})"
+    args = f"({', '.join(node.inputs)})"
+    text = f"{head}[{attrs}]{args}" if attrs else f"{head}{args}"
     return f"{text:<72}  # {node.span}" if node.span else text
 
 

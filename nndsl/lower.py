@@ -25,6 +25,8 @@ LAYER_OPTIONS: dict[str, Any] = {  # accepted by every layer that owns weights
     "trainable": bool,
 }
 DEFAULT_KEYS = ("init", "bias_init", "regularize", "constraint")
+MAX_NODES = 200_000
+MAX_REPEAT = 10_000
 ARITH_OPS = {"add": "add", "sub": "sub", "mul": "mul", "div": "div"}
 
 
@@ -69,6 +71,7 @@ class ModelBuilder:
         self.defaults: dict[str, Call] = {}
         self.counters: dict[str, int] = {}
         self.reserved: set[str] = set()
+        self.expanding: list[str] = []  # blocks being expanded, to refuse recursion
 
     # ------------------------------------------------------------ names
     def fresh(self, base: str, prefix: str = "") -> str:
@@ -103,6 +106,9 @@ class ModelBuilder:
         free = label and label not in self.types and label not in self.reserved
         name = name or (label if free else None)
         name = name or self.fresh(opdef.name, scope.prefix)
+        if len(self.nodes) >= MAX_NODES:
+            raise NndslError(f"model '{self.name}' grows past {MAX_NODES:,} nodes", span,
+                             hint="check repeat counts and block recursion")
         node = Node(name, opdef.name, tuple(inputs), tuple(params.items()),
                     tuple(weight_map.items()), out_type, label, span, scope.via)
         self.nodes.append(node)
@@ -124,7 +130,8 @@ class ModelBuilder:
         self.labels[label] = (opdef.name, mapping)
         return mapping
 
-    def share(self, label: str, opdef: OpDef, specs: Mapping[str, Any], span: Span) -> dict[str, str]:
+    def share(self, label: str, opdef: OpDef, specs: Mapping[str, Any],
+              span: Span) -> dict[str, str]:
         """A label used twice shares one set of weights (same op and shapes required)."""
         op_name, mapping = self.labels[label]
         same = op_name == opdef.name and all(
@@ -259,9 +266,9 @@ class ModelBuilder:
 
     def repeat(self, rep: ast.Repeat, piped: str | None, scope: Scope) -> str:
         count = literal(rep.count, scope.consts) if not isinstance(rep.count, ast.Chain) else None
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_REPEAT:
             raise NndslError("repeat needs a positive integer count", rep.count.span,
-                             expected="an integer >= 1", received=repr(count))
+                             expected=f"an integer from 1 to {MAX_REPEAT:,}", received=repr(count))
         value = piped if piped is not None else scope.implicit
         if value is None:
             raise NndslError("repeat needs an input", rep.span, hint="write `x -> repeat(3) {...}`")
@@ -283,13 +290,19 @@ class ModelBuilder:
         if piped is None:
             raise NndslError(f"block '{block.name}' needs an input", call.span,
                              hint=f"apply it with '->': `x -> {block.name}(...)`")
+        if block.name in self.expanding:
+            raise NndslError(f"block '{block.name}' uses itself", call.span,
+                             hint="blocks cannot be recursive; use repeat(N) { ... }")
         consts = _bind_block_args(block, args, call, scope)
         prefix = (label or self.fresh(block.name, scope.prefix)) + "/"
         inner = Scope({"in": piped}, consts, prefix, (*scope.via, call.span), implicit=piped)
+        self.expanding.append(block.name)
         try:
             return self.body(block.body, inner, block)
         except NndslError as e:
             raise e.with_note(f"in block '{block.name}' used here", call.span) from None
+        finally:
+            self.expanding.pop()
 
     def body(self, stmts: tuple[ast.Stmt, ...], scope: Scope, block: ast.BlockDef) -> str:
         last: str | None = None
@@ -310,9 +323,10 @@ class ModelBuilder:
 
     # ------------------------------------------------------------ model statements
     def declare_input(self, item: ast.TypedName) -> None:
-        ty = tensor_type(item.type)
         if item.name in self.types:
             raise NndslError(f"'{item.name}' is already defined", item.span)
+        self.types[item.name] = None  # poisoned unless the type checks
+        ty = tensor_type(item.type)
         self.inputs.append((item.name, ty))
         self.types[item.name] = ty
 

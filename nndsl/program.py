@@ -115,13 +115,15 @@ def lower_model(model: ast.ModelDef, defs: Definitions, sink: ErrorSink) -> Grap
     outputs: list[tuple[str, Span]] = []
     for stmt in (s for s in model.body if isinstance(s, ast.Defaults)):
         _guard(sink, lambda stmt=stmt: b.set_defaults(stmt))
-    for stmt in model.body:
+    previous: ast.Stmt | None = None
+    for index, stmt in enumerate(model.body):
+        following = model.body[index + 1] if index + 1 < len(model.body) else None
         match stmt:
             case ast.InputDecl(items=items):
                 for item in items:
-                    if _guard(sink, lambda item=item: b.declare_input(item)):
-                        scope.values[item.name] = item.name
-            case ast.Binding(name=name, value=value):
+                    _guard(sink, lambda item=item: b.declare_input(item))
+                    scope.values[item.name] = item.name  # poisoned (type None) if it failed
+            case ast.Binding(name=name):
                 if name in scope.values:
                     sink.add(NndslError(f"'{name}' is already defined", stmt.span,
                                         hint="every name is bound once; pick a new name"))
@@ -132,10 +134,37 @@ def lower_model(model: ast.ModelDef, defs: Definitions, sink: ErrorSink) -> Grap
             case ast.OutputDecl(names=names):
                 outputs.extend(names)
             case ast.ExprStmt():
-                sink.add(NndslError("this expression's value is never used", stmt.span,
-                                    hint="bind it to a name (`y = ...`) or join it to the chain "
-                                    "above with '->'"))
+                if not _continued(stmt, following):  # else the next statement reports it
+                    sink.add(_unused(stmt, previous))
+                if isinstance(previous, ast.ExprStmt) and isinstance(previous.value, ast.Name):
+                    scope.values[previous.value.id] = previous.value.id  # `h x -> ...`: poison h
+                    b.types[previous.value.id] = None
+        previous = stmt
     return b.graph(_outputs(b, scope, outputs, model, sink))
+
+
+def _continued(stmt: ast.ExprStmt, following: ast.Stmt | None) -> bool:
+    """`h x -> ...`: a bare name followed on the same line by more expression."""
+    return (isinstance(stmt.value, ast.Name) and isinstance(following, ast.ExprStmt)
+            and following.span.line == stmt.span.end_line)
+
+
+def _unused(stmt: ast.ExprStmt, previous: ast.Stmt | None) -> NndslError:
+    """An expression statement in a model: usually a missing '=' or '->' on the line."""
+    same_line = previous is not None and previous.span.end_line == stmt.span.line
+    if same_line and isinstance(previous, ast.ExprStmt) and isinstance(previous.value, ast.Name):
+        name = previous.value.id
+        return NndslError(f"missing '=' after '{name}'", previous.span,
+                          hint=f"bind a value with `{name} = expression`")
+    if same_line and isinstance(previous, ast.Binding):
+        return NndslError("missing '->' before this layer", stmt.span,
+                          hint="chain layers with '->': `x -> dense(2) -> relu`")
+    if isinstance(stmt.value, ast.Name):
+        return NndslError(f"'{stmt.value.id}' on its own does nothing", stmt.span,
+                          hint=f"bind a value with `{stmt.value.id} = expression`")
+    return NndslError("this expression's value is never used", stmt.span,
+                      hint="bind it to a name (`y = ...`) or join it to the chain above "
+                      "with '->'")
 
 
 def _bind(b: ModelBuilder, scope: Scope, stmt: ast.Binding) -> None:

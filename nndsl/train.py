@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from nndsl import ops
 from nndsl.errors import ErrorSink, NndslError, Span, did_you_mean
 from nndsl.grammar import ast
-from nndsl.ir import Call, Graph, Node, Phase, TensorType, TrainSpec
+from nndsl.ir import Call, Graph, Node, Phase, TensorType, TrainSpec, format_shape
 from nndsl.lower import ModelBuilder, Poisoned, Scope, tensor_type
 from nndsl.ops.registry import Label, Regularizer
 from nndsl.passes.bind import Mismatch, coerce, show
@@ -71,6 +71,7 @@ class TrainLowerer:
     def __init__(self, tdef: ast.TrainDef, model: Graph | None, sink: ErrorSink) -> None:
         self.tdef, self.model, self.sink = tdef, model, sink
         self.targets: dict[str, TensorType] = {}
+        self.spans: dict[str, Span] = {}
 
     def guard(self, action) -> Any:  # type: ignore[no-untyped-def]
         try:
@@ -82,6 +83,7 @@ class TrainLowerer:
             return None
 
     def settings(self, body: tuple, phase: bool) -> tuple[dict[str, Any], ast.Setting | None]:
+        """Check each setting; remembers where each was written in `self.spans`."""
         values: dict[str, Any] = {}
         loss: ast.Setting | None = None
         seen: dict[str, Span] = {}
@@ -97,6 +99,7 @@ class TrainLowerer:
                     "first set here", seen[stmt.name]))
                 continue
             seen[stmt.name] = stmt.span
+            self.spans[stmt.name] = stmt.value.span
             if phase and stmt.name in PHASE_ONLY_FORBIDDEN:
                 self.sink.add(NndslError(f"'{stmt.name}' cannot change inside a phase", stmt.span,
                                          hint="set it once in the train block"))
@@ -141,7 +144,7 @@ def lower_loss(stmt: ast.Setting, model: Graph, targets: dict[str, TensorType]) 
     ty = b.types[value]
     if ty is None or ty.shape != ():
         raise NndslError("the loss must be a scalar", stmt.value.span, expected="shape []",
-                         received=f"shape {list(ty.shape) if ty else '?'}",
+                         received=f"shape {format_shape(ty.shape) if ty else '?'}",
                          hint="use a loss such as mse(y, t), which averages over the batch")
     nodes = _fuse_softmax_cross_entropy(b.nodes, model)
     used = {i for n in nodes for i in n.inputs} | {value}
@@ -175,18 +178,17 @@ def lower_train(tdef: ast.TrainDef, defs: Any, models: dict[str, Graph],
                             hint=did_you_mean(tdef.name, defs.models)
                             or "name the train block after the model it trains"))
         return None
-    if model is None:
-        return None  # the model itself failed; its errors are already reported
-    low = TrainLowerer(tdef, model, sink)
+    low = TrainLowerer(tdef, model, sink)  # model None: it failed; still check the settings
     settings, loss_stmt = low.settings(tdef.body, phase=False)
     if "freeze" in settings:
-        low.guard(lambda: low.check_freeze(settings["freeze"], tdef.span))
+        low.guard(lambda: low.check_freeze(settings["freeze"], low.spans["freeze"]))
     loss = low.loss_graph(loss_stmt) if loss_stmt else None
     phases = []
     for stmt in (s for s in tdef.body if isinstance(s, ast.PhaseDef)):
         phase_settings, phase_loss = low.settings(stmt.body, phase=True)
         freeze = phase_settings.pop("freeze", ())
-        low.guard(lambda freeze=freeze, stmt=stmt: low.check_freeze(freeze, stmt.span))
+        where = low.spans.get("freeze", stmt.span)
+        low.guard(lambda freeze=freeze, where=where: low.check_freeze(freeze, where))
         graph = low.loss_graph(phase_loss) if phase_loss else None
         if graph is None and loss is None and phase_loss is None:
             sink.add(NndslError(f"phase '{stmt.name}' has no loss", stmt.span,
@@ -196,7 +198,7 @@ def lower_train(tdef: ast.TrainDef, defs: Any, models: dict[str, Graph],
     if loss_stmt is None and not phases and "trainer" not in settings:
         sink.add(NndslError(f"train block '{tdef.name}' has no loss", tdef.span,
                             hint="add e.g. `loss = mse(out, y)`"))
-    if len(sink.errors) > before:
+    if len(sink.errors) > before or model is None:
         return None
     return TrainSpec(tdef.name, tuple(settings.items()), tuple(low.targets.items()), loss,
                      tuple(phases), tdef.span)

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from onnx.reference import ReferenceEvaluator
-
 from nndsl.backends.numpy.prims import make_numpy_prims
 from nndsl.backends.onnx.emitter import OnnxEmitter, SymbolicDim, make_onnx_prims
 from nndsl.backends.onnx.runtime import run_onnx
 from nndsl.backends.torch.prims import make_torch_prims
+from onnx.reference import ReferenceEvaluator
+
 from nndsl.prims import PRIMS
 
 META = {"backend", "training", "rng"}
@@ -28,7 +28,9 @@ TOLERANCE = {"f32": dict(rtol=1e-5, atol=1e-6), "f64": dict(rtol=1e-10, atol=1e-
 FLOAT = {"f32": np.float32, "f64": np.float64}
 # onnxruntime 1.31 CPU kernels that exist for float32 only: the float64 models are valid ONNX
 # (the reference evaluator runs them) but onnxruntime cannot load them.
-ORT_NO_FLOAT64: set[str] = set()
+ORT_NO_FLOAT64 = {"atan", "erf", "conv", "avg_pool"}
+# onnx's reference evaluator computes these in float32 even for float64 inputs
+REFERENCE_FLOAT32_MATH = {"erf"}
 
 
 RNG = np.random.default_rng(1234)  # the cases below are drawn once, in order: seeded
@@ -207,13 +209,16 @@ def run_onnxruntime(prim: str, case: Case) -> Any:
 
 def run_reference(prim: str, case: Case) -> Any:
     model, feeds = one_primitive_model(prim, case)
-    return model if isinstance(model, tuple) else ReferenceEvaluator(model).run(None, feeds)[0]
+    if isinstance(model, tuple):
+        return model
+    with np.errstate(all="ignore"):  # its Sigmoid evaluates both branches: exp(300) overflows
+        return ReferenceEvaluator(model).run(None, feeds)[0]
 
 
 RUNNERS = {"torch": run_torch, "onnxruntime": run_onnxruntime, "onnx-reference": run_reference}
 
 
-def assert_same(got: Any, want: Any, dtype: str, what: str) -> None:
+def assert_same(got: Any, want: Any, dtype: str, what: str, tolerance: str | None = None) -> None:
     if isinstance(want, tuple):  # shape()
         assert tuple(got) == want, what
         return
@@ -223,7 +228,7 @@ def assert_same(got: Any, want: Any, dtype: str, what: str) -> None:
     if want.dtype.kind in "biu":
         np.testing.assert_array_equal(got, want, err_msg=what)
     else:
-        np.testing.assert_allclose(got, want, **TOLERANCE[dtype], err_msg=what)
+        np.testing.assert_allclose(got, want, **TOLERANCE[tolerance or dtype], err_msg=what)
 
 
 def test_backends_cover_the_same_primitives() -> None:
@@ -243,13 +248,15 @@ def test_every_deterministic_primitive_has_cases() -> None:
 def test_primitive_matches_numpy(prim: str, backend: str, dtype: str) -> None:
     if backend == "onnxruntime" and dtype == "f64" and prim in ORT_NO_FLOAT64:
         pytest.skip(f"onnxruntime has no float64 kernel for {prim}")
+    loose = backend == "onnx-reference" and prim in REFERENCE_FLOAT32_MATH
     P = make_numpy_prims()
     for i, case in enumerate(CASES[prim]):
         case = _case(case, dtype)
         args, kwargs = case
         want = getattr(P, prim)(*args, **kwargs)
         got = RUNNERS[backend](prim, case)
-        assert_same(got, want, dtype, f"{prim} case {i} on {backend} ({dtype})")
+        assert_same(got, want, dtype, f"{prim} case {i} on {backend} ({dtype})",
+                    "f32" if loose else None)
 
 
 @pytest.mark.parametrize("prim", sorted(set(CASES) - NOT_DIFFERENTIABLE))

@@ -553,7 +553,7 @@ def _kmax(em: OnnxEmitter, x: Any, k: int, axis: int) -> str:
     kk = em.int64s([k])
     _, idx = em.node("TopK", [x, kk], [ValueType(vtype.dtype, shape), ValueType(INT64, shape)],
                      axis=axis, largest=1, sorted=1)
-    _, ordered = em.node("TopK", [idx, kk], [ValueType(INT64, shape), ValueType(INT64, shape)],
+    ordered, _ = em.node("TopK", [idx, kk], [ValueType(INT64, shape), ValueType(INT64, shape)],
                          axis=axis, largest=0, sorted=1)
     return em.node("GatherElements", [x, ordered], ValueType(vtype.dtype, shape), axis=axis)
 

@@ -13,8 +13,9 @@ Conventions fixed here:
   except that a symbolic size passes through when it cannot change (stride 1 and `same`).
 - Pools: `stride` defaults to `size`; max pools pad with −∞, average pools count padded zeros
   (torch count_include_pad=True); `l2pool2d` is √(Σ x²) over the window (LAY-16, torch
-  LPPool2d(2), ONNX LpPool(p=2)). Global pools reduce every spatial axis: [batch, C, ...] →
-  [batch, C]. `kmaxpool` keeps the k largest values along an axis in their original order.
+  LPPool2d(2), ONNX LpPool(p=2)), with gradient 0 for an all-zero window. Global pools reduce
+  every spatial axis: [batch, C, ...] → [batch, C]. `kmaxpool` keeps the k largest values
+  along an axis in their original order.
 """
 
 from __future__ import annotations
@@ -25,11 +26,20 @@ from typing import Any, Literal
 from nndsl.errors import NndslError
 from nndsl.ir import TensorType, format_shape
 from nndsl.ops.registry import Weight, WeightSpec
-from nndsl.ops.shapes import known_dim, layer_op, need_rank, per_channel, positive
+from nndsl.ops.shapes import (
+    known_dim,
+    layer_op,
+    need_min_rank,
+    need_rank,
+    per_channel,
+    positive,
+)
 
 Padding = Literal["valid", "same", "full"] | int
 Size = int | tuple[int, ...]
 LAYOUT = {1: "[batch, channels, length]", 2: "[batch, channels, height, width]"}
+RESHAPE_HINT = {1: "give the input a channel axis, e.g. `reshape([1, -1])`",
+                2: "give the input channel and spatial axes, e.g. `reshape([1, H, W])`"}
 
 
 def sizes(name: str, key: str, value: Size, n: int) -> tuple[int, ...]:
@@ -60,7 +70,7 @@ def pads(name: str, padding: Padding, kernel: tuple[int, ...],
 def window_type(name: str, x: TensorType, n: int, out_channels: int | None, kernel: Size,
                 stride: Size, dilation: Size, padding: Padding) -> TensorType:
     """Output type of a sliding-window op over the last n axes of [batch, channels, *spatial]."""
-    need_rank(name, x, {n + 2: LAYOUT[n]}, f"reshape the input to {LAYOUT[n]} first")
+    need_rank(name, x, {n + 2: LAYOUT[n]}, RESHAPE_HINT[n])
     k, s, d = (sizes(name, key, v, n) for key, v in
                (("kernel", kernel), ("stride", stride), ("dilation", dilation)))
     out: list[int | str] = []
@@ -104,7 +114,7 @@ def _conv_rule(name: str, n: int) -> Any:
 def _conv_weights(name: str, n: int) -> Any:
     def weights(x: TensorType, *, channels: int, kernel: Size, use_bias: bool,
                 **_: Any) -> dict[str, WeightSpec]:
-        need_rank(name, x, {n + 2: LAYOUT[n]}, f"reshape the input to {LAYOUT[n]} first")
+        need_rank(name, x, {n + 2: LAYOUT[n]}, RESHAPE_HINT[n])
         c_in, k = known_dim(name, x, 1, "input channels"), sizes(name, "kernel", kernel, n)
         fan_in, fan_out = c_in * math.prod(k), channels * math.prod(k)
         specs = {"weight": WeightSpec((channels, c_in, *k), fan_in=fan_in, fan_out=fan_out)}
@@ -200,13 +210,16 @@ def l2pool2d(P: Any, x: Any, *, size: Size, stride: Size | None = None,
              padding: Padding = 0) -> Any:
     """y[i, j] = √(Σ x² over the size×size window at (s·i, s·j)) (LAY-16)."""
     k, s, p = _pool_args("l2pool2d", 2, size, stride, padding)
-    return P.sqrt(P.mul(math.prod(k), P.avg_pool(P.mul(x, x), k, s, p)))
+    total = P.mul(math.prod(k), P.avg_pool(P.mul(x, x), k, s, p))
+    nonzero = P.gt(total, 0.0)  # √ has an infinite slope at 0: an all-zero window gets gradient 0
+    return P.where(nonzero, P.sqrt(P.where(nonzero, total, P.ones_like(total))),
+                   P.zeros_like(total))
 
 
 def _global_rule(name: str) -> Any:
     def infer(x: TensorType, **_: Any) -> TensorType:
-        need_rank(name, x, {r: "[batch, channels, *spatial]" for r in range(3, 9)},
-                  "global pools reduce the spatial axes of [batch, channels, ...]")
+        need_min_rank(name, x, 3, "[batch, channels, *spatial]",
+                      "global pools reduce the spatial axes of [batch, channels, ...]")
         return x.with_shape(x.shape[:2])
 
     return infer

@@ -38,6 +38,7 @@ from nndsl.ops.shapes import (
     known_dim,
     layer_op,
     merge_dims,
+    need_min_rank,
     need_rank,
     per_channel,
     positive,
@@ -75,7 +76,7 @@ def dense(P: Any, x: Any, *, units: int, use_bias: bool = True, tied: Label | No
 
 
 def _flatten_type(x: TensorType, **_: Any) -> TensorType:
-    need_rank("flatten", x, {r: "[batch, ...]" for r in range(1, 9)}, BATCH_HINT)
+    need_min_rank("flatten", x, 1, "[batch, ...]", BATCH_HINT)
     size = 1
     for axis in range(1, x.rank):
         size *= known_dim("flatten", x, axis, "elements per example")
@@ -89,7 +90,7 @@ def flatten(P: Any, x: Any) -> Any:
 
 
 def _reshape_type(x: TensorType, *, shape: tuple[int, ...], **_: Any) -> TensorType:
-    need_rank("reshape", x, {r: "[batch, ...]" for r in range(1, 9)}, BATCH_HINT)
+    need_min_rank("reshape", x, 1, "[batch, ...]", BATCH_HINT)
     size = math.prod(known_dim("reshape", x, a, "elements per example") for a in range(1, x.rank))
     bad = [d for d in shape if d == 0 or d < -1]
     if bad or list(shape).count(-1) > 1 or not shape:
@@ -261,7 +262,7 @@ def mask_noise(P: Any, x: Any, *, rate: float) -> Any:
 
 
 def _channels(name: str, x: TensorType) -> int:
-    need_rank(name, x, {r: "[batch, features, ...]" for r in range(2, 9)}, BATCH_HINT)
+    need_min_rank(name, x, 2, "[batch, features, ...]", BATCH_HINT)
     return known_dim(name, x, 1, "features (axis 1)")
 
 
@@ -282,32 +283,38 @@ def _batchnorm_weights(x: TensorType, **_: Any) -> dict[str, WeightSpec]:
     }
 
 
+def _batch_moments(P: Any, x: Any, shape: tuple[int, ...]) -> tuple[Any, Any, int]:
+    """Per-channel (axis 1) batch mean, biased variance and the count n behind them."""
+    flat = P.reshape(x, (None, None, -1))  # [batch, C, rest]
+    mean = P.mean(flat, axis=(0, 2))
+    centred = P.sub(flat, P.reshape(mean, (1, -1, 1)))
+    n = math.prod(shape) // shape[1]
+    if n < 2:
+        raise ValueError("batchnorm needs more than one value per channel in training mode")
+    return mean, P.mean(P.mul(centred, centred), axis=(0, 2)), n
+
+
 @layer_op("batchnorm", infer=_batchnorm_type, weights=_batchnorm_weights,
           samples=(((4, 3),), ((2, 3, 4, 4),)))
 def batchnorm(P: Any, x: Any, *, momentum: float = 0.1, eps: float = 1e-5, gamma: Weight,
               beta: Weight, running_mean: Weight, running_var: Weight) -> Any:
     """γ (x − μ) / √(σ² + eps) + β on axis 1; batch μ, σ² in training, running ones at inference."""
     shape = P.shape(x)
-    rank = len(shape)
-    if not P.training:
-        mean, var = running_mean, running_var
-    else:
-        flat = P.reshape(x, (None, None, -1))  # [batch, C, rest]
-        mean = P.mean(flat, axis=(0, 2))
-        centred = P.sub(flat, P.reshape(mean, (1, -1, 1)))
-        var = P.mean(P.mul(centred, centred), axis=(0, 2))
-        n = math.prod(shape) // shape[1]
-        if n < 2:
-            raise ValueError("batchnorm needs more than one value per channel in training mode")
-        updates = {
+    updates = None
+    if P.training:
+        mean, var, n = _batch_moments(P, x, shape)
+        updates = {  # torch: the running variance is the unbiased estimate
             "running_mean": P.add(P.mul(1 - momentum, running_mean), P.mul(momentum, mean)),
             "running_var": P.add(P.mul(1 - momentum, running_var),
                                  P.mul(momentum * n / (n - 1), var)),
         }
+    else:
+        mean, var = running_mean, running_var
+    rank = len(shape)
     inv = P.div(gamma, P.sqrt(P.add(var, eps)))
     y = P.add(P.mul(P.sub(x, per_channel(P, mean, rank)), per_channel(P, inv, rank)),
               per_channel(P, beta, rank))
-    return WithUpdates(y, updates) if P.training else y
+    return y if updates is None else WithUpdates(y, updates)
 
 
 def _reparameterize_type(mu: TensorType, logvar: TensorType, **_: Any) -> TensorType:

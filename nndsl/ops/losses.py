@@ -49,8 +49,7 @@ def _mismatch(name: str, what: str, want: tuple[Dim, ...], got: tuple[Dim, ...],
     )
 
 
-def _matching(name: str, what: str = "target", ref: str = "prediction",
-              ) -> Callable[..., TensorType]:
+def _matching(name: str, what: str = "target", ref: str = "prediction") -> Callable[..., Any]:
     """Shape rule: the two inputs have the same shape."""
 
     def infer(y: TensorType, t: TensorType, *_: TensorType, **__: Any) -> TensorType:
@@ -61,18 +60,18 @@ def _matching(name: str, what: str = "target", ref: str = "prediction",
     return infer
 
 
-def _classes(name: str, dense: bool = True) -> Callable[..., TensorType]:
-    """Shape rule: scores [..., classes] with index targets [...] (or, if `dense`, one-hot)."""
+def _classes(name: str) -> Callable[..., TensorType]:
+    """Shape rule: scores [..., classes] with index targets [...] or one-hot targets [..., k]."""
 
     def infer(y: TensorType, t: TensorType, *_: TensorType, **__: Any) -> TensorType:
         if y.rank == 0:
             raise NndslError(f"{name} expects class scores [batch, classes], got a scalar")
         if t.rank == y.rank - 1 and _shapes_agree(y.shape[:-1], t.shape):
             return SCALAR
-        if dense and _shapes_agree(y.shape, t.shape):
+        if _shapes_agree(y.shape, t.shape):
             return SCALAR
-        hint = f"class-index targets have shape {format_shape(y.shape[:-1])}"
-        hint += " (or the prediction's shape for one-hot targets)" if dense else ""
+        hint = (f"class-index targets have shape {format_shape(y.shape[:-1])}, "
+                "one-hot targets the prediction's shape")
         raise _mismatch(name, "target", y.shape, t.shape, hint=hint)
 
     return infer

@@ -22,7 +22,9 @@ has only tanh and relu; torch has no peephole or coupled LSTM.
 ONNX (W [D, G·H, F], R [D, G·H, H], B [D, 2·G·H] = [Wb, Rb], P [D, 3·H]; direction index d):
 rnn: W = weight_ih, R = weight_hh, B = [bias_ih, bias_hh]. lstm: ONNX gates (i, o, f, c) are
 our blocks [0, 3, 1, 2] in W, R and both halves of B; P (i, o, f) is our peephole blocks
-[0, 2, 1]; coupled is `input_forget=1` with zero i blocks inserted. gru: ONNX gates (z, r, h)
+[0, 2, 1]. coupled is `input_forget=1`, which onnxruntime computes as f = 1 − i: our f block
+(weights, biases, peephole) goes negated into ONNX's i slot, its f slot is zeros (σ(−a) =
+1 − σ(a)). gru: ONNX gates (z, r, h)
 are our blocks [1, 0, 2]; `linear_before_reset` is ours. Y [T, D, batch, H] is our
 [batch, T, D·H] after a transpose (or layout=1).
 
@@ -81,6 +83,12 @@ class Direction(NamedTuple):
 Step = Callable[[Any, Any, Any, Any, Direction], tuple[Any, Any]]  # (P, x̂_t, h, c, w) -> (h, c)
 
 
+def _apply(P: Any, name: str, x: Any, **params: Any) -> Any:
+    """Run tensor op `name` on x, through the backend's native form when it registers one."""
+    opdef = OPS[name]
+    return opdef.native.get(getattr(P, "backend", ""), opdef.compute)(P, x, **params)
+
+
 def _blocks(P: Any, v: Any, n: int, units: int) -> list[Any]:
     """The n gate blocks of size `units` along the last axis of v."""
     return [P.slice(v, -1, j * units, (j + 1) * units) for j in range(n)]
@@ -113,7 +121,7 @@ def _recurrent(P: Any, x: Any, step: Step, directions: list[Direction], units: i
 
 def _rnn_step(P: Any, xt: Any, h: Any, c: Any, w: Direction, *,
               activation: str) -> tuple[Any, Any]:
-    return OPS[activation].compute(P, P.add(xt, _affine(P, h, w.weight_hh, w.bias_hh))), c
+    return _apply(P, activation, P.add(xt, _affine(P, h, w.weight_hh, w.bias_hh))), c
 
 
 def _lstm_step(P: Any, xt: Any, h: Any, c: Any, w: Direction, *, units: int,
@@ -273,4 +281,4 @@ def attention(P: Any, query: Any, keys: Any, values: Any, *, scale: bool = True)
     scores = P.matmul(query, P.transpose(keys, (0, 2, 1)))
     if scale:
         scores = P.div(scores, math.sqrt(P.shape(query)[-1]))
-    return P.matmul(OPS["softmax"].compute(P, scores, axis=-1), values)
+    return P.matmul(_apply(P, "softmax", scores, axis=-1), values)

@@ -81,7 +81,7 @@ class OpDef:
     weights: Callable[..., dict[str, WeightSpec]] | None = None
     samples: tuple[tuple[tuple[int, ...], ...], ...] = (((2, 8),),)
     sample_params: dict[str, Any] = field(default_factory=dict)
-    sample_inputs: Callable[[Any], tuple[Any, ...]] | None = None  # rng -> inputs, overrides samples
+    sample_inputs: Callable[[Any], tuple[Any, ...]] | None = None  # rng -> inputs (over samples)
     native: dict[str, Callable[..., Any]] = field(default_factory=dict)
     training_only: bool = False  # vanishes from inference graphs (dropout, noise)
     differentiable: bool = True
@@ -190,6 +190,8 @@ def get(name: str, kinds: tuple[str, ...] | str | None = None, span: Span | None
     if opdef is None:  # a known name of another kind: say which
         opdef = next((d for d in all_ops() if d.name == name), None)
     wanted = " or ".join(kinds) if kinds else "op"
+    if kinds and set(kinds) >= LAYER_LIKE:
+        wanted = "layer or activation"
     if opdef is None:
         hint = did_you_mean(name, names(*(kinds or ()))) or did_you_mean(name, names())
         if hint is None and kinds:
@@ -198,7 +200,7 @@ def get(name: str, kinds: tuple[str, ...] | str | None = None, span: Span | None
         raise NndslError(f"unknown {wanted} '{name}'", span, hint=hint)
     if kinds and opdef.kind not in kinds:
         raise NndslError(
-            f"'{name}' is {_article(opdef.kind)} {opdef.kind}, not {_article(kinds[0])} {wanted}",
+            f"'{name}' is {_article(opdef.kind)} {opdef.kind}, not {_article(wanted)} {wanted}",
             span, hint=did_you_mean(name, names(*kinds)),
         )
     return opdef
@@ -215,6 +217,9 @@ def describe(annotation: Any) -> str:
     meta = _meta(annotation)
     if meta == "label":
         return "a layer label"
+    if meta == "names":
+        return 'NAME="value" pairs'
+
     if meta is not None:
         return f"{_article(meta)} {meta}"
     origin = get_origin(annotation)

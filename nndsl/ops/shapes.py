@@ -55,6 +55,18 @@ def need_rank(name: str, x: TensorType, layouts: dict[int, str], hint: str | Non
     )
 
 
+def need_min_rank(name: str, x: TensorType, rank: int, layout: str,
+                  hint: str | None = None) -> None:
+    """Raise unless x has at least `rank` axes (`layout` writes them, e.g. [batch, C, ...])."""
+    if x.rank >= rank:
+        return
+    raise NndslError(
+        f"{name} expects an input with at least {rank} axes {layout}, "
+        f"got {format_shape(x.shape)}",
+        expected=layout, received=str(x), hint=hint,
+    )
+
+
 def known_dim(name: str, x: TensorType, axis: int, what: str) -> int:
     """x.shape[axis] as an int; a symbolic size there is an error (weights need the number)."""
     dim = x.shape[axis]

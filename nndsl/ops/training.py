@@ -30,7 +30,7 @@ import numpy as np
 
 from nndsl.errors import NndslError, Span, did_you_mean
 from nndsl.ops.optimizers import require
-from nndsl.ops.registry import op
+from nndsl.ops.registry import Label, op
 
 Arrays = dict[str, np.ndarray]
 F32 = np.float32
@@ -190,7 +190,7 @@ BuiltinName = Literal[
 @op("builtin", "data")
 def builtin(base_dir: Path, *, name: BuiltinName, n: int | None = None,
             noise: float | None = None, seed: int = 0) -> Arrays:
-    """A shipped or generated data set, x + noise N(0, 1), identical for identical arguments.
+    """A shipped or generated data set {x, y, ...}; x += noise N(0, 1); same arguments, same arrays.
 
     - xor: x f32 [4, 2] (00, 01, 10, 11), y f32 [4, 1] = x1 XOR x2.
     - patterns8: x = y = the 8 one-hot 8-bit patterns (the 8-3-8 autoencoder).
@@ -380,7 +380,7 @@ def npz(base_dir: Path, *, path: str, arrays: Names = ()) -> Arrays:
 
 # --- trainers --------------------------------------------------------------------------------
 
-ModelName = Annotated[str, "model"]  # the name of another model in the program
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,10 +412,10 @@ class Adversarial:
 
 
 @op("adversarial", "trainer")
-def adversarial(*, generator: ModelName, discriminator: ModelName, k: int = 1,
+def adversarial(*, generator: Label, discriminator: Label, k: int = 1,
                 generator_loss: Literal["non_saturating", "saturating"] = "non_saturating",
                 prior: Literal["normal", "uniform"] = "normal") -> Adversarial:
-    """k steps minimising -log D(x) - log(1 - D(G(z))), then one generator step.
+    """k discriminator steps on -log D(x) - log(1 - D(G(z))), then one generator step.
 
     The generator minimises -log D(G(z)) (non_saturating) or log(1 - D(G(z))) (saturating, the
     original minimax form); z is drawn from `prior` with the generator's input shape (CONV-26).

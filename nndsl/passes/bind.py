@@ -17,7 +17,7 @@ from nndsl.errors import NndslError, Span, did_you_mean
 from nndsl.grammar import ast
 from nndsl.ir import Call
 from nndsl.ops import registry
-from nndsl.ops.registry import OpDef, Param, describe
+from nndsl.ops.registry import OpDef, Param, _meta, describe
 
 BOOLS = {"true": True, "false": False}
 
@@ -170,6 +170,15 @@ def bind_params(opdef: OpDef, params: Sequence[Param], args: Sequence[ast.Expr],
     extra = dict(extra or {})
     by_name = {p.name: p for p in params}
     order = list(positional if positional is not None else [p.name for p in params])
+    open_param = next((p for p in params if _meta(p.annotation) == "names"), None)
+    if open_param is not None:  # NAME="value" pairs of free names, e.g. npz(path, x="X")
+        order = [n for n in order if n != open_param.name]
+        pairs = tuple((kw.name, _checked(opdef, kw.name, str, kw.value, kw.span, consts))
+                      for kw in kwargs if kw.name not in by_name or kw.name == open_param.name)
+        kwargs = [kw for kw in kwargs if kw.name in by_name and kw.name != open_param.name]
+        extra_pairs = {open_param.name: pairs}
+    else:
+        extra_pairs = {}
     given: dict[str, tuple[ast.Expr, Span]] = {}
     if len(args) > len(order):
         surplus = args[len(order)]
@@ -193,7 +202,9 @@ def bind_params(opdef: OpDef, params: Sequence[Param], args: Sequence[ast.Expr],
         given[kw.name] = (kw.value, kw.span)
     out: dict[str, Any] = {}
     for p in params:
-        if p.name in given:
+        if p.name in extra_pairs:
+            out[p.name] = extra_pairs[p.name]
+        elif p.name in given:
             out[p.name] = _checked(opdef, p.name, p.annotation, *given[p.name], consts)
         elif p.required:
             raise NndslError(f"{opdef.name} needs '{p.name}'", span,
