@@ -10,7 +10,7 @@ from nndsl.errors import ErrorSink, NndslError, Span, did_you_mean
 from nndsl.grammar import ast
 from nndsl.ir import Call, Graph, Node, Phase, TensorType, TrainSpec, format_shape
 from nndsl.lower import ModelBuilder, Poisoned, Scope, tensor_type
-from nndsl.ops.registry import Label, Regularizer
+from nndsl.ops.registry import Constraint, Label, Regularizer
 from nndsl.passes.bind import Mismatch, coerce, show
 from nndsl.passes.verify import verify
 
@@ -20,6 +20,7 @@ SETTINGS: dict[str, Any] = {
     "optimizer": Annotated[Call, "optimizer"],
     "schedule": Annotated[Call, "schedule"],
     "regularize": Regularizer | tuple[Regularizer, ...],
+    "constraint": Constraint,
     "clip": Annotated[Call, "clip"],
     "grad_noise": Annotated[Call, "noise"],
     "early_stop": Annotated[Call, "early_stop"],

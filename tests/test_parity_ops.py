@@ -212,9 +212,7 @@ def test_op_matches_numpy_reference(name: str, backend: str) -> None:
 
 
 # op -> why finite differences cannot agree on its samples (strict: a fixed sample must say so)
-GRADCHECK_XFAIL = {
-    "lif_rate": "its sample includes v = 1.0, where the rate's right derivative is infinite",
-}
+GRADCHECK_XFAIL: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("name", [
@@ -244,3 +242,31 @@ def test_torch_gradients(name: str) -> None:
             return fn(P, *args, **case.params, **kwargs)
 
         assert torch.autograd.gradcheck(forward, tuple(leaves)), name
+
+
+def test_export_keeps_ir_names() -> None:
+    """Inputs, outputs and weights keep their IR names; the batch stays a dim_param."""
+    x = TensorType(("batch", 4))
+    h, y = TensorType(("batch", 3)), TensorType(("batch", 3))
+    graph = Graph("mlp", (("x", x),), (
+        Node("h", "dense", ("x",), params=(("units", 3),),
+             weights=(("weight", "d.weight"), ("bias", "d.bias")), type=h),
+        Node("y", "relu", ("h",), type=y),
+        Node("z", "dropout", ("y",), params=(("rate", 0.5),), type=y),
+    ), ("h", "z"), (WeightDecl("d.weight", (3, 4), Call("normal")),
+                    WeightDecl("d.bias", (3,), Call("zeros"), role="bias")))
+    rng = np.random.default_rng(0)
+    weights = {"d.weight": rng.standard_normal((3, 4)), "d.bias": rng.standard_normal(3)}
+    model = export_graph(graph, weights)
+    dims = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in (*model.graph.input, *model.graph.output)]
+    assert [v.name for v in model.graph.input] == ["x"] and dims == [["batch", 4]] + [
+        ["batch", 3]] * 2
+    assert [v.name for v in model.graph.output] == ["h", "z"]
+    assert {t.name: t.data_type for t in model.graph.initializer if t.name.startswith("d.")} == {
+        "d.weight": 1, "d.bias": 1}  # float32, as declared
+    data = rng.standard_normal((5, 4)).astype(np.float32)
+    got_h, got_z = run_onnx(model, {"x": data})
+    want_h = data @ weights["d.weight"].T.astype(np.float32) + weights["d.bias"].astype(np.float32)
+    np.testing.assert_allclose(got_h, want_h, **TOLERANCE["f32"])
+    np.testing.assert_allclose(got_z, np.maximum(want_h, 0), **TOLERANCE["f32"])

@@ -153,6 +153,7 @@ class OnnxEmitter:
         self.types: dict[str, ValueType] = {}
         self._count = 0
         self._constants: dict[tuple[str, tuple[int, ...], bytes], str] = {}
+        self._casts: dict[tuple[str, str], str] = {}  # one Cast per (value, dtype)
 
     # --- values -----------------------------------------------------------------------------
     def fresh(self, hint: str) -> str:
@@ -238,8 +239,11 @@ class OnnxEmitter:
         vtype = self.type_of(name)
         if vtype.dtype == dtype:
             return name
-        return self.node("Cast", [name], ValueType(dtype, vtype.shape),
-                         to=helper.np_dtype_to_tensor_dtype(dtype))
+        key = (name, dtype.str)
+        if key not in self._casts:
+            self._casts[key] = self.node("Cast", [name], ValueType(dtype, vtype.shape),
+                                         to=helper.np_dtype_to_tensor_dtype(dtype))
+        return self._casts[key]
 
     def int64s(self, values: Sequence[int]) -> str:
         return self.const(np.asarray(list(values), dtype=INT64).reshape(-1))
