@@ -49,12 +49,76 @@ def cmd_compile(args: argparse.Namespace) -> int:
     except NndslError as e:
         _print_error(e, sources, args.spec)
         return EXIT_ERRORS
+    if args.emit == "onnx" or (args.output or "").endswith(".onnx"):
+        return _compile_onnx(args, program, sources)
     text = "\n\n".join(format_graph(g) for g in program.models)
     if args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
     else:
         print(text)
     return EXIT_OK
+
+
+def _compile_onnx(args: argparse.Namespace, program, sources) -> int:  # type: ignore[no-untyped-def]
+    from nndsl.errors import NndslError
+    from nndsl.export import export_onnx, pick_model
+
+    if not args.output:
+        print("nndsl compile: --emit onnx needs -o FILE.onnx", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        graph = pick_model(program, args.model)
+        model = export_onnx(program, sources, graph)
+        Path(args.output).write_bytes(model.SerializeToString())
+    except NndslError as e:
+        _print_error(e, sources, args.spec)
+        return EXIT_ERRORS
+    except OSError as e:
+        print(f"nndsl compile: cannot write {args.output}: {e.strerror}", file=sys.stderr)
+        return EXIT_ERRORS
+    print(f"wrote {args.output} (model {graph.name}, {len(model.graph.node)} nodes)")
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from nndsl.errors import NndslError
+    from nndsl.export import load_onnx, predict, read_array
+
+    try:
+        model = load_onnx(Path(args.model))
+        outputs = predict(model, read_array(Path(args.input)))
+    except NndslError as e:
+        print(e.render(), file=sys.stderr)
+        return EXIT_ERRORS
+    if args.output:
+        first = next(iter(outputs.values()))
+        out = Path(args.output)
+        if out.suffix == ".csv":
+            np.savetxt(out, first.reshape(len(first), -1), delimiter=",", fmt="%.9g")
+        else:
+            np.save(out, first)
+        print(f"wrote {out} ({len(first)} rows)")
+    else:
+        _print_rows(outputs, args.rows)
+    return EXIT_OK
+
+
+def _print_rows(outputs, rows: int) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.table import Table
+
+    for name, values in outputs.items():
+        flat = values.reshape(len(values), -1)
+        table = Table(title=f"{name} (first {min(rows, len(flat))} of {len(flat)} rows)",
+                      title_justify="left")
+        table.add_column("row", justify="right")
+        for j in range(min(flat.shape[1], 6)):
+            table.add_column(str(j), justify="right")
+        for i, row in enumerate(flat[:rows]):
+            table.add_row(str(i), *(f"{v:.4g}" for v in row[:6]))
+        Console().print(table)
 
 
 def _print_error(error: Exception, sources, spec: str) -> None:  # type: ignore[no-untyped-def]
@@ -109,9 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     comp = sub.add_parser("compile", help="lower a spec (to IR text)")
     comp.add_argument("spec", metavar="SPEC")
-    comp.add_argument("--emit", choices=["ir"], default="ir", help="what to produce")
+    comp.add_argument("--emit", choices=["ir", "onnx"], default="ir",
+                      help="what to produce (default: ir; onnx when -o ends in .onnx)")
     comp.add_argument("-o", "--output", help="write to this file instead of stdout")
+    comp.add_argument("--model", help="which model of the spec to export")
     comp.set_defaults(func=cmd_compile)
+
+    pred = sub.add_parser("predict", help="run an exported ONNX model with onnxruntime")
+    pred.add_argument("model", metavar="MODEL.onnx")
+    pred.add_argument("--input", required=True, help="rows to predict on (.npy or .csv)")
+    pred.add_argument("--output", help="write the first output here (.npy or .csv)")
+    pred.add_argument("--rows", type=int, default=10, help="rows to print (default 10)")
+    pred.set_defaults(func=cmd_predict)
     return parser
 
 
