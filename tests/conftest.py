@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.nn"))
 LANGUAGE_EXAMPLES = sorted((ROOT / "tests" / "language_examples").glob("*.nn"))
 
-os.environ.setdefault("NNDSL_VERIFY", "1")
 
 
 @pytest.fixture
