@@ -29,6 +29,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         try:
             program, sources = _load(spec)
             results.extend(check_program(program))
+            if args.grad and not _check_gradients(program, args.json):
+                failed = True
         except NndslError as e:
             failed = True
             _print_error(e, sources or getattr(e, "sources", None), spec)
@@ -37,6 +39,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         _print_reports(results)
     return EXIT_ERRORS if failed else EXIT_OK
+
+
+def _check_gradients(program, quiet: bool) -> bool:  # type: ignore[no-untyped-def]
+    """Analytic vs central-difference gradients (float64); False when any is over tolerance."""
+    from nndsl.backends.numpy.gradcheck import TOLERANCE, format_report, gradient_check
+
+    rows = gradient_check(program)
+    if not quiet:
+        print(format_report(rows))
+    return all(r.max_rel_error <= TOLERANCE for r in rows)
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -121,6 +133,23 @@ def _print_rows(outputs, rows: int) -> None:  # type: ignore[no-untyped-def]
         Console().print(table)
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from nndsl.errors import NndslError
+    from nndsl.train_run import train_spec
+
+    sources = None
+    try:
+        program, sources = _load(args.spec)
+        run_dir = train_spec(program, args.spec, backend=args.backend, epochs=args.epochs,
+                             steps=args.steps, run_dir=args.run_dir, model=args.model,
+                             quiet=args.quiet)
+    except NndslError as e:
+        _print_error(e, sources or getattr(e, "sources", None), args.spec)
+        return EXIT_ERRORS
+    print(f"trained model written to {run_dir}")
+    return EXIT_OK
+
+
 def _print_error(error: Exception, sources, spec: str) -> None:  # type: ignore[no-untyped-def]
     from nndsl.errors import SourceMap
 
@@ -169,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="parse, check and run one forward pass of specs")
     check.add_argument("specs", nargs="+", metavar="SPEC")
     check.add_argument("--json", action="store_true", help="print a JSON report")
+    check.add_argument("--grad", action="store_true", help="also compare gradients with "
+                       "central finite differences (float64); exit 1 over tolerance")
     check.set_defaults(func=cmd_check)
 
     comp = sub.add_parser("compile", help="lower a spec (to IR text)")
@@ -178,6 +209,17 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("-o", "--output", help="write to this file instead of stdout")
     comp.add_argument("--model", help="which model of the spec to export")
     comp.set_defaults(func=cmd_compile)
+
+    train = sub.add_parser("train", help="train a spec's model with its train block")
+    train.add_argument("spec", metavar="SPEC")
+    train.add_argument("--backend", choices=["numpy"], default="numpy",
+                       help="numpy: the pure-NumPy reference trainer")
+    train.add_argument("--epochs", type=int, help="override the number of epochs")
+    train.add_argument("--steps", type=int, help="train this many steps (metrics per step)")
+    train.add_argument("--run-dir", help="where to write the run (default runs/MODEL-TIME/)")
+    train.add_argument("--model", help="which train block's model, when a spec has several")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
+    train.set_defaults(func=cmd_train)
 
     pred = sub.add_parser("predict", help="run an exported ONNX model with onnxruntime")
     pred.add_argument("model", metavar="MODEL.onnx")

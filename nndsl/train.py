@@ -163,8 +163,10 @@ def _fuse_softmax_cross_entropy(nodes: list[Node], model: Graph) -> list[Node]:
         if (node.op == "cross_entropy" and src is not None and src.op == "softmax"
                 and src.param("axis", -1) in (-1, len(src.type.shape) - 1 if src.type else -1)
                 and "cross_entropy_logits" in ops.OPS):
-            node = replace(node, op="cross_entropy_logits", inputs=(src.inputs[0],
-                                                                    *node.inputs[1:]))
+            fused = ops.OPS["cross_entropy_logits"].hyper
+            node = replace(node, op="cross_entropy_logits",
+                           inputs=(src.inputs[0], *node.inputs[1:]),
+                           params=tuple((k, v) for k, v in node.params if k in fused))
         out.append(node)
     return out
 

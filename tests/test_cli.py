@@ -80,3 +80,11 @@ def test_check_imports_no_torch() -> None:
             "assert 'torch' not in sys.modules and 'onnxruntime' not in sys.modules\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_check_grad_reports_every_weight(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--grad", XOR]) == 0
+    out = capsys.readouterr().out
+    for weight in ("dense_1.weight", "dense_1.bias", "dense_2.weight", "dense_2.bias"):
+        assert weight in out
+    assert "FAIL" not in out

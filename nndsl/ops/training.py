@@ -136,6 +136,14 @@ _BINARY_WORLD = [
 _SINE_STEPS, _SINE_DT = 20, 0.3
 
 
+def _hopfield16(rng: np.random.Generator, n: int | None) -> Arrays:
+    """PROC-45's toy: four mutually orthogonal ±1 patterns of 16 bits (Hadamard rows 1-4)."""
+    h = np.array([[1]])
+    while len(h) < 16:
+        h = np.block([[h, h], [h, -h]])
+    return _table(h[1:5].tolist(), h[1:5].tolist())(rng, n)
+
+
 def _spirals(rng: np.random.Generator, n: int | None) -> Arrays:
     n = n if n is not None else 200
     i = np.arange(n)
@@ -181,9 +189,11 @@ BUILTINS: dict[str, _Builtin] = {
     "sine": _Builtin(_sine),
     "discrete_mapping": _Builtin(_discrete_mapping, noise=0.1),
     "digits": _Builtin(_digits),
+    "hopfield16": _Builtin(_hopfield16),
 }
 BuiltinName = Literal[
-    "xor", "patterns8", "binary_world", "spirals", "sine", "discrete_mapping", "digits"
+    "xor", "patterns8", "binary_world", "spirals", "sine", "discrete_mapping", "digits",
+    "hopfield16",
 ]
 
 
@@ -199,6 +209,7 @@ def builtin(base_dir: Path, *, name: BuiltinName, n: int | None = None,
     - sine: n = 64 windows of sin(phase + 0.3 k), x f32 [n, 20, 1], y f32 [n, 1] the next value.
     - discrete_mapping (PROC-43): n = 300 samples of 3 random prototypes in R^6, noise 0.1.
     - digits: the UCI 8x8 digits (shipped), x f32 [1797, 1, 8, 8] in [0, 1]; n keeps the first n.
+    - hopfield16: x = y = four mutually orthogonal ±1 patterns of 16 bits (PROC-45).
     Class data sets give y i64 [n] labels and onehot f32 [n, classes]. For the fixed tables
     (xor, patterns8, binary_world) n draws n rows uniformly. Targets never get the noise.
     """

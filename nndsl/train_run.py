@@ -1,0 +1,74 @@
+"""`nndsl train`: validate data first, then train, then write the run directory."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nndsl import ops
+from nndsl.dataset import load_dataset
+from nndsl.errors import NndslError
+from nndsl.initialize import initialize
+from nndsl.ir import Graph, Program, TrainSpec
+from nndsl.trainer import NumpyEngine, Trainer, run_directory, save_run
+
+
+def pick_train(program: Program, model: str | None) -> TrainSpec:
+    specs = [t for t in program.trains if model in (None, t.model)]
+    if not specs:
+        raise NndslError(f"{program.file} has no train block" + (f" for '{model}'" if model
+                                                                   else ""),
+                         hint="add `train MODEL { data = ...; loss = ...; optimizer = ... }`")
+    if len(specs) > 1:
+        raise NndslError(f"{program.file} has several train blocks",
+                         hint="pick one with --model " + " | ".join(t.model for t in specs))
+    return specs[0]
+
+
+def _hebbian(graph: Graph, spec: TrainSpec, data: Any, weights: dict[str, np.ndarray]) -> None:
+    """One-shot storage: the Hopfield layer's weight and bias from the training patterns."""
+    config = ops.get(spec.get("trainer").name, "trainer").compute(
+        **dict(spec.get("trainer").kwargs))
+    layers = [n for n in graph.nodes if n.op == "hopfield"]
+    if len(layers) != 1:
+        raise NndslError("trainer hebbian needs exactly one hopfield layer", spec.span)
+    wmap = dict(layers[0].weights)
+    patterns = data.train[layers[0].inputs[0]]
+    w, b = config.store(patterns)
+    weights[wmap["weight"]], weights[wmap["bias"]] = np.asarray(w, np.float32), \
+        np.asarray(b, np.float32)
+
+
+def _log(row: dict[str, Any]) -> None:
+    if row.get("kind") != "epoch":
+        return
+    parts = [f"epoch {row['epoch']}", f"loss {row['loss']:.5g}"]
+    parts += [f"{k} {v:.4g}" for k, v in row.items()
+              if k not in ("kind", "epoch", "loss", "step", "phase") and isinstance(v, float)]
+    print("  ".join(parts), file=sys.stderr)
+
+
+def train_spec(program: Program, spec_file: str, *, backend: str = "numpy",
+               epochs: int | None = None, steps: int | None = None, run_dir: str | None = None,
+               model: str | None = None, quiet: bool = False) -> Path:
+    spec = pick_train(program, model)
+    graph = program.model(spec.model)
+    data = load_dataset(graph, spec, Path(spec_file).parent)  # before anything is written
+    path = run_directory(graph.name, run_dir)
+    weights = initialize(graph, spec.get("seed", 0))
+    trainer = Trainer(graph, spec, NumpyEngine(graph), weights,
+                      on_row=(lambda row: None) if quiet else _log, step_rows=steps is not None)
+    trainer_call = spec.get("trainer")
+    if trainer_call is None or trainer_call.name == "backprop":
+        trainer.run(data, epochs, steps)
+    elif trainer_call.name == "hebbian":
+        _hebbian(graph, spec, data, trainer.weights)
+    else:
+        raise NndslError(f"trainer '{trainer_call.name}' is not supported by the {backend} "
+                         "backend yet", trainer_call.span,
+                         hint="backprop and hebbian train today")
+    save_run(path, spec_file, trainer)
+    return path

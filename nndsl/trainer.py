@@ -1,0 +1,316 @@
+"""Training semantics, written once. The order inside a step (docs/training.md):
+
+forward -> loss + penalties -> backward -> gradient noise -> clipping -> optimizer update with
+the scheduled learning rate -> constraints. The loss recorded for a step is the one computed
+before its update. Update rules are the registry's functions over the primitive table, so every
+backend applies the same arithmetic.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nndsl import ops
+from nndsl.dataset import Dataset
+from nndsl.errors import NndslError
+from nndsl.ir import Call, Graph, Phase, TrainSpec
+
+DEFAULT_OPTIMIZER = Call("sgd", (("lr", 0.01),))
+DEFAULTS = {"batch": 32, "epochs": 10, "shuffle": True, "seed": 0}
+
+
+@dataclass
+class Stage:
+    """One phase's resolved settings (the train block's, overlaid by the phase's)."""
+
+    name: str
+    loss: Graph
+    settings: dict[str, Any]
+    frozen: tuple[str, ...]
+
+    def get(self, key: str) -> Any:
+        return self.settings.get(key, DEFAULTS.get(key))
+
+
+def stages(spec: TrainSpec) -> list[Stage]:
+    base = dict(spec.settings)
+    phases = spec.phases or (Phase("main", (), spec.loss, tuple(base.get("freeze", ()))),)
+    out = []
+    for phase in phases:
+        loss = phase.loss or spec.loss
+        if loss is None:
+            raise NndslError(f"phase '{phase.name}' has no loss", phase.span)
+        out.append(Stage(phase.name, loss, {**base, **dict(phase.settings)}, phase.freeze))
+    return out
+
+
+@dataclass
+class History:
+    """Rows of metrics.csv: one per epoch (and per step when asked)."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def series(self, key: str) -> list[float]:
+        return [r[key] for r in self.rows if r.get("kind") == "epoch" and key in r]
+
+    def write(self, path: Path) -> None:
+        keys: list[str] = []
+        for row in self.rows:
+            keys += [k for k in row if k not in keys]
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=keys, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+
+class Engine:
+    """What a backend supplies: gradients of the loss, and inference."""
+
+    P: Any
+
+    def loss_and_grad(self, loss: Graph, feeds: dict[str, Any], weights: dict[str, Any],
+                      frozen: tuple[str, ...], seed: int) -> tuple[float, dict, dict]:
+        raise NotImplementedError
+
+    def predict(self, feeds: dict[str, Any], weights: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class NumpyEngine(Engine):
+    """The reference engine: NumPy arrays, reverse mode over the primitive trace."""
+
+    def __init__(self, model: Graph) -> None:
+        from nndsl.backends.numpy.prims import make_numpy_prims
+
+        self.model = model
+        self.P = make_numpy_prims(training=True)
+
+    def loss_and_grad(self, loss: Graph, feeds: dict[str, Any], weights: dict[str, Any],
+                      frozen: tuple[str, ...], seed: int) -> tuple[float, dict, dict]:
+        from nndsl.backends.numpy.autodiff import loss_and_grad
+
+        g = loss_and_grad(self.model, loss, feeds, weights, frozen=frozen, training=True,
+                          seed=seed)
+        return float(g.value), g.weights, g.updates
+
+    def predict(self, feeds: dict[str, Any], weights: dict[str, Any]) -> dict[str, Any]:
+        from nndsl.backends.numpy.prims import make_numpy_prims
+        from nndsl.interpreter import run
+
+        inputs = {n: feeds[n] for n, _ in self.model.inputs}
+        result = run(self.model, make_numpy_prims(training=False), inputs, weights)
+        return {**result.env}
+
+
+def penalties(graph: Graph, spec_reg: Any) -> dict[str, list[Call]]:
+    """Weight name -> regularizers: the layer's own, else the train block's (weights only)."""
+    block = list(spec_reg) if isinstance(spec_reg, tuple) else [spec_reg] if spec_reg else []
+    out = {}
+    for w in graph.weights:
+        if w.role == "weight":
+            calls = [w.regularize] if w.regularize is not None else block
+            if calls:
+                out[w.name] = calls
+    return out
+
+
+def penalty_and_grad(calls: list[Call], w: np.ndarray) -> tuple[float, np.ndarray]:
+    from nndsl.backends.numpy.autodiff import value_and_grad
+
+    total, grad = 0.0, np.zeros_like(w)
+    for call in calls:
+        opdef = ops.get(call.name, "regularizer", call.span)
+        def penalty(P: Any, x: Any, o: Any = opdef, c: Call = call) -> Any:
+            return o.compute(P, x, **dict(c.kwargs))
+
+        value, (g,) = value_and_grad(penalty, w)
+        total += float(value)
+        grad = grad + np.asarray(g)
+    return total, grad
+
+
+def batches(rows: int, size: int, shuffle: bool, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    order = rng.permutation(rows) if shuffle else np.arange(rows)
+    for start in range(0, rows, size):
+        yield order[start:start + size]
+
+
+@dataclass
+class Trainer:
+    """Runs a train block's stages on one engine; writes nothing but through `on_row`."""
+
+    model: Graph
+    spec: TrainSpec
+    engine: Engine
+    weights: dict[str, np.ndarray]
+    on_row: Callable[[dict[str, Any]], None] = lambda row: None
+    step_rows: bool = False
+    history: History = field(default_factory=History)
+    step: int = 0
+
+    def run(self, data: Dataset, epochs: int | None = None, steps: int | None = None) -> None:
+        for stage in stages(self.spec):
+            self.run_stage(stage, data, epochs, steps)
+
+    def run_stage(self, stage: Stage, data: Dataset, epochs: int | None,
+                  steps: int | None) -> None:
+        optimizer = stage.get("optimizer") or DEFAULT_OPTIMIZER
+        opt = ops.get(optimizer.name, "optimizer", optimizer.span)
+        base_lr = float(optimizer.get("lr", 0.01) or 0.01)
+        schedule = stage.get("schedule")
+        sched = ops.get(schedule.name, "schedule", schedule.span) if schedule else None
+        regs = penalties(self.model, stage.get("regularize"))
+        state: dict[str, dict] = {}
+        seed = int(stage.get("seed"))
+        rng = np.random.default_rng([seed, 11])
+        n_epochs = epochs or int(stage.get("epochs") or (math.inf if steps else 10))
+        budget = self.step + steps if steps else None
+        epoch = 0
+        while epoch < n_epochs and (budget is None or self.step < budget):
+            losses = []
+            for index in batches(data.rows, int(stage.get("batch")), bool(stage.get("shuffle")),
+                                 rng):
+                if budget is not None and self.step >= budget:
+                    break
+                rate = sched.compute(base_lr, self.step, epoch, **dict(schedule.kwargs)) \
+                    if sched else base_lr
+                feeds = {k: v[index] for k, v in data.train.items()}
+                loss = self.update(stage, feeds, opt, optimizer, state, rate, regs, epoch)
+                losses.append(loss)
+                if self.step_rows:
+                    self.record({"kind": "step", "step": self.step, "epoch": epoch + 1,
+                                 "loss": loss, "lr": rate})
+            epoch += 1
+            row = {"kind": "epoch", "step": self.step, "epoch": epoch, "phase": stage.name,
+                   "loss": float(np.mean(losses)) if losses else math.nan, "lr": rate}
+            row.update(self.evaluate(stage, data))
+            self.record(row)
+            if self.should_stop(stage):
+                break
+
+    def update(self, stage: Stage, feeds: dict, opt: Any, optimizer: Call, state: dict,
+               rate: float, regs: dict, epoch: int) -> float:
+        """One step, in the documented order."""
+        seed = int(stage.get("seed")) * 1_000_003 + self.step
+        loss, grads, updates = self.engine.loss_and_grad(stage.loss, feeds, self.weights,
+                                                         stage.frozen, seed)
+        if not math.isfinite(loss):
+            raise NndslError(f"the loss became {loss} at epoch {epoch + 1}, step {self.step + 1}",
+                             stage.loss.span, hint="lower the learning rate or add "
+                             "`clip = norm(1.0)`")
+        for name, calls in regs.items():
+            if name in grads:
+                value, g = penalty_and_grad(calls, self.weights[name])
+                loss += value
+                grads[name] = grads[name] + g
+        P = self.engine.P
+        noise = stage.get("grad_noise")
+        if noise is not None:
+            fn = ops.get(noise.name, "noise").compute
+            grads = {k: fn(P, g, self.step, **dict(noise.kwargs)) for k, g in grads.items()}
+        clip = stage.get("clip")
+        if clip is not None:
+            names = list(grads)
+            clipped = ops.get(clip.name, "clip").compute(P, [grads[k] for k in names],
+                                                        **dict(clip.kwargs))
+            grads = dict(zip(names, clipped, strict=True))
+        params = dict(optimizer.kwargs)
+        for name, g in grads.items():
+            w, state[name] = opt.compute(P, self.weights[name], g, state.get(name, {}), rate,
+                                         self.step + 1, **params)
+            self.weights[name] = w
+        self.weights.update(updates)
+        self.constrain(stage)
+        self.step += 1
+        return loss
+
+    def constrain(self, stage: Stage) -> None:
+        block = stage.get("constraint")
+        for w in self.model.weights:
+            call = w.constraint or (block if w.role == "weight" else None)
+            if call is not None and w.trainable:
+                fn = ops.get(call.name, "constraint", call.span).compute
+                self.weights[w.name] = fn(self.engine.P, self.weights[w.name], **dict(call.kwargs))
+
+    def evaluate(self, stage: Stage, data: Dataset) -> dict[str, float]:
+        out: dict[str, float] = {}
+        metrics = stage.get("metrics") or ()
+        for prefix, part in (("", data.train), ("val_", data.val)):
+            if not part:
+                continue
+            env = self.engine.predict(part, self.weights)
+            if prefix:
+                out["val_loss"] = self.loss_value(stage.loss, env, part)
+            for metric in metrics:
+                out[prefix + metric] = self.metric(metric, env, part)
+        return out
+
+    def loss_value(self, loss: Graph, env: dict, part: dict) -> float:
+        from nndsl.backends.numpy.prims import make_numpy_prims
+        from nndsl.interpreter import run
+
+        feeds = {n: env[n] if n in env else part[n] for n, _ in loss.inputs}
+        result = run(loss, make_numpy_prims(training=False), feeds, self.weights)
+        return float(result.env[loss.outputs[0]])
+
+    def metric(self, name: str, env: dict, part: dict) -> float:
+        if not self.spec.targets:
+            raise NndslError(f"metric '{name}' needs a target", self.spec.span,
+                             hint="declare one: `target y: [batch]`")
+        y, t = env[self.model.outputs[0]], part[self.spec.targets[0][0]]
+        fn = ops.get(name, "metric").compute
+        from nndsl.backends.numpy.prims import make_numpy_prims
+
+        return float(fn(make_numpy_prims(), y, t))
+
+    def should_stop(self, stage: Stage) -> bool:
+        early = stage.get("early_stop")
+        if early is None:
+            return False
+        monitor = early.get("monitor", "val_loss")
+        series = self.history.series(monitor)
+        if not series:
+            raise NndslError(f"early_stop monitors '{monitor}', which is not recorded",
+                             early.span, hint="set `split` to hold out validation rows, or "
+                             "monitor `loss`")
+        return bool(ops.get(early.name, "early_stop").compute(series, **dict(early.kwargs)))
+
+    def record(self, row: dict[str, Any]) -> None:
+        self.history.rows.append(row)
+        self.on_row(row)
+
+
+def run_directory(model: str, run_dir: str | None) -> Path:
+    path = Path(run_dir) if run_dir else Path("runs") / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok", encoding="utf-8")
+        probe.unlink()
+    except OSError as e:
+        raise NndslError(f"cannot write the run directory {path}: {e.strerror}") from e
+    return path
+
+
+def save_run(path: Path, spec_file: str, trainer: Trainer) -> None:
+    """metrics.csv, weights.npz (one array per `<label>.<param>`), the spec and its config."""
+    trainer.history.write(path / "metrics.csv")
+    tmp = path / "weights.tmp.npz"
+    np.savez(tmp, **{k: np.asarray(v) for k, v in trainer.weights.items()})
+    tmp.replace(path / "weights.npz")
+    if Path(spec_file).exists():
+        shutil.copyfile(spec_file, path / "spec.nn")
+    config = {key: str(value) if isinstance(value, Call) else value
+              for key, value in trainer.spec.settings}
+    (path / "config.json").write_text(json.dumps({"model": trainer.model.name, **config},
+                                                 indent=2, default=str), encoding="utf-8")
