@@ -141,6 +141,12 @@ def lower_loss(stmt: ast.Setting, model: Graph, targets: dict[str, TensorType]) 
     b.types.update(available)
     b.reserved = set(available)
     scope = Scope(values={name: name for name in available})
+    unbound = {n.name for n in model.nodes if n.name == n.label}  # named by label, not binding
+    for w in model.weights:  # a layer label names its weight: contractive(code, enc)
+        label, param = w.name.rsplit(".", 1)
+        if param == "weight" and (label not in scope.values or label in unbound):
+            scope.values[label] = w.name
+            b.types[w.name] = TensorType(w.shape, w.dtype)
     value = b.tensor(stmt.value, scope)
     ty = b.types[value]
     if ty is None or ty.shape != ():
@@ -149,6 +155,7 @@ def lower_loss(stmt: ast.Setting, model: Graph, targets: dict[str, TensorType]) 
                          hint="use a loss such as mse(y, t), which averages over the batch")
     nodes = _fuse_softmax_cross_entropy(b.nodes, model)
     used = {i for n in nodes for i in n.inputs} | {value}
+    available.update({w.name: b.types[w.name] for w in model.weights if w.name in b.types})
     inputs = tuple((n, t) for n, t in available.items() if n in used and t is not None)
     graph = Graph(b.name, inputs, tuple(nodes), (value,), (), stmt.span)
     return verify(graph)

@@ -259,7 +259,8 @@ class Trainer:
         from nndsl.backends.numpy.prims import make_numpy_prims
         from nndsl.interpreter import run
 
-        feeds = {n: env[n] if n in env else part[n] for n, _ in loss.inputs}
+        sources = (env, part, self.weights)
+        feeds = {n: next(s[n] for s in sources if n in s) for n, _ in loss.inputs}
         result = run(loss, make_numpy_prims(training=False), feeds, self.weights)
         return float(result.env[loss.outputs[0]])
 

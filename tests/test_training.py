@@ -115,3 +115,15 @@ train m { data = builtin("xor"); target y: [batch, 1]; loss = mse(out, y)
     err = capsys.readouterr().err
     assert code == 1
     assert "the loss became" in err and "hint: lower the learning rate" in err
+
+
+def test_numpy_training_imports_no_torch(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (f"import sys; from nndsl.cli import main\n"
+            f"assert main(['train', {str(ROOT / 'specs' / 'xor.nn')!r}, '--steps', '3', "
+            f"'--quiet', '--run-dir', {str(tmp_path)!r}]) == 0\n"
+            "assert 'torch' not in sys.modules, 'the NumPy path imported torch'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
