@@ -17,8 +17,12 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+RUN_DIR ?= runs/$(basename $(notdir $(SPEC)))
+
 run: $(STAMP)
 	$(BIN)/nndsl check $(SPEC)
+	$(BIN)/nndsl train $(SPEC) --run-dir $(RUN_DIR)
+	$(BIN)/nndsl predict $(RUN_DIR)/model.onnx --input $(RUN_DIR)/heldout_x.npy
 
 test: $(STAMP)
 	$(BIN)/ruff check .

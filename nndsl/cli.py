@@ -142,7 +142,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         program, sources = _load(args.spec)
         run_dir = train_spec(program, args.spec, backend=args.backend, epochs=args.epochs,
                              steps=args.steps, run_dir=args.run_dir, model=args.model,
-                             quiet=args.quiet)
+                             quiet=args.quiet, device=args.device)
     except NndslError as e:
         _print_error(e, sources or getattr(e, "sources", None), args.spec)
         return EXIT_ERRORS
@@ -212,8 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a spec's model with its train block")
     train.add_argument("spec", metavar="SPEC")
-    train.add_argument("--backend", choices=["numpy"], default="numpy",
-                       help="numpy: the pure-NumPy reference trainer")
+    train.add_argument("--backend", choices=["torch", "numpy"], default="torch",
+                       help="torch (default): PyTorch on CPU or GPU; numpy: the pure-NumPy "
+                       "reference trainer")
+    train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                       help="torch backend: auto picks CUDA when present")
     train.add_argument("--epochs", type=int, help="override the number of epochs")
     train.add_argument("--steps", type=int, help="train this many steps (metrics per step)")
     train.add_argument("--run-dir", help="where to write the run (default runs/MODEL-TIME/)")

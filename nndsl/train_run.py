@@ -51,15 +51,24 @@ def _log(row: dict[str, Any]) -> None:
     print("  ".join(parts), file=sys.stderr)
 
 
+def make_engine(backend: str, graph: Graph, device: str) -> Any:
+    """The engine for `--backend`: torch is imported only when asked for."""
+    if backend == "torch":
+        from nndsl.backends.torch.engine import TorchEngine
+
+        return TorchEngine(graph, device)
+    return NumpyEngine(graph)
+
+
 def train_spec(program: Program, spec_file: str, *, backend: str = "numpy",
                epochs: int | None = None, steps: int | None = None, run_dir: str | None = None,
-               model: str | None = None, quiet: bool = False) -> Path:
+               model: str | None = None, quiet: bool = False, device: str = "auto") -> Path:
     spec = pick_train(program, model)
     graph = program.model(spec.model)
     data = load_dataset(graph, spec, Path(spec_file).parent)  # before anything is written
     path = run_directory(graph.name, run_dir)
     weights = initialize(graph, spec.get("seed", 0))
-    trainer = Trainer(graph, spec, NumpyEngine(graph), weights,
+    trainer = Trainer(graph, spec, make_engine(backend, graph, device), weights,
                       on_row=(lambda row: None) if quiet else _log, step_rows=steps is not None)
     trainer_call = spec.get("trainer")
     if trainer_call is None or trainer_call.name == "backprop":
@@ -71,4 +80,36 @@ def train_spec(program: Program, spec_file: str, *, backend: str = "numpy",
                          "backend yet", trainer_call.span,
                          hint="backprop and hebbian train today")
     save_run(path, spec_file, trainer)
+    export_run(program, spec_file, graph, trainer.weights, data, path, quiet)
     return path
+
+
+def export_run(program: Program, spec_file: str, graph: Graph, weights: dict[str, np.ndarray],
+               data: Any, path: Path, quiet: bool) -> None:
+    """model.onnx of the trained weights, checked against NumPy on held-out rows first.
+
+    A few held-out input rows are saved as heldout_x.npy, for `nndsl predict`.
+    """
+    from nndsl.errors import SourceMap
+    from nndsl.export import export_onnx
+
+    rows = data.val or data.train
+    feeds = {n: rows[n][:64] for n, _ in graph.inputs}
+    try:
+        model = export_onnx(program, SourceMap({program.file: Path(spec_file).read_text(
+            encoding="utf-8")}), graph, weights)
+    except NndslError as e:
+        if not quiet:
+            print(f"model.onnx not written: {e.message}", file=sys.stderr)
+        return
+    from nndsl.backends.onnx.runtime import run_onnx
+
+    want = NumpyEngine(graph).predict(feeds, weights)
+    got = run_onnx(model, feeds)
+    for name, value in zip(graph.outputs, got, strict=True):
+        worst = float(np.max(np.abs(value - want[name]))) if value.size else 0.0
+        if worst > 1e-4:
+            raise NndslError(f"the exported model disagrees with NumPy on '{name}' by {worst:.3g}")
+    (path / "model.onnx").write_bytes(model.SerializeToString())
+    if len(graph.inputs) == 1:
+        np.save(path / "heldout_x.npy", feeds[graph.inputs[0][0]][:5])

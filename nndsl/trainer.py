@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -73,20 +73,29 @@ class History:
             writer.writerows(self.rows)
 
 
-class Engine:
-    """What a backend supplies: gradients of the loss, and inference."""
+class Engine(Protocol):
+    """What a backend supplies to the trainer. Arrays are the backend's own (NumPy arrays,
+    torch tensors on a device); the update rules run on them through the table `P`."""
 
     P: Any
 
+    def to_backend(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]: ...
+
+    def to_numpy(self, arrays: dict[str, Any]) -> dict[str, np.ndarray]: ...
+
+    def take(self, array: Any, index: np.ndarray) -> Any: ...
+
     def loss_and_grad(self, loss: Graph, feeds: dict[str, Any], weights: dict[str, Any],
-                      frozen: tuple[str, ...], seed: int) -> tuple[float, dict, dict]:
-        raise NotImplementedError
+                      frozen: tuple[str, ...], seed: int) -> tuple[float, dict, dict]: ...
 
-    def predict(self, feeds: dict[str, Any], weights: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
+    def penalty_and_grad(self, calls: list[Call], w: Any) -> tuple[float, Any]: ...
+
+    def predict(self, feeds: dict[str, np.ndarray], weights: dict[str, Any]) -> dict[str, Any]:
+        """Every value of the model in inference mode, as NumPy arrays."""
+        ...
 
 
-class NumpyEngine(Engine):
+class NumpyEngine:
     """The reference engine: NumPy arrays, reverse mode over the primitive trace."""
 
     def __init__(self, model: Graph) -> None:
@@ -94,6 +103,18 @@ class NumpyEngine(Engine):
 
         self.model = model
         self.P = make_numpy_prims(training=True)
+
+    def to_backend(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        return dict(arrays)
+
+    def to_numpy(self, arrays: dict[str, Any]) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v) for k, v in arrays.items()}
+
+    def take(self, array: Any, index: np.ndarray) -> Any:
+        return array[index]
+
+    def penalty_and_grad(self, calls: list[Call], w: Any) -> tuple[float, Any]:
+        return penalty_and_grad(calls, w)
 
     def loss_and_grad(self, loss: Graph, feeds: dict[str, Any], weights: dict[str, Any],
                       frozen: tuple[str, ...], seed: int) -> tuple[float, dict, dict]:
@@ -157,10 +178,14 @@ class Trainer:
     step_rows: bool = False
     history: History = field(default_factory=History)
     step: int = 0
+    device_rows: dict[str, Any] = field(default_factory=dict)
 
     def run(self, data: Dataset, epochs: int | None = None, steps: int | None = None) -> None:
+        self.weights = self.engine.to_backend(self.weights)
+        self.device_rows = self.engine.to_backend(data.train)  # batched by index, in place
         for stage in stages(self.spec):
             self.run_stage(stage, data, epochs, steps)
+        self.weights = self.engine.to_numpy(self.weights)
 
     def run_stage(self, stage: Stage, data: Dataset, epochs: int | None,
                   steps: int | None) -> None:
@@ -184,7 +209,7 @@ class Trainer:
                     break
                 rate = sched.compute(base_lr, self.step, epoch, **dict(schedule.kwargs)) \
                     if sched else base_lr
-                feeds = {k: v[index] for k, v in data.train.items()}
+                feeds = {k: self.engine.take(v, index) for k, v in self.device_rows.items()}
                 loss = self.update(stage, feeds, opt, optimizer, state, rate, regs, epoch)
                 losses.append(loss)
                 if self.step_rows:
@@ -210,7 +235,7 @@ class Trainer:
                              "`clip = norm(1.0)`")
         for name, calls in regs.items():
             if name in grads:
-                value, g = penalty_and_grad(calls, self.weights[name])
+                value, g = self.engine.penalty_and_grad(calls, self.weights[name])
                 loss += value
                 grads[name] = grads[name] + g
         P = self.engine.P
@@ -259,9 +284,9 @@ class Trainer:
         from nndsl.backends.numpy.prims import make_numpy_prims
         from nndsl.interpreter import run
 
-        sources = (env, part, self.weights)
+        sources = (env, part, self.engine.to_numpy(self.weights))
         feeds = {n: next(s[n] for s in sources if n in s) for n, _ in loss.inputs}
-        result = run(loss, make_numpy_prims(training=False), feeds, self.weights)
+        result = run(loss, make_numpy_prims(training=False), feeds, {})
         return float(result.env[loss.outputs[0]])
 
     def metric(self, name: str, env: dict, part: dict) -> float:

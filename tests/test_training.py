@@ -29,8 +29,20 @@ def _forward(spec: str, run_dir: Path, feeds: dict[str, np.ndarray]) -> dict[str
 
 
 def test_xor_reaches_full_accuracy(tmp_path: Path) -> None:
-    assert main(["train", str(ROOT / "specs" / "xor.nn"), "--run-dir", str(tmp_path),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(ROOT / "specs" / "xor.nn"),
+                "--backend",
+                "numpy",
+                "--run-dir",
+                str(tmp_path),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     rows = _rows(tmp_path)
     assert float(rows[-1]["accuracy"]) == 1.0
     x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
@@ -39,8 +51,20 @@ def test_xor_reaches_full_accuracy(tmp_path: Path) -> None:
 
 
 def test_838_autoencoder_learns_distinct_codes(tmp_path: Path) -> None:
-    assert main(["train", str(ROOT / "specs" / "autoencoder_838.nn"), "--run-dir",
-                 str(tmp_path), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(ROOT / "specs" / "autoencoder_838.nn"),
+                "--backend",
+                "numpy",
+                "--run-dir",
+                str(tmp_path),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     env = _forward("autoencoder_838.nn", tmp_path, {"x": np.eye(8, dtype=np.float32)})
     assert env["xhat"].argmax(axis=1).tolist() == list(range(8))
     codes = env["code"]
@@ -49,8 +73,22 @@ def test_838_autoencoder_learns_distinct_codes(tmp_path: Path) -> None:
 
 
 def test_run_directory_layout_and_step_rows(tmp_path: Path) -> None:
-    assert main(["train", str(ROOT / "specs" / "digits_mlp.nn"), "--run-dir", str(tmp_path),
-                 "--steps", "5", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(ROOT / "specs" / "digits_mlp.nn"),
+                "--backend",
+                "numpy",
+                "--run-dir",
+                str(tmp_path),
+                "--steps",
+                "5",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     rows = _rows(tmp_path)
     steps = [r for r in rows if r["kind"] == "step"]
     assert [int(r["step"]) for r in steps] == [1, 2, 3, 4, 5]
@@ -67,8 +105,22 @@ def test_recorded_loss_is_the_loss_before_the_update(tmp_path: Path) -> None:
     from nndsl.initialize import initialize
     from nndsl.ops.training import builtin
 
-    assert main(["train", str(ROOT / "specs" / "xor.nn"), "--run-dir", str(tmp_path),
-                 "--steps", "1", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(ROOT / "specs" / "xor.nn"),
+                "--backend",
+                "numpy",
+                "--run-dir",
+                str(tmp_path),
+                "--steps",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     program, _ = load(ROOT / "specs" / "xor.nn")
     graph, spec = program.models[0], program.trains[0]
     data = builtin(ROOT, name="xor")
@@ -79,8 +131,20 @@ def test_recorded_loss_is_the_loss_before_the_update(tmp_path: Path) -> None:
 def test_hebbian_hopfield_recalls_a_corrupted_pattern(tmp_path: Path) -> None:
     from nndsl.ops.training import builtin
 
-    assert main(["train", str(ROOT / "specs" / "hopfield.nn"), "--run-dir", str(tmp_path),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(ROOT / "specs" / "hopfield.nn"),
+                "--backend",
+                "numpy",
+                "--run-dir",
+                str(tmp_path),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     patterns = builtin(ROOT, name="hopfield16")["x"]
     probes = patterns.copy()
     probes[:, [0, 5]] *= -1  # two flipped bits per pattern
@@ -88,8 +152,9 @@ def test_hebbian_hopfield_recalls_a_corrupted_pattern(tmp_path: Path) -> None:
     np.testing.assert_array_equal(recalled, patterns)
 
 
-def test_missing_data_arrays_fail_before_anything_is_written(tmp_path: Path, write_spec,
-                                                             capsys) -> None:  # type: ignore[no-untyped-def]
+def test_missing_data_arrays_fail_before_anything_is_written(
+    tmp_path: Path, write_spec, capsys
+) -> None:  # type: ignore[no-untyped-def]
     spec = write_spec("""
 model m { input features: [batch, 2]
   y = features -> dense(1)
@@ -97,7 +162,9 @@ model m { input features: [batch, 2]
 train m { data = builtin("xor"); target t: [batch, 1]; loss = mse(y, t) }
 """)
     run_dir = tmp_path / "run"
-    assert main(["train", str(spec), "--run-dir", str(run_dir), "--quiet"]) == 1
+    assert (
+        main(["train", str(spec), "--backend", "numpy", "--run-dir", str(run_dir), "--quiet"]) == 1
+    )
     err = capsys.readouterr().err
     assert "the data has no array for 'features', 't'" in err and "hint:" in err
     assert not run_dir.exists()
@@ -111,7 +178,9 @@ model m { input x: [batch, 2]
 train m { data = builtin("xor"); target y: [batch, 1]; loss = mse(out, y)
   optimizer = sgd(lr=1e6); epochs = 50 }
 """)
-    code = main(["train", str(spec), "--run-dir", str(tmp_path / "run"), "--quiet"])
+    code = main(
+        ["train", str(spec), "--backend", "numpy", "--run-dir", str(tmp_path / "run"), "--quiet"]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert "the loss became" in err and "hint: lower the learning rate" in err
@@ -121,9 +190,12 @@ def test_numpy_training_imports_no_torch(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    code = (f"import sys; from nndsl.cli import main\n"
-            f"assert main(['train', {str(ROOT / 'specs' / 'xor.nn')!r}, '--steps', '3', "
-            f"'--quiet', '--run-dir', {str(tmp_path)!r}]) == 0\n"
-            "assert 'torch' not in sys.modules, 'the NumPy path imported torch'\n")
+    code = (
+        f"import sys; from nndsl.cli import main\n"
+        f"assert main(['train', {str(ROOT / 'specs' / 'xor.nn')!r}, '--backend', 'numpy', "
+        f"'--steps', '3', "
+        f"'--quiet', '--run-dir', {str(tmp_path)!r}]) == 0\n"
+        "assert 'torch' not in sys.modules, 'the NumPy path imported torch'\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
