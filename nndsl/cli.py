@@ -138,7 +138,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from nndsl.train_run import train_spec
 
     sources = None
+    if args.resume is None and args.spec is None:
+        print("nndsl train: give a SPEC, or --resume RUN_DIR", file=sys.stderr)
+        return EXIT_USAGE
     try:
+        if args.resume is not None:
+            from nndsl.train_run import resume_run
+
+            print(f"trained model written to {resume_run(args.resume, args.quiet)}")
+            return EXIT_OK
         program, sources = _load(args.spec)
         run_dir = train_spec(program, args.spec, backend=args.backend, epochs=args.epochs,
                              steps=args.steps, run_dir=args.run_dir, model=args.model,
@@ -150,9 +158,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_error(error: Exception, sources, spec: str) -> None:  # type: ignore[no-untyped-def]
+def _print_error(error: Exception, sources, spec: str | None) -> None:  # type: ignore[no-untyped-def]
     from nndsl.errors import SourceMap
 
+    if sources is None and spec is None:
+        sources = SourceMap()
     if sources is None:
         sources = SourceMap()
         try:
@@ -211,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp.set_defaults(func=cmd_compile)
 
     train = sub.add_parser("train", help="train a spec's model with its train block")
-    train.add_argument("spec", metavar="SPEC")
+    train.add_argument("spec", metavar="SPEC", nargs="?")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
     train.add_argument("--backend", choices=["torch", "numpy"], default="torch",
                        help="torch (default): PyTorch on CPU or GPU; numpy: the pure-NumPy "
                        "reference trainer")

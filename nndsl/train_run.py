@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nndsl import ops
+from nndsl import checkpoint, ops
 from nndsl.dataset import load_dataset
 from nndsl.errors import NndslError
 from nndsl.initialize import initialize
 from nndsl.ir import Graph, Program, TrainSpec
-from nndsl.trainer import NumpyEngine, Trainer, run_directory, save_run
+from nndsl.trainer import NumpyEngine, Position, Trainer, run_directory, save_run
 
 
 def pick_train(program: Program, model: str | None) -> TrainSpec:
@@ -42,6 +43,19 @@ def _hebbian(graph: Graph, spec: TrainSpec, data: Any, weights: dict[str, np.nda
         np.asarray(b, np.float32)
 
 
+def resume_run(run_dir: str, quiet: bool = False) -> Path:
+    """Continue a run from its checkpoint, with the spec and options it was started with."""
+    from nndsl.program import load
+
+    saved = checkpoint.load(Path(run_dir) / checkpoint.NAME)
+    spec_file = Path(run_dir) / "spec.nn"
+    program, _ = load(spec_file)
+    meta = saved.meta
+    return train_spec(program, str(spec_file), backend=meta["backend"], epochs=meta["epochs"],
+                      steps=meta["steps"], run_dir=run_dir, model=meta["model"], quiet=quiet,
+                      device=meta["device"], resume=saved)
+
+
 def _log(row: dict[str, Any]) -> None:
     if row.get("kind") != "epoch":
         return
@@ -62,24 +76,44 @@ def make_engine(backend: str, graph: Graph, device: str) -> Any:
 
 def train_spec(program: Program, spec_file: str, *, backend: str = "numpy",
                epochs: int | None = None, steps: int | None = None, run_dir: str | None = None,
-               model: str | None = None, quiet: bool = False, device: str = "auto") -> Path:
+               model: str | None = None, quiet: bool = False, device: str = "auto",
+               resume: checkpoint.Checkpoint | None = None) -> Path:
     spec = pick_train(program, model)
     graph = program.model(spec.model)
-    data = load_dataset(graph, spec, Path(spec_file).parent)  # before anything is written
-    path = run_directory(graph.name, run_dir)
-    weights = initialize(graph, spec.get("seed", 0))
-    trainer = Trainer(graph, spec, make_engine(backend, graph, device), weights,
+    base_dir = Path(resume.meta["base_dir"]) if resume else Path(spec_file).resolve().parent
+    data = load_dataset(graph, spec, base_dir)  # before anything is written
+    path = Path(run_dir) if resume else run_directory(graph.name, run_dir)
+    weights = resume.weights if resume else initialize(graph, spec.get("seed", 0))
+    engine = make_engine(backend, graph, device)
+    meta = {"model": graph.name, "backend": backend, "device": device, "epochs": epochs,
+            "steps": steps, "base_dir": str(base_dir)}
+    trainer = Trainer(graph, spec, engine, dict(weights),
                       on_row=(lambda row: None) if quiet else _log, step_rows=steps is not None)
+    if not resume:
+        shutil.copyfile(spec_file, path / "spec.nn")
+
+    def on_epoch(position: Position) -> None:
+        checkpoint.save(path / checkpoint.NAME, trainer.weights, position.state, {
+            **meta, "stage": position.stage, "epoch": position.epoch, "step": trainer.step,
+            "rng": position.rng, "history": trainer.history.rows})
+
+    trainer.on_epoch = on_epoch
+    start = None
+    if resume:
+        trainer.step = int(resume.meta["step"])
+        trainer.history.rows = list(resume.meta["history"])
+        start = Position(resume.meta["stage"], resume.meta["epoch"], resume.state,
+                         resume.meta["rng"])
     trainer_call = spec.get("trainer")
     if trainer_call is None or trainer_call.name == "backprop":
-        trainer.run(data, epochs, steps)
+        trainer.run(data, epochs, steps, start)
     elif trainer_call.name == "hebbian":
         _hebbian(graph, spec, data, trainer.weights)
     else:
         raise NndslError(f"trainer '{trainer_call.name}' is not supported by the {backend} "
                          "backend yet", trainer_call.span,
                          hint="backprop and hebbian train today")
-    save_run(path, spec_file, trainer)
+    save_run(path, trainer)
     export_run(program, spec_file, graph, trainer.weights, data, path, quiet)
     return path
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -85,6 +84,10 @@ class Engine(Protocol):
 
     def take(self, array: Any, index: np.ndarray) -> Any: ...
 
+    def to_backend_state(self, state: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Optimizer state read from a checkpoint, as the backend's arrays."""
+        ...
+
     def loss_and_grad(self, loss: Graph, feeds: dict[str, Any], weights: dict[str, Any],
                       frozen: tuple[str, ...], seed: int) -> tuple[float, dict, dict]: ...
 
@@ -112,6 +115,9 @@ class NumpyEngine:
 
     def take(self, array: Any, index: np.ndarray) -> Any:
         return array[index]
+
+    def to_backend_state(self, state: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {k: dict(v) for k, v in state.items()}
 
     def penalty_and_grad(self, calls: list[Call], w: Any) -> tuple[float, Any]:
         return penalty_and_grad(calls, w)
@@ -167,6 +173,16 @@ def batches(rows: int, size: int, shuffle: bool, rng: np.random.Generator) -> It
 
 
 @dataclass
+class Position:
+    """Where training stands after an epoch: enough to continue exactly (with the weights)."""
+
+    stage: int
+    epoch: int
+    state: dict[str, dict[str, Any]]  # optimizer state per weight
+    rng: dict[str, Any] | None  # the batch-order generator's state
+
+
+@dataclass
 class Trainer:
     """Runs a train block's stages on one engine; writes nothing but through `on_row`."""
 
@@ -176,40 +192,49 @@ class Trainer:
     weights: dict[str, np.ndarray]
     on_row: Callable[[dict[str, Any]], None] = lambda row: None
     step_rows: bool = False
+    on_epoch: Callable[[Position], None] = lambda position: None  # checkpoint hook
     history: History = field(default_factory=History)
     step: int = 0
     device_rows: dict[str, Any] = field(default_factory=dict)
 
-    def run(self, data: Dataset, epochs: int | None = None, steps: int | None = None) -> None:
+    def run(self, data: Dataset, epochs: int | None = None, steps: int | None = None,
+            resume: Position | None = None) -> None:
+        """Every stage in order; `resume` continues from a checkpoint's position exactly."""
         self.weights = self.engine.to_backend(self.weights)
         self.device_rows = self.engine.to_backend(data.train)  # batched by index, in place
-        for stage in stages(self.spec):
-            self.run_stage(stage, data, epochs, steps)
+        for index, stage in enumerate(stages(self.spec)):
+            if resume is not None and index < resume.stage:
+                continue
+            start = resume if resume is not None and index == resume.stage else None
+            self.run_stage(stage, data, epochs, steps, index, start)
+            self.on_epoch(Position(index + 1, 0, {}, None))  # the stage is done
         self.weights = self.engine.to_numpy(self.weights)
 
     def run_stage(self, stage: Stage, data: Dataset, epochs: int | None,
-                  steps: int | None) -> None:
+                  steps: int | None, index: int = 0, start: Position | None = None) -> None:
         optimizer = stage.get("optimizer") or DEFAULT_OPTIMIZER
         opt = ops.get(optimizer.name, "optimizer", optimizer.span)
         base_lr = float(optimizer.get("lr", 0.01) or 0.01)
         schedule = stage.get("schedule")
         sched = ops.get(schedule.name, "schedule", schedule.span) if schedule else None
         regs = penalties(self.model, stage.get("regularize"))
-        state: dict[str, dict] = {}
+        state: dict[str, dict] = self.engine.to_backend_state(start.state) if start else {}
         seed = int(stage.get("seed"))
-        rng = np.random.default_rng([seed, 11])
+        rng = np.random.default_rng([seed, 11, index])
+        if start is not None and start.rng is not None:
+            rng.bit_generator.state = start.rng
         n_epochs = epochs or int(stage.get("epochs") or (math.inf if steps else 10))
-        budget = self.step + steps if steps else None
-        epoch = 0
+        budget = steps  # counts every update of the run, across stages and resumes
+        epoch = start.epoch if start else 0
         while epoch < n_epochs and (budget is None or self.step < budget):
             losses = []
-            for index in batches(data.rows, int(stage.get("batch")), bool(stage.get("shuffle")),
-                                 rng):
+            for picked in batches(data.rows, int(stage.get("batch")),
+                                  bool(stage.get("shuffle")), rng):
                 if budget is not None and self.step >= budget:
                     break
                 rate = sched.compute(base_lr, self.step, epoch, **dict(schedule.kwargs)) \
                     if sched else base_lr
-                feeds = {k: self.engine.take(v, index) for k, v in self.device_rows.items()}
+                feeds = {k: self.engine.take(v, picked) for k, v in self.device_rows.items()}
                 loss = self.update(stage, feeds, opt, optimizer, state, rate, regs, epoch)
                 losses.append(loss)
                 if self.step_rows:
@@ -222,6 +247,7 @@ class Trainer:
             self.record(row)
             if self.should_stop(stage):
                 break
+            self.on_epoch(Position(index, epoch, state, rng.bit_generator.state))
 
     def update(self, stage: Stage, feeds: dict, opt: Any, optimizer: Call, state: dict,
                rate: float, regs: dict, epoch: int) -> float:
@@ -328,14 +354,12 @@ def run_directory(model: str, run_dir: str | None) -> Path:
     return path
 
 
-def save_run(path: Path, spec_file: str, trainer: Trainer) -> None:
+def save_run(path: Path, trainer: Trainer) -> None:
     """metrics.csv, weights.npz (one array per `<label>.<param>`), the spec and its config."""
     trainer.history.write(path / "metrics.csv")
     tmp = path / "weights.tmp.npz"
     np.savez(tmp, **{k: np.asarray(v) for k, v in trainer.weights.items()})
     tmp.replace(path / "weights.npz")
-    if Path(spec_file).exists():
-        shutil.copyfile(spec_file, path / "spec.nn")
     config = {key: str(value) if isinstance(value, Call) else value
               for key, value in trainer.spec.settings}
     (path / "config.json").write_text(json.dumps({"model": trainer.model.name, **config},

@@ -45,6 +45,10 @@ class TorchEngine:
         return {k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
                 for k, v in arrays.items()}
 
+    def to_backend_state(self, state: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {k: {key: torch.as_tensor(v).to(self.device) if isinstance(v, np.ndarray) else v
+                    for key, v in s.items()} for k, s in state.items()}
+
     def take(self, array: Any, index: np.ndarray) -> Any:
         return array[torch.as_tensor(index, device=self.device)]
 
