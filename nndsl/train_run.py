@@ -14,6 +14,7 @@ from nndsl.dataset import load_dataset
 from nndsl.errors import NndslError
 from nndsl.initialize import initialize
 from nndsl.ir import Graph, Program, TrainSpec
+from nndsl.progress import Reporter
 from nndsl.trainer import NumpyEngine, Position, Trainer, run_directory, save_run
 
 
@@ -56,15 +57,6 @@ def resume_run(run_dir: str, quiet: bool = False) -> Path:
                       device=meta["device"], resume=saved)
 
 
-def _log(row: dict[str, Any]) -> None:
-    if row.get("kind") != "epoch":
-        return
-    parts = [f"epoch {row['epoch']}", f"loss {row['loss']:.5g}"]
-    parts += [f"{k} {v:.4g}" for k, v in row.items()
-              if k not in ("kind", "epoch", "loss", "step", "phase") and isinstance(v, float)]
-    print("  ".join(parts), file=sys.stderr)
-
-
 def make_engine(backend: str, graph: Graph, device: str) -> Any:
     """The engine for `--backend`: torch is imported only when asked for."""
     if backend == "torch":
@@ -87,8 +79,9 @@ def train_spec(program: Program, spec_file: str, *, backend: str = "numpy",
     engine = make_engine(backend, graph, device)
     meta = {"model": graph.name, "backend": backend, "device": device, "epochs": epochs,
             "steps": steps, "base_dir": str(base_dir)}
-    trainer = Trainer(graph, spec, engine, dict(weights),
-                      on_row=(lambda row: None) if quiet else _log, step_rows=steps is not None)
+    reporter = Reporter(graph.name, epochs or spec.get("epochs"), quiet)
+    trainer = Trainer(graph, spec, engine, dict(weights), on_row=reporter,
+                      step_rows=steps is not None)
     if not resume:
         shutil.copyfile(spec_file, path / "spec.nn")
 
@@ -105,14 +98,18 @@ def train_spec(program: Program, spec_file: str, *, backend: str = "numpy",
         start = Position(resume.meta["stage"], resume.meta["epoch"], resume.state,
                          resume.meta["rng"])
     trainer_call = spec.get("trainer")
-    if trainer_call is None or trainer_call.name == "backprop":
-        trainer.run(data, epochs, steps, start)
-    elif trainer_call.name == "hebbian":
-        _hebbian(graph, spec, data, trainer.weights)
-    else:
-        raise NndslError(f"trainer '{trainer_call.name}' is not supported by the {backend} "
-                         "backend yet", trainer_call.span,
-                         hint="backprop and hebbian train today")
+    try:
+        if trainer_call is None or trainer_call.name == "backprop":
+            trainer.run(data, epochs, steps, start)
+        elif trainer_call.name == "hebbian":
+            _hebbian(graph, spec, data, trainer.weights)
+        else:
+            raise NndslError(f"trainer '{trainer_call.name}' is not supported by the {backend} "
+                             "backend yet", trainer_call.span,
+                             hint="backprop and hebbian train today")
+    finally:
+        reporter.stop()
+    reporter.summary()
     save_run(path, trainer)
     export_run(program, spec_file, graph, trainer.weights, data, path, quiet)
     return path
