@@ -1,4 +1,8 @@
-"""ONNX export of every spec: onnxruntime (and the ONNX reference evaluator) match NumPy."""
+"""ONNX export of every spec: onnxruntime (and the ONNX reference evaluator) match NumPy.
+
+Recurrent specs export too (one native ONNX RNN/LSTM/GRU node per layer, symbolic time axis);
+tests/test_export_recurrent.py runs them at several sequence lengths.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,6 @@ from nndsl.backends.numpy.prims import make_numpy_prims  # noqa: E402
 
 from nndsl.check import random_inputs  # noqa: E402
 from nndsl.cli import main  # noqa: E402
-from nndsl.errors import NndslError  # noqa: E402
 from nndsl.export import export_onnx, load_onnx, predict  # noqa: E402
 from nndsl.initialize import initialize  # noqa: E402
 from nndsl.interpreter import run  # noqa: E402
@@ -23,12 +26,7 @@ from nndsl.program import load  # noqa: E402
 
 from .conftest import ROOT, SPECS  # noqa: E402
 
-RECURRENT = {"lstm", "gru", "rnn"}
 MODELS = [(path, graph.name) for path in SPECS for graph in load(path)[0].models]
-
-
-def _recurrent_over_time(graph) -> bool:  # type: ignore[no-untyped-def]
-    return any(n.op in RECURRENT for n in graph.nodes)
 
 
 @pytest.mark.parametrize(("path", "name"), MODELS, ids=[f"{p.stem}:{n}" for p, n in MODELS])
@@ -39,10 +37,6 @@ def test_export_matches_numpy(path: Path, name: str) -> None:
 
     program, sources = load(path)
     graph = next(g for g in program.models if g.name == name)
-    if _recurrent_over_time(graph):
-        with pytest.raises(NndslError, match="only known when the exported model runs"):
-            export_onnx(program, sources, graph)
-        pytest.skip("recurrent layers over a symbolic time axis need native ONNX RNN ops")
     weights = initialize(graph, 0)
     model = export_onnx(program, sources, graph, weights)
     onnx.checker.check_model(model, full_check=True)

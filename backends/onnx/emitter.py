@@ -179,6 +179,15 @@ class OnnxEmitter:
         self.initializers[name] = numpy_helper.from_array(array, name)
         return name
 
+    def initializer_value(self, name: str) -> np.ndarray | None:
+        """The array behind `name` when it is an initializer (a weight or a constant), else None.
+
+        Natives that only re-lay weights out for an ONNX op (gate order, stacking directions)
+        fold that into new initializers at export time instead of emitting Gather/Concat nodes.
+        """
+        tensor = self.initializers.get(name)
+        return None if tensor is None else numpy_helper.to_array(tensor)
+
     def const(self, value: Any, dtype: np.dtype | str | None = None) -> str:
         """A constant initializer (deduplicated); `dtype=None` reads `value` as NumPy does."""
         array = np.asarray(value, dtype=dtype)
@@ -621,6 +630,19 @@ def make_onnx_prims(emitter: OnnxEmitter) -> SimpleNamespace:
     """The primitive table over `emitter`: what an op sees as `P` during export."""
     table = {name: partial(fn, emitter) for name, fn in EMIT.items()}
     return SimpleNamespace(backend="onnx", training=False, rng=None, **table)
+
+
+def emitter_of(P: SimpleNamespace) -> OnnxEmitter:
+    """The emitter behind an ONNX primitive table, for natives that emit whole ONNX ops (LSTM).
+
+    Every primitive of `make_onnx_prims` is bound to the emitter, so it is read from there
+    rather than stored as an attribute: the table holds exactly the primitives (and `backend`,
+    `training`, `rng`), the same set as the NumPy and torch tables.
+    """
+    bound = getattr(P, "shape", None)
+    if not (isinstance(bound, partial) and bound.args and isinstance(bound.args[0], OnnxEmitter)):
+        raise TypeError("not an ONNX primitive table (make it with make_onnx_prims)")
+    return bound.args[0]
 
 
 def export_graph(graph: Graph, weights: Mapping[str, np.ndarray], *,

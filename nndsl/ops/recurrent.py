@@ -2,7 +2,9 @@
 
 Inputs are batch first, [batch, time, features]; the initial state is zeros (CONV-40). The
 time loop is unrolled here (the concrete length comes from `P.shape`), so every backend runs
-the same decomposition; native overrides (torch nn.LSTM, ONNX LSTM) use the mapping below.
+the same decomposition; native overrides use the mapping below. ONNX export has one for rnn,
+lstm and gru (backends/onnx/recurrent.py: one ONNX RNN/LSTM/GRU node, so the time axis may stay
+symbolic), imported only when an export calls it: `import nndsl` does not import onnx.
 
 Weight layout, one set per direction (the reverse direction's names end in `_reverse`):
 `weight_ih [G·H, F]`, `weight_hh [G·H, H]`, `bias_ih [G·H]`, `bias_hh [G·H]`: G stacked blocks
@@ -22,11 +24,11 @@ has only tanh and relu; torch has no peephole or coupled LSTM.
 ONNX (W [D, G·H, F], R [D, G·H, H], B [D, 2·G·H] = [Wb, Rb], P [D, 3·H]; direction index d):
 rnn: W = weight_ih, R = weight_hh, B = [bias_ih, bias_hh]. lstm: ONNX gates (i, o, f, c) are
 our blocks [0, 3, 1, 2] in W, R and both halves of B; P (i, o, f) is our peephole blocks
-[0, 2, 1]. coupled is `input_forget=1`, which onnxruntime computes as f = 1 − i: our f block
-(weights, biases, peephole) goes negated into ONNX's i slot, its f slot is zeros (σ(−a) =
-1 − σ(a)). gru: ONNX gates (z, r, h)
-are our blocks [1, 0, 2]; `linear_before_reset` is ours. Y [T, D, batch, H] is our
-[batch, T, D·H] after a transpose (or layout=1).
+[0, 2, 1]. coupled, ours (f, g, o): ONNX (i, o, f, c) = (−f, o, f, g), P = (−p_f, p_o, p_f),
+no `input_forget`: σ(−a) = 1 − σ(a) makes ONNX's i our 1 − f on any runtime (onnxruntime's
+input_forget=1 computes f = 1 − i, but the spec leaves it undefined and the reference evaluator
+ignores it). gru: ONNX gates (z, r, h) are our blocks [1, 0, 2]; `linear_before_reset` is ours.
+Y [T, D, batch, H] is our [batch, T, D·H] after a transpose (onnxruntime rejects layout=1).
 
 Equations, with x̂ = W_ih x_t + b_ih and ĥ = W_hh h_{t−1} + b_hh split into gate blocks:
 
@@ -81,6 +83,19 @@ class Direction(NamedTuple):
 
 
 Step = Callable[[Any, Any, Any, Any, Direction], tuple[Any, Any]]  # (P, x̂_t, h, c, w) -> (h, c)
+
+
+def _onnx_native(name: str) -> Callable[..., Any]:
+    """Op `name`'s ONNX form (backends/onnx/recurrent.py), imported when an export first calls
+    it, so that the op catalog (and `import nndsl`) does not import onnx."""
+
+    def native(P: Any, x: Any, **params: Any) -> Any:
+        from nndsl.backends.onnx.recurrent import NATIVE
+
+        return NATIVE[name](P, x, **params)
+
+    native.__name__ = native.__qualname__ = f"{name}_onnx"
+    return native
 
 
 def _apply(P: Any, name: str, x: Any, **params: Any) -> Any:
@@ -216,7 +231,8 @@ SEQUENCE_SAMPLES = (((2, 5, 3),),)
 
 
 @layer_op("rnn", infer=_sequence_rule("rnn"), weights=_weights_rule("rnn", lambda **_: (1, 0)),
-          samples=SEQUENCE_SAMPLES, sample_params={"units": 4, "sequences": False})
+          samples=SEQUENCE_SAMPLES, sample_params={"units": 4, "sequences": False},
+          native={"onnx": _onnx_native("rnn")})
 def rnn(P: Any, x: Any, *, units: int, activation: ActivationName = "tanh",
         bidirectional: bool = False, sequences: bool = True, weight_ih: Weight,
         weight_hh: Weight, bias_ih: Weight, bias_hh: Weight, weight_ih_reverse: Weight = None,
@@ -230,7 +246,8 @@ def rnn(P: Any, x: Any, *, units: int, activation: ActivationName = "tanh",
 
 
 @layer_op("lstm", infer=_sequence_rule("lstm"), weights=_weights_rule("lstm", _lstm_gates),
-          samples=SEQUENCE_SAMPLES, sample_params={"units": 4, "bidirectional": True})
+          samples=SEQUENCE_SAMPLES, sample_params={"units": 4, "bidirectional": True},
+          native={"onnx": _onnx_native("lstm")})
 def lstm(P: Any, x: Any, *, units: int, bidirectional: bool = False, sequences: bool = True,
          peephole: bool = False, coupled: bool = False, weight_ih: Weight, weight_hh: Weight,
          bias_ih: Weight, bias_hh: Weight, weight_peephole: Weight = None,
@@ -246,7 +263,8 @@ def lstm(P: Any, x: Any, *, units: int, bidirectional: bool = False, sequences: 
 
 
 @layer_op("gru", infer=_sequence_rule("gru"), weights=_weights_rule("gru", lambda **_: (3, 0)),
-          samples=SEQUENCE_SAMPLES, sample_params={"units": 4})
+          samples=SEQUENCE_SAMPLES, sample_params={"units": 4},
+          native={"onnx": _onnx_native("gru")})
 def gru(P: Any, x: Any, *, units: int, bidirectional: bool = False, sequences: bool = True,
         linear_before_reset: bool = True, weight_ih: Weight, weight_hh: Weight,
         bias_ih: Weight, bias_hh: Weight, weight_ih_reverse: Weight = None,
