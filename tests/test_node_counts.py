@@ -24,7 +24,6 @@ onnx = pytest.importorskip("onnx")
 from torch import nn  # noqa: E402
 
 from nndsl.check import random_inputs  # noqa: E402
-from nndsl.errors import NndslError  # noqa: E402
 from nndsl.export import export_onnx  # noqa: E402
 from nndsl.initialize import initialize  # noqa: E402
 from nndsl.interpreter import run  # noqa: E402
@@ -100,16 +99,7 @@ def torch_node_count(module: nn.Module, x: np.ndarray, dynamic: dict[int, str]) 
     return len(model.graph.node)
 
 
-# Decomposed ops make nndsl's graphs larger until they export natively (`native={"onnx": ...}`):
-# dense is Transpose+MatMul+Add (torch: Gemm), relu Greater+Shape+ConstantOfShape+Where (Relu),
-# softmax ReduceMax+Sub+Exp+ReduceSum+Div (Softmax), a conv's bias Reshape+Add (Conv's B input).
-DECOMPOSED = ("dense, relu, softmax and conv bias export as decompositions, not as Gemm, Relu, "
-              "Softmax and Conv with B; they need native ONNX forms")
-PARAMS = [pytest.param(name, marks=pytest.mark.xfail(strict=False, reason=DECOMPOSED))
-          if name in ("mlp", "cnn") else name for name in CASES]
-
-
-@pytest.mark.parametrize("name", PARAMS)
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_no_more_nodes_than_torch_export(name: str) -> None:
     from nndsl.backends.numpy.prims import make_numpy_prims
 
@@ -128,9 +118,6 @@ def test_no_more_nodes_than_torch_export(name: str) -> None:
 
     dynamic = {0: "batch", 1: "time"} if "time" in case.sizes else {0: "batch"}
     theirs = torch_node_count(module, x, dynamic)
-    try:
-        ours = len(export_onnx(program, sources, graph, weights).graph.node)
-    except NndslError as e:  # recurrent layers over a symbolic time axis need native ONNX ops
-        pytest.xfail(f"nndsl cannot export {case.spec} yet: {e}")
+    ours = len(export_onnx(program, sources, graph, weights).graph.node)
     print(f"\n{name} ({case.spec}): nndsl {ours} nodes, torch.onnx.export {theirs} nodes")
     assert ours <= theirs, f"nndsl exports {ours} nodes, torch.onnx.export {theirs}"

@@ -16,7 +16,7 @@ from typing import Any
 
 from nndsl.errors import NndslError
 from nndsl.ir import TensorType
-from nndsl.ops.registry import op
+from nndsl.ops.registry import onnx_native, op
 
 SELU_ALPHA = 1.6732632423543772
 SELU_SCALE = 1.0507009873554805
@@ -88,19 +88,19 @@ def linear(P: Any, x: Any) -> Any:
     return x
 
 
-@op("sigmoid", "activation")
+@op("sigmoid", "activation", native=onnx_native("sigmoid"))
 def sigmoid(P: Any, x: Any) -> Any:
     """1 / (1 + e^-x), the logistic function; P.sigmoid is stable for large |x| (ACT-02)."""
     return P.sigmoid(x)
 
 
-@op("tanh", "activation")
+@op("tanh", "activation", native=onnx_native("tanh"))
 def tanh(P: Any, x: Any) -> Any:
     """(e^x - e^-x) / (e^x + e^-x) (ACT-03)."""
     return P.tanh(x)
 
 
-@op("relu", "activation")
+@op("relu", "activation", native=onnx_native("relu"))
 def relu(P: Any, x: Any) -> Any:
     """max(0, x); gradient 𝟙{x > 0}, so 0 at x = 0 (ACT-04)."""
     return P.where(P.gt(x, 0.0), x, P.zeros_like(x))
@@ -178,14 +178,15 @@ def sign(P: Any, x: Any, *, at_zero: float = 1.0) -> Any:
     return _ternary(P, x, -1.0, at_zero, 1.0)
 
 
-@op("softmax", "activation", infer=_axis_type("softmax"))
+@op("softmax", "activation", infer=_axis_type("softmax"), native=onnx_native("softmax"))
 def softmax(P: Any, x: Any, *, axis: int = -1) -> Any:
     """e^x_i / Σ_j e^x_j along axis, computed on x - max(x) (ACT-14)."""
     e = P.exp(P.sub(x, P.max(x, axis=axis, keepdims=True)))
     return P.div(e, P.sum(e, axis=axis, keepdims=True))
 
 
-@op("log_softmax", "activation", infer=_axis_type("log_softmax"))
+@op("log_softmax", "activation", infer=_axis_type("log_softmax"),
+    native=onnx_native("log_softmax"))
 def log_softmax(P: Any, x: Any, *, axis: int = -1) -> Any:
     """x_i - log Σ_j e^x_j along axis, computed on x - max(x) (ACT-16)."""
     return log_softmax_of(P, x, axis)

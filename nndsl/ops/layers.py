@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from nndsl.errors import NndslError
 from nndsl.ir import Call, TensorType, format_shape
-from nndsl.ops.registry import Label, Weight, WeightSpec, WithUpdates
+from nndsl.ops.registry import Label, Weight, WeightSpec, WithUpdates, onnx_native
 from nndsl.ops.shapes import (
     BATCH_HINT,
     FLATTEN_HINT,
@@ -67,7 +67,8 @@ def _dense_weights(x: TensorType, *, units: int, use_bias: bool, tied: str | Non
     return specs
 
 
-@layer_op("dense", infer=_dense_type, weights=_dense_weights, sample_params={"units": 3})
+@layer_op("dense", infer=_dense_type, weights=_dense_weights, sample_params={"units": 3},
+          native=onnx_native("dense"))
 def dense(P: Any, x: Any, *, units: int, use_bias: bool = True, tied: Label | None = None,
           weight: Weight, bias: Weight = None) -> Any:
     """y = x @ Wᵀ + b, W [units, in]; tied: y = x @ W + b with W the tied layer's [in, units]."""
@@ -83,7 +84,7 @@ def _flatten_type(x: TensorType, **_: Any) -> TensorType:
     return x.with_shape((x.shape[0], size))
 
 
-@layer_op("flatten", infer=_flatten_type, samples=(((2, 3, 2, 2),),))
+@layer_op("flatten", infer=_flatten_type, samples=(((2, 3, 2, 2),),), native=onnx_native("flatten"))
 def flatten(P: Any, x: Any) -> Any:
     """[batch, d1, d2, ...] -> [batch, d1·d2·...] (axis 0 kept, C order)."""
     return P.reshape(x, (None, -1))

@@ -245,3 +245,21 @@ class WithUpdates:
 
     value: Any
     updates: dict[str, Any]
+
+
+def lazy_native(module: str, name: str) -> Callable[..., Any]:
+    """A native override that lives in a backend module (e.g. ONNX's `Gemm` for dense),
+    imported on first use so the op catalog never imports onnx or torch."""
+
+    def native(P: Any, *args: Any, **params: Any) -> Any:
+        import importlib
+
+        return importlib.import_module(module).NATIVE[name](P, *args, **params)
+
+    native.__name__ = native.__qualname__ = f"{name}_native"
+    return native
+
+
+def onnx_native(name: str) -> dict[str, Callable[..., Any]]:
+    """`native=` for an op whose ONNX form is in nndsl.backends.onnx.natives."""
+    return {"onnx": lazy_native("nndsl.backends.onnx.natives", name)}
