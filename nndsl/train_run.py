@@ -115,6 +115,21 @@ def train_spec(program: Program, spec_file: str, *, backend: str = "numpy",
     return path
 
 
+def class_labels(graph: Graph, data: Any) -> list[str] | None:
+    """The classes a classifier's first output ranks, when its first target holds class ids."""
+    targets = [k for k in data.train if k not in dict(graph.inputs)]
+    out = graph.types()[graph.outputs[0]]
+    if not targets or not out.shape or not isinstance(out.shape[-1], int):
+        return None
+    y = np.concatenate([part[targets[0]] for part in (data.train, data.val) if part])
+    if y.ndim != 1 or not np.all(y == np.round(y)):
+        return None
+    classes = np.unique(y.astype(np.int64))
+    if classes.min() < 0 or classes.max() >= out.shape[-1] or out.shape[-1] < 2:
+        return None
+    return [str(c) for c in range(out.shape[-1])]
+
+
 def export_run(program: Program, spec_file: str, graph: Graph, weights: dict[str, np.ndarray],
                data: Any, path: Path, quiet: bool) -> None:
     """model.onnx of the trained weights, checked against NumPy on held-out rows first.
@@ -141,6 +156,10 @@ def export_run(program: Program, spec_file: str, graph: Graph, weights: dict[str
         worst = float(np.max(np.abs(value - want[name]))) if value.size else 0.0
         if worst > 1e-4:
             raise NndslError(f"the exported model disagrees with NumPy on '{name}' by {worst:.3g}")
+    labels = class_labels(graph, data)
+    if labels is not None:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "class_labels", ",".join(labels)
     (path / "model.onnx").write_bytes(model.SerializeToString())
     if len(graph.inputs) == 1:
         np.save(path / "heldout_x.npy", feeds[graph.inputs[0][0]][:5])

@@ -77,3 +77,15 @@ def test_torch_training_is_reproducible(tmp_path: Path) -> None:
     _train(spec, "torch", tmp_path / "b", steps=15)
     assert (tmp_path / "a" / "metrics.csv").read_text() == \
         (tmp_path / "b" / "metrics.csv").read_text()
+
+
+def test_trained_classifier_exports_a_checked_model_with_labels(tmp_path: Path) -> None:
+    from nndsl.export import load_onnx, predict
+
+    _train(ROOT / "specs" / "digits_mlp.nn", "torch", tmp_path, steps=10)
+    model = load_onnx(tmp_path / "model.onnx")
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["class_labels"] == ",".join(str(i) for i in range(10))
+    assert meta["model"] == "digits_mlp"
+    (probs,) = predict(model, np.load(tmp_path / "heldout_x.npy")).values()
+    assert probs.shape == (5, 10)
