@@ -356,7 +356,10 @@ def run_directory(model: str, run_dir: str | None) -> Path:
 
 def save_run(path: Path, trainer: Trainer) -> None:
     """metrics.csv, weights.npz (one array per `<label>.<param>`), the spec and its config."""
+    from nndsl.plot import plot_losses
+
     trainer.history.write(path / "metrics.csv")
+    plot_losses(path / "loss.png", {k: trainer.history.series(k) for k in ("loss", "val_loss")})
     tmp = path / "weights.tmp.npz"
     np.savez(tmp, **{k: np.asarray(v) for k, v in trainer.weights.items()})
     tmp.replace(path / "weights.npz")

@@ -96,6 +96,9 @@ def test_run_directory_layout_and_step_rows(tmp_path: Path) -> None:
     weights = np.load(tmp_path / "weights.npz")
     assert {"dense_1.weight", "dense_1.bias", "dense_3.weight"} <= set(weights.files)
     assert (tmp_path / "spec.nn").exists() and (tmp_path / "config.json").exists()
+    png = (tmp_path / "loss.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and png[12:16] == b"IHDR"
+    assert int.from_bytes(png[16:20], "big") == 640 and int.from_bytes(png[20:24], "big") == 400
 
 
 def test_recorded_loss_is_the_loss_before_the_update(tmp_path: Path) -> None:

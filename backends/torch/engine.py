@@ -59,7 +59,9 @@ class TorchEngine:
         leaves = {k: v.detach().requires_grad_(True) if k in names else v
                   for k, v in weights.items()}
         value, result = run_loss(P, self.model, loss, feeds, leaves)
-        grads = torch.autograd.grad(value, [leaves[k] for k in names], allow_unused=True)
+        grads: Any = [None] * len(names)
+        if value.requires_grad and names:  # else nothing trainable reaches the loss
+            grads = torch.autograd.grad(value, [leaves[k] for k in names], allow_unused=True)
         out = {k: g if g is not None else torch.zeros_like(leaves[k])
                for k, g in zip(names, grads, strict=True)}
         updates = {k: v.detach() for k, v in result.updates.items()}
