@@ -15,7 +15,6 @@ differentiable model. Tied weights must get the sum of both paths; frozen weight
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,9 +38,11 @@ from nndsl.backends.torch.prims import make_torch_prims
 
 import nndsl.ops  # noqa: F401  (registers every op family)
 from nndsl.initialize import initialize
-from nndsl.ir import TensorType, WeightDecl
+from nndsl.ir import WeightDecl
 from nndsl.ops.registry import OPS, TENSOR_KINDS, OpDef, WithUpdates
 from nndsl.program import load
+
+from .test_parity_ops import make_cases
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.nn"))
@@ -51,21 +52,10 @@ MAX_ELEMENTS = 32  # central differences per tensor (a seeded sample beyond that
 
 
 def make_case(opdef: OpDef) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
-    """Inputs and weights as tests/test_parity_ops.py `make_cases` draws them (first sample),
-    in float64; buffers positive (they may be variances)."""
-    rng = np.random.default_rng(zlib.crc32(opdef.name.encode()))
-    if opdef.sample_inputs is not None:
-        inputs = [np.asarray(a) for a in opdef.sample_inputs(rng)]
-        inputs = [a.astype(np.int64) if a.dtype.kind in "iu" else a for a in inputs]
-    else:
-        inputs = [rng.standard_normal(shape) for shape in opdef.samples[0]]
-    types = [TensorType(a.shape, IR_DTYPE[a.dtype.name]) for a in inputs]
-    specs = opdef.weights(*types, **opdef.sample_params) if opdef.weights else {}
-    weights = {}
-    for name, spec in specs.items():
-        w = rng.standard_normal(spec.shape)
-        weights[name] = np.abs(w) + 0.5 if spec.role == "buffer" else w
-    return [a.astype(np.float64) if a.dtype.kind == "f" else a for a in inputs], weights
+    """The first of tests/test_parity_ops.py's cases for the op, with floats in float64."""
+    case = make_cases(opdef)[0]
+    inputs = [a.astype(np.float64) if a.dtype.kind == "f" else a for a in case.inputs]
+    return inputs, dict(case.weights)
 
 
 class OpObjective:
