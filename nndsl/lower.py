@@ -121,7 +121,9 @@ class ModelBuilder:
         if label in self.labels:
             return self.share(label, opdef, specs, span)
         tied = params.get("tied")
-        decls, mapping = make_weights(opdef, specs, label, options, self.defaults, span)
+        precision = "f64" if any(t.dtype == "f64" for _, t in self.inputs) else "f32"
+        decls, mapping = make_weights(opdef, specs, label, options, self.defaults, span,
+                                      precision)
         if tied is not None:
             mapping["weight"] = self.tie(tied, specs, span)
             decls = [d for d in decls if d.name != f"{label}.weight"]

@@ -44,14 +44,23 @@ def _train(spec: Path, backend: str, run_dir: Path, steps: int = 6) -> dict[str,
     return dict(np.load(run_dir / "weights.npz"))
 
 
+# float32 to 1e-5; float64 (an f64 input makes the whole model f64) to 1e-8
+PRECISIONS = {"f32": (1e-5, 1e-6), "f64": (1e-8, 1e-10)}
+
+
+@pytest.mark.parametrize("precision", sorted(PRECISIONS))
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
-def test_torch_steps_equal_numpy_steps(optimizer: str, write_spec, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    spec = write_spec(SPEC.format(optimizer=OPTIMIZERS[optimizer]))
+def test_torch_steps_equal_numpy_steps(optimizer: str, precision: str, write_spec,  # type: ignore[no-untyped-def]
+                                       tmp_path: Path) -> None:
+    text = SPEC.format(optimizer=OPTIMIZERS[optimizer])
+    spec = write_spec(text.replace("[batch,", f"{precision}[batch,"))
     want = _train(spec, "numpy", tmp_path / "numpy")
     got = _train(spec, "torch", tmp_path / "torch")
     assert set(want) == set(got)
+    rtol, atol = PRECISIONS[precision]
     for name in want:
-        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6, err_msg=name)
+        assert want[name].dtype == np.dtype("float64" if precision == "f64" else "float32")
+        np.testing.assert_allclose(got[name], want[name], rtol=rtol, atol=atol, err_msg=name)
 
 
 def test_torch_metrics_match_numpy(tmp_path: Path) -> None:

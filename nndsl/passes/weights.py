@@ -31,8 +31,11 @@ def literal_init(value: Any, shape: tuple[int, ...], where: str, span: Span) -> 
 
 def make_weights(opdef: OpDef, specs: Mapping[str, WeightSpec], label: str,
                  options: Mapping[str, Any], defaults: Mapping[str, Call],
-                 span: Span) -> tuple[list[WeightDecl], dict[str, str]]:
-    """Declare `<label>.<param>` for every weight of a layer; return decls and param -> name."""
+                 span: Span, dtype: str = "f32") -> tuple[list[WeightDecl], dict[str, str]]:
+    """Declare `<label>.<param>` for every weight of a layer; return decls and param -> name.
+
+    Weights take the model's float precision (`dtype`): f64 when an input is declared f64.
+    """
     decls: list[WeightDecl] = []
     for param, spec in specs.items():
         name = f"{label}.{param}"
@@ -45,7 +48,7 @@ def make_weights(opdef: OpDef, specs: Mapping[str, WeightSpec], label: str,
             init = init or ROLE_FALLBACK.get(spec.role) or Call("zeros")
         penalised = spec.role == "weight"
         decls.append(WeightDecl(
-            name, tuple(spec.shape), init, role=spec.role,
+            name, tuple(spec.shape), init, dtype=dtype, role=spec.role,
             trainable=spec.trainable and spec.role != "buffer" and options.get("trainable", True),
             fan_in=spec.fan_in, fan_out=spec.fan_out,
             regularize=(options.get("regularize") or defaults.get("regularize")) if penalised
