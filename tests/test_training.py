@@ -28,21 +28,14 @@ def _forward(spec: str, run_dir: Path, feeds: dict[str, np.ndarray]) -> dict[str
     return run(graph, make_numpy_prims(), feeds, weights).env
 
 
+def _train_numpy(spec: str, run_dir: Path, *extra: str) -> None:
+    """`nndsl train specs/SPEC --backend numpy` into run_dir; it must succeed."""
+    args = ["train", str(ROOT / "specs" / spec), "--backend", "numpy", "--run-dir", str(run_dir)]
+    assert main([*args, *extra, "--quiet"]) == 0
+
+
 def test_xor_reaches_full_accuracy(tmp_path: Path) -> None:
-    assert (
-        main(
-            [
-                "train",
-                str(ROOT / "specs" / "xor.nn"),
-                "--backend",
-                "numpy",
-                "--run-dir",
-                str(tmp_path),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    _train_numpy("xor.nn", tmp_path)
     rows = _rows(tmp_path)
     assert float(rows[-1]["accuracy"]) == 1.0
     x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
@@ -51,20 +44,7 @@ def test_xor_reaches_full_accuracy(tmp_path: Path) -> None:
 
 
 def test_838_autoencoder_learns_distinct_codes(tmp_path: Path) -> None:
-    assert (
-        main(
-            [
-                "train",
-                str(ROOT / "specs" / "autoencoder_838.nn"),
-                "--backend",
-                "numpy",
-                "--run-dir",
-                str(tmp_path),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    _train_numpy("autoencoder_838.nn", tmp_path)
     env = _forward("autoencoder_838.nn", tmp_path, {"x": np.eye(8, dtype=np.float32)})
     assert env["xhat"].argmax(axis=1).tolist() == list(range(8))
     codes = env["code"]
@@ -73,22 +53,7 @@ def test_838_autoencoder_learns_distinct_codes(tmp_path: Path) -> None:
 
 
 def test_run_directory_layout_and_step_rows(tmp_path: Path) -> None:
-    assert (
-        main(
-            [
-                "train",
-                str(ROOT / "specs" / "digits_mlp.nn"),
-                "--backend",
-                "numpy",
-                "--run-dir",
-                str(tmp_path),
-                "--steps",
-                "5",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    _train_numpy("digits_mlp.nn", tmp_path, "--steps", "5")
     rows = _rows(tmp_path)
     steps = [r for r in rows if r["kind"] == "step"]
     assert [int(r["step"]) for r in steps] == [1, 2, 3, 4, 5]
@@ -108,22 +73,7 @@ def test_recorded_loss_is_the_loss_before_the_update(tmp_path: Path) -> None:
     from nndsl.initialize import initialize
     from nndsl.ops.training import builtin
 
-    assert (
-        main(
-            [
-                "train",
-                str(ROOT / "specs" / "xor.nn"),
-                "--backend",
-                "numpy",
-                "--run-dir",
-                str(tmp_path),
-                "--steps",
-                "1",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    _train_numpy("xor.nn", tmp_path, "--steps", "1")
     program, _ = load(ROOT / "specs" / "xor.nn")
     graph, spec = program.models[0], program.trains[0]
     data = builtin(ROOT, name="xor")
@@ -134,20 +84,7 @@ def test_recorded_loss_is_the_loss_before_the_update(tmp_path: Path) -> None:
 def test_hebbian_hopfield_recalls_a_corrupted_pattern(tmp_path: Path) -> None:
     from nndsl.ops.training import builtin
 
-    assert (
-        main(
-            [
-                "train",
-                str(ROOT / "specs" / "hopfield.nn"),
-                "--backend",
-                "numpy",
-                "--run-dir",
-                str(tmp_path),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    _train_numpy("hopfield.nn", tmp_path)
     patterns = builtin(ROOT, name="hopfield16")["x"]
     probes = patterns.copy()
     probes[:, [0, 5]] *= -1  # two flipped bits per pattern
