@@ -27,7 +27,6 @@ LAYER_OPTIONS: dict[str, Any] = {  # accepted by every layer that owns weights
 DEFAULT_KEYS = ("init", "bias_init", "regularize", "constraint")
 MAX_NODES = 200_000
 MAX_REPEAT = 10_000
-ARITH_OPS = {"add": "add", "sub": "sub", "mul": "mul", "div": "div"}
 
 
 @dataclass
@@ -214,7 +213,7 @@ class ModelBuilder:
                                        _number(b.const, right.span), span))
         values = [x.value if x.is_tensor else self.constant(x.const, e.span, scope)
                   for x, e in ((a, left), (b, right))]
-        return Operand(self.emit(ops.get(ARITH_OPS[op]), values, {}, span, scope))
+        return Operand(self.emit(ops.get(op), values, {}, span, scope))  # add|sub|mul|div
 
     def constant(self, value: Any, span: Span, scope: Scope) -> str:
         return self.emit(ops.get("scalar"), [], {"value": float(_number(value, span))}, span,
@@ -413,7 +412,7 @@ def _number(value: Any, span: Span) -> float | int:
 def _fold(op: str, a: float, b: float, span: Span) -> float:
     if op == "div" and b == 0:
         raise NndslError("division by zero", span)
-    return {"add": a + b, "sub": a - b, "mul": a * b, "div": a / b if b else 0.0}[op]
+    return {"add": a + b, "sub": a - b, "mul": a * b}[op] if op != "div" else a / b
 
 
 def _names_hint(scope: Scope) -> str | None:

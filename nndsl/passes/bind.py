@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, get_args, get_origin
 
@@ -226,10 +226,3 @@ def _checked(opdef: OpDef, pname: str, ann: Any, expr: ast.Expr, span: Span,
         real, _ = consts.lookup(expr) if consts is not None else (expr, None)
         raise NndslError(f"{opdef.name}: '{pname}' must be {describe(ann)}", expr.span,
                          expected=describe(ann), received=show(real)) from None
-
-
-def check_value(check: Callable[[Any], bool], value: Any, message: str, span: Span,
-                expected: str) -> None:
-    """Raise a positioned error when a bound value fails a range check."""
-    if not check(value):
-        raise NndslError(message, span, expected=expected, received=repr(value))
