@@ -21,7 +21,7 @@ RUN_DIR ?= runs/$(basename $(notdir $(SPEC)))
 
 run: $(STAMP)
 	$(BIN)/nndsl check $(SPEC)
-	$(BIN)/nndsl train $(SPEC) --run-dir $(RUN_DIR)
+	$(BIN)/nndsl train $(SPEC) --run-dir $(RUN_DIR) --overwrite
 	$(BIN)/nndsl predict $(RUN_DIR)/model.onnx --input $(RUN_DIR)/heldout_x.npy
 
 test: $(STAMP)

@@ -9,7 +9,6 @@ exactly where it stopped.
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from nndsl.errors import NndslError
+from nndsl.files import atomic_write
+from nndsl.trainer import Position
 
 FORMAT = "nndsl-checkpoint-1"
 NAME = "checkpoint.npz"
@@ -48,12 +49,7 @@ def save(path: Path, weights: dict[str, Any], state: dict[str, dict[str, Any]],
                 scalars.append(f"{wname}::{key}")
     record = {**meta, "format": FORMAT, "scalars": scalars}
     arrays["meta"] = np.frombuffer(json.dumps(record).encode("utf-8"), dtype=np.uint8)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.savez(f, **arrays), sync=True)
 
 
 def load(path: Path) -> Checkpoint:
@@ -70,9 +66,10 @@ def load(path: Path) -> Checkpoint:
         raise NndslError(f"{path} is not a valid nndsl checkpoint ({type(e).__name__})",
                          hint="it may be truncated or not written by nndsl; checkpoints are "
                          "never unpickled") from None
-    if meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise NndslError(f"{path} is not an nndsl checkpoint", expected=FORMAT,
-                         received=str(meta.get("format")))
+                         received=str(meta.get("format") if isinstance(meta, dict) else meta))
+    _check_meta(path, meta)
     weights = {k[3:]: v for k, v in arrays.items() if k.startswith("w::")}
     state: dict[str, dict[str, Any]] = {}
     scalars = set(meta.get("scalars", ()))
@@ -82,3 +79,50 @@ def load(path: Path) -> Checkpoint:
             state.setdefault(wname, {})[entry] = value.item() if f"{wname}::{entry}" in \
                 scalars else value
     return Checkpoint(weights, state, meta)
+
+
+# The record's fields and their types: a checkpoint is data from disk and is checked like any.
+META: dict[str, type | tuple[type, ...]] = {
+    "model": str, "backend": str, "device": str, "base_dir": str, "epochs": (int, type(None)),
+    "steps": (int, type(None)), "stage": int, "epoch": int, "step": int, "batch": int,
+    "rng": (dict, type(None)), "losses": list, "history": list, "scalars": list,
+}
+
+
+def _check_meta(path: Path, meta: dict[str, Any]) -> None:
+    for key, kind in META.items():
+        value = meta.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            names = kind if isinstance(kind, tuple) else (kind,)
+            raise NndslError(f"{path} is damaged: its record's '{key}' is {value!r}",
+                             expected=" or ".join(t.__name__ for t in names),
+                             hint="start the run again; checkpoints are written by nndsl only")
+    if meta["backend"] not in ("numpy", "torch") or min(meta["stage"], meta["epoch"],
+                                                        meta["step"], meta["batch"]) < 0:
+        raise NndslError(f"{path} is damaged: backend {meta['backend']!r}, stage "
+                         f"{meta['stage']}, epoch {meta['epoch']}, step {meta['step']}")
+
+
+def check_weights(saved: Checkpoint, declared: dict[str, np.ndarray]) -> None:
+    """The checkpoint's weights must be the spec's: same names, shapes and dtypes."""
+    missing = sorted(set(declared) - set(saved.weights))
+    extra = sorted(set(saved.weights) - set(declared))
+    if missing or extra:
+        raise NndslError("the checkpoint's weights do not match the spec",
+                         expected=", ".join(missing) or "no other weights",
+                         received=", ".join(extra) or "none of them",
+                         hint="resume with the spec.nn the run was started with")
+    for name, want in declared.items():
+        got = saved.weights[name]
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise NndslError(f"the checkpoint's weight '{name}' does not match the spec",
+                             expected=f"{want.dtype}{list(want.shape)}",
+                             received=f"{got.dtype}{list(got.shape)}",
+                             hint="resume with the spec.nn the run was started with")
+
+
+def position(saved: Checkpoint) -> Position:
+    """Where the checkpointed run stands, for the trainer."""
+    meta = saved.meta
+    return Position(meta["stage"], meta["epoch"], saved.state, meta["rng"], meta["batch"],
+                    [float(x) for x in meta["losses"]])

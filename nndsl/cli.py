@@ -11,6 +11,7 @@ from pathlib import Path
 from nndsl import __version__
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 def _load(spec: str):  # type: ignore[no-untyped-def]
@@ -136,11 +137,13 @@ def _print_rows(outputs, rows: int) -> None:  # type: ignore[no-untyped-def]
 def cmd_train(args: argparse.Namespace) -> int:
     from nndsl.errors import NndslError
     from nndsl.train_run import train_spec
+    from nndsl.trainer import Interrupted
 
     sources = None
     if args.resume is None and args.spec is None:
         print("nndsl train: give a SPEC, or --resume RUN_DIR", file=sys.stderr)
         return EXIT_USAGE
+    run_dir = args.resume or args.run_dir
     try:
         if args.resume is not None:
             from nndsl.train_run import resume_run
@@ -150,10 +153,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         program, sources = _load(args.spec)
         run_dir = train_spec(program, args.spec, backend=args.backend, epochs=args.epochs,
                              steps=args.steps, run_dir=args.run_dir, model=args.model,
-                             quiet=args.quiet, device=args.device)
+                             quiet=args.quiet, device=args.device, overwrite=args.overwrite)
     except NndslError as e:
         _print_error(e, sources or getattr(e, "sources", None), args.spec)
         return EXIT_ERRORS
+    except Interrupted as stop:
+        print(f"{stop}: checkpoint written; continue with `nndsl train --resume "
+              f"{stop.run_dir}`", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"trained model written to {run_dir}")
     return EXIT_OK
 
@@ -300,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="override the number of epochs")
     train.add_argument("--steps", type=int, help="train this many steps (metrics per step)")
     train.add_argument("--run-dir", help="where to write the run (default runs/MODEL-TIME/)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="start again in a --run-dir that already holds a run")
     train.add_argument("--model", help="which train block's model, when a spec has several")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.set_defaults(func=cmd_train)
@@ -334,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as e:  # a genuine bug: say so briefly unless --debug
         if args.debug:
             raise

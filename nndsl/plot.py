@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 
@@ -71,7 +70,7 @@ def render(series: dict[str, list[float]]) -> np.ndarray:
     return img
 
 
-def write_png(path: Path, img: np.ndarray) -> None:
+def png_bytes(img: np.ndarray) -> bytes:
     raw = b"".join(b"\x00" + row.tobytes() for row in img)
 
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -79,9 +78,10 @@ def write_png(path: Path, img: np.ndarray) -> None:
             ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", img.shape[1], img.shape[0], 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-                     + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
 
 
-def plot_losses(path: Path, series: dict[str, list[float]]) -> None:
-    write_png(path, render({k: v for k, v in series.items() if v}))
+def plot_losses(series: dict[str, list[float]]) -> bytes:
+    """loss.png's bytes: the epoch curves of `series`."""
+    return png_bytes(render({k: v for k, v in series.items() if v}))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +14,12 @@ import numpy as np
 from nndsl import checkpoint, ops
 from nndsl.dataset import load_dataset
 from nndsl.errors import NndslError
+from nndsl.files import atomic_write, prepare_run_dir
 from nndsl.initialize import initialize
 from nndsl.ir import Graph, Program, TrainSpec
 from nndsl.progress import Reporter
-from nndsl.trainer import NumpyEngine, Position, Trainer, run_directory, save_run
+from nndsl.run_files import export_run, save_history, save_run
+from nndsl.trainer import Interrupted, NumpyEngine, Position, Trainer
 
 
 def pick_train(program: Program, model: str | None) -> TrainSpec:
@@ -50,6 +54,9 @@ def resume_run(run_dir: str, quiet: bool = False) -> Path:
 
     saved = checkpoint.load(Path(run_dir) / checkpoint.NAME)
     spec_file = Path(run_dir) / "spec.nn"
+    if not spec_file.is_file():
+        raise NndslError(f"{spec_file} is missing", hint="a run directory written by "
+                         "`nndsl train` keeps the spec it was started with as spec.nn")
     program, _ = load(spec_file)
     meta = saved.meta
     return train_spec(program, str(spec_file), backend=meta["backend"], epochs=meta["epochs"],
@@ -66,100 +73,103 @@ def make_engine(backend: str, graph: Graph, device: str) -> Any:
     return NumpyEngine(graph)
 
 
+def _bytes_needed(weights: dict[str, np.ndarray]) -> int:
+    """A generous estimate of the run's files: the checkpoint (weights and up to two optimizer
+    slots each) twice while it is replaced, weights.npz and model.onnx."""
+    return 8 * sum(np.asarray(w).nbytes for w in weights.values())
+
+
+@contextmanager
+def stop_on_interrupt(trainer: Trainer) -> Iterator[None]:
+    """The first Ctrl-C asks the trainer to checkpoint after its current step and stop; a second
+    one interrupts at once (the last checkpoint on disk stays whole either way)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def ask(signum: int, frame: Any) -> None:
+        trainer.stop_requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, ask)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def train_spec(program: Program, spec_file: str, *, backend: str = "numpy",
                epochs: int | None = None, steps: int | None = None, run_dir: str | None = None,
                model: str | None = None, quiet: bool = False, device: str = "auto",
-               resume: checkpoint.Checkpoint | None = None) -> Path:
+               resume: checkpoint.Checkpoint | None = None, overwrite: bool = False) -> Path:
+    """Validate the data, prepare the run directory, train with a checkpoint per epoch (and one
+    before the first), then write the run's files. A failure keeps the last good checkpoint."""
     spec = pick_train(program, model)
     graph = program.model(spec.model)
     base_dir = Path(resume.meta["base_dir"]) if resume else Path(spec_file).resolve().parent
     data = load_dataset(graph, spec, base_dir)  # before anything is written
-    path = Path(run_dir) if resume else run_directory(graph.name, run_dir)
-    weights = resume.weights if resume else initialize(graph, spec.get("seed", 0))
+    initial = initialize(graph, spec.get("seed", 0))
+    if resume:
+        checkpoint.check_weights(resume, initial)
+        path = Path(run_dir or ".")
+    else:
+        path = prepare_run_dir(graph.name, run_dir, _bytes_needed(initial), overwrite)
+        atomic_write(path / "spec.nn", Path(spec_file).read_bytes())
     engine = make_engine(backend, graph, device)
     meta = {"model": graph.name, "backend": backend, "device": device, "epochs": epochs,
             "steps": steps, "base_dir": str(base_dir)}
     reporter = Reporter(graph.name, epochs or spec.get("epochs"), quiet)
-    trainer = Trainer(graph, spec, engine, dict(weights), on_row=reporter,
-                      step_rows=steps is not None)
-    if not resume:
-        shutil.copyfile(spec_file, path / "spec.nn")
+    trainer = Trainer(graph, spec, engine, dict(resume.weights if resume else initial),
+                      on_row=reporter, step_rows=steps is not None)
 
     def on_epoch(position: Position) -> None:
         checkpoint.save(path / checkpoint.NAME, trainer.weights, position.state, {
             **meta, "stage": position.stage, "epoch": position.epoch, "step": trainer.step,
-            "rng": position.rng, "history": trainer.history.rows})
+            "rng": position.rng, "batch": position.batch, "losses": position.losses,
+            "history": trainer.history.rows})
 
     trainer.on_epoch = on_epoch
-    start = None
+    start = checkpoint.position(resume) if resume else None
     if resume:
         trainer.step = int(resume.meta["step"])
         trainer.history.rows = list(resume.meta["history"])
-        start = Position(resume.meta["stage"], resume.meta["epoch"], resume.state,
-                         resume.meta["rng"])
-    trainer_call = spec.get("trainer")
+    else:
+        on_epoch(Position(0, 0, {}, None))  # a run killed before its first epoch can resume
     try:
-        if trainer_call is None or trainer_call.name == "backprop":
-            trainer.run(data, epochs, steps, start)
-        elif trainer_call.name == "hebbian":
-            _hebbian(graph, spec, data, trainer.weights)
-        else:
-            raise NndslError(f"trainer '{trainer_call.name}' is not supported by the {backend} "
-                             "backend yet", trainer_call.span,
-                             hint="backprop and hebbian train today")
+        with stop_on_interrupt(trainer):
+            _train(trainer, graph, spec, data, backend, epochs, steps, start)
+    except NndslError as e:
+        raise e.with_note(_kept(path), None) from None
+    except Interrupted as stop:
+        stop.run_dir = path
+        raise
     finally:
         reporter.stop()
+        save_history(path, trainer.history)
     reporter.summary()
     save_run(path, trainer)
     export_run(program, spec_file, graph, trainer.weights, data, path, quiet)
     return path
 
 
-def class_labels(graph: Graph, data: Any) -> list[str] | None:
-    """The classes a classifier's first output ranks, when its first target holds class ids."""
-    targets = [k for k in data.train if k not in dict(graph.inputs)]
-    out = graph.types()[graph.outputs[0]]
-    if not targets or not out.shape or not isinstance(out.shape[-1], int):
-        return None
-    y = np.concatenate([part[targets[0]] for part in (data.train, data.val) if part])
-    if y.ndim != 1 or not np.all(y == np.round(y)):
-        return None
-    classes = np.unique(y.astype(np.int64))
-    if classes.min() < 0 or classes.max() >= out.shape[-1] or out.shape[-1] < 2:
-        return None
-    return [str(c) for c in range(out.shape[-1])]
+def _train(trainer: Trainer, graph: Graph, spec: TrainSpec, data: Any, backend: str,
+           epochs: int | None, steps: int | None, start: Position | None) -> None:
+    trainer_call = spec.get("trainer")
+    if trainer_call is None or trainer_call.name == "backprop":
+        trainer.run(data, epochs, steps, start)
+    elif trainer_call.name == "hebbian":
+        _hebbian(graph, spec, data, trainer.weights)
+    else:
+        raise NndslError(f"trainer '{trainer_call.name}' is not supported by the {backend} "
+                         "backend yet", trainer_call.span, hint="backprop and hebbian train today")
 
 
-def export_run(program: Program, spec_file: str, graph: Graph, weights: dict[str, np.ndarray],
-               data: Any, path: Path, quiet: bool) -> None:
-    """model.onnx of the trained weights, checked against NumPy on held-out rows first.
-
-    A few held-out input rows are saved as heldout_x.npy, for `nndsl predict`.
-    """
-    from nndsl.errors import SourceMap
-    from nndsl.export import export_onnx
-
-    rows = data.val or data.train
-    feeds = {n: rows[n][:64] for n, _ in graph.inputs}
+def _kept(path: Path) -> str:
+    """Where the last good checkpoint is, and how to go on from it."""
     try:
-        model = export_onnx(program, SourceMap({program.file: Path(spec_file).read_text(
-            encoding="utf-8")}), graph, weights)
-    except NndslError as e:
-        if not quiet:
-            print(f"model.onnx not written: {e.message}", file=sys.stderr)
-        return
-    from nndsl.backends.onnx.runtime import run_onnx
-
-    want = NumpyEngine(graph).predict(feeds, weights)
-    got = run_onnx(model, feeds)
-    for name, value in zip(graph.outputs, got, strict=True):
-        worst = float(np.max(np.abs(value - want[name]))) if value.size else 0.0
-        if worst > 1e-4:
-            raise NndslError(f"the exported model disagrees with NumPy on '{name}' by {worst:.3g}")
-    labels = class_labels(graph, data)
-    if labels is not None:
-        entry = model.metadata_props.add()
-        entry.key, entry.value = "class_labels", ",".join(labels)
-    (path / "model.onnx").write_bytes(model.SerializeToString())
-    if len(graph.inputs) == 1:
-        np.save(path / "heldout_x.npy", feeds[graph.inputs[0][0]][:5])
+        meta = checkpoint.load(path / checkpoint.NAME).meta
+    except NndslError:
+        return f"no usable checkpoint in {path}"
+    return (f"the last good checkpoint (epoch {meta['epoch']}, step {meta['step']}) is kept in "
+            f"{path / checkpoint.NAME}; after fixing {path / 'spec.nn'}, `nndsl train --resume "
+            f"{path}` continues from it")

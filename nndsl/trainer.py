@@ -9,9 +9,8 @@ backend applies the same arithmetic.
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,14 +61,15 @@ class History:
     def series(self, key: str) -> list[float]:
         return [r[key] for r in self.rows if r.get("kind") == "epoch" and key in r]
 
-    def write(self, path: Path) -> None:
+    def csv(self) -> str:
         keys: list[str] = []
         for row in self.rows:
             keys += [k for k in row if k not in keys]
-        with path.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=keys, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(self.rows)
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        return out.getvalue()
 
 
 class Engine(Protocol):
@@ -92,6 +92,10 @@ class Engine(Protocol):
                       frozen: tuple[str, ...], seed: int) -> tuple[float, dict, dict]: ...
 
     def penalty_and_grad(self, calls: list[Call], w: Any) -> tuple[float, Any]: ...
+
+    def nonfinite(self, arrays: dict[str, Any]) -> str | None:
+        """The name of the first array holding a NaN or infinity, if any."""
+        ...
 
     def predict(self, feeds: dict[str, np.ndarray], weights: dict[str, Any]) -> dict[str, Any]:
         """Every value of the model in inference mode, as NumPy arrays."""
@@ -122,12 +126,16 @@ class NumpyEngine:
     def penalty_and_grad(self, calls: list[Call], w: Any) -> tuple[float, Any]:
         return penalty_and_grad(calls, w)
 
+    def nonfinite(self, arrays: dict[str, Any]) -> str | None:
+        return next((k for k, v in arrays.items() if not np.isfinite(v).all()), None)
+
     def loss_and_grad(self, loss: Graph, feeds: dict[str, Any], weights: dict[str, Any],
                       frozen: tuple[str, ...], seed: int) -> tuple[float, dict, dict]:
         from nndsl.backends.numpy.autodiff import loss_and_grad
 
-        g = loss_and_grad(self.model, loss, feeds, weights, frozen=frozen, training=True,
-                          seed=seed)
+        with np.errstate(all="ignore"):  # the trainer reports the first non-finite value
+            g = loss_and_grad(self.model, loss, feeds, weights, frozen=frozen, training=True,
+                              seed=seed)
         return float(g.value), g.weights, g.updates
 
     def predict(self, feeds: dict[str, Any], weights: dict[str, Any]) -> dict[str, Any]:
@@ -174,12 +182,24 @@ def batches(rows: int, size: int, shuffle: bool, rng: np.random.Generator) -> It
 
 @dataclass
 class Position:
-    """Where training stands after an epoch: enough to continue exactly (with the weights)."""
+    """Where training stands: enough, with the weights, to continue exactly — after an epoch or,
+    for a stop asked for mid-epoch (Ctrl-C), after any step of it."""
 
     stage: int
-    epoch: int
+    epoch: int  # epochs completed in this stage
     state: dict[str, dict[str, Any]]  # optimizer state per weight
-    rng: dict[str, Any] | None  # the batch-order generator's state
+    rng: dict[str, Any] | None  # the batch-order generator's state when epoch `epoch` began
+    batch: int = 0  # batches of epoch `epoch` already done
+    losses: list[float] = field(default_factory=list)  # and their losses
+
+
+class Interrupted(Exception):
+    """Training stopped on request (SIGINT) after its position was checkpointed."""
+
+    def __init__(self, position: Position, step: int) -> None:
+        super().__init__(f"stopped at epoch {position.epoch + 1}, step {step}")
+        self.position, self.step = position, step
+        self.run_dir: Path | None = None  # filled in by whoever wrote the checkpoint
 
 
 @dataclass
@@ -196,6 +216,7 @@ class Trainer:
     history: History = field(default_factory=History)
     step: int = 0
     device_rows: dict[str, Any] = field(default_factory=dict)
+    stop_requested: bool = False  # set by a signal handler; honoured after the current step
 
     def run(self, data: Dataset, epochs: int | None = None, steps: int | None = None,
             resume: Position | None = None) -> None:
@@ -207,7 +228,7 @@ class Trainer:
                 continue
             start = resume if resume is not None and index == resume.stage else None
             self.run_stage(stage, data, epochs, steps, index, start)
-            self.on_epoch(Position(index + 1, 0, {}, None))  # the stage is done
+            self.checkpoint(Position(index + 1, 0, {}, None))  # the stage is done
         self.weights = self.engine.to_numpy(self.weights)
 
     def run_stage(self, stage: Stage, data: Dataset, epochs: int | None,
@@ -226,10 +247,13 @@ class Trainer:
         n_epochs = epochs or int(stage.get("epochs") or (math.inf if steps else 10))
         budget = steps  # counts every update of the run, across stages and resumes
         epoch = start.epoch if start else 0
+        skip, losses = (start.batch, list(start.losses)) if start else (0, [])
         while epoch < n_epochs and (budget is None or self.step < budget):
-            losses = []
-            for picked in batches(data.rows, int(stage.get("batch")),
-                                  bool(stage.get("shuffle")), rng):
+            began = rng.bit_generator.state
+            for number, picked in enumerate(batches(data.rows, int(stage.get("batch")),
+                                                    bool(stage.get("shuffle")), rng)):
+                if number < skip:
+                    continue
                 if budget is not None and self.step >= budget:
                     break
                 rate = sched.compute(base_lr, self.step, epoch, **dict(schedule.kwargs)) \
@@ -240,14 +264,37 @@ class Trainer:
                 if self.step_rows:
                     self.record({"kind": "step", "step": self.step, "epoch": epoch + 1,
                                  "loss": loss, "lr": rate})
+                if self.stop_requested:
+                    self.stop(Position(index, epoch, state, began, number + 1, losses))
             epoch += 1
+            rate = sched.compute(base_lr, self.step - 1, epoch - 1, **dict(schedule.kwargs)) \
+                if sched else base_lr  # the last step's
             row = {"kind": "epoch", "step": self.step, "epoch": epoch, "phase": stage.name,
                    "loss": float(np.mean(losses)) if losses else math.nan, "lr": rate}
             row.update(self.evaluate(stage, data))
             self.record(row)
+            skip, losses = 0, []
             if self.should_stop(stage):
                 break
-            self.on_epoch(Position(index, epoch, state, rng.bit_generator.state))
+            position = Position(index, epoch, state, rng.bit_generator.state)
+            self.checkpoint(position)
+            if self.stop_requested:
+                raise Interrupted(position, self.step)
+
+    def stop(self, position: Position) -> None:
+        """Checkpoint a mid-epoch position and end the run (the user asked to stop)."""
+        self.checkpoint(position)
+        raise Interrupted(position, self.step)
+
+    def checkpoint(self, position: Position) -> None:
+        """Hand the position to `on_epoch`, never with a non-finite weight: the last good
+        checkpoint must stay good."""
+        bad = self.engine.nonfinite(self.weights)
+        if bad is not None:
+            raise NndslError(f"weight '{bad}' became non-finite by step {self.step}",
+                             self.spec.span, hint="lower the learning rate or add "
+                             "`clip = norm(1.0)`")
+        self.on_epoch(position)
 
     def update(self, stage: Stage, feeds: dict, opt: Any, optimizer: Call, state: dict,
                rate: float, regs: dict, epoch: int) -> float:
@@ -255,15 +302,15 @@ class Trainer:
         seed = int(stage.get("seed")) * 1_000_003 + self.step
         loss, grads, updates = self.engine.loss_and_grad(stage.loss, feeds, self.weights,
                                                          stage.frozen, seed)
-        if not math.isfinite(loss):
-            raise NndslError(f"the loss became {loss} at epoch {epoch + 1}, step {self.step + 1}",
-                             stage.loss.span, hint="lower the learning rate or add "
-                             "`clip = norm(1.0)`")
         for name, calls in regs.items():
             if name in grads:
                 value, g = self.engine.penalty_and_grad(calls, self.weights[name])
                 loss += value
                 grads[name] = grads[name] + g
+        bad = None if math.isfinite(loss) else "the loss"
+        bad = bad or self.engine.nonfinite(grads)
+        if bad is not None:
+            raise self.blowup(stage, bad, loss, rate, epoch)
         P = self.engine.P
         noise = stage.get("grad_noise")
         if noise is not None:
@@ -284,6 +331,21 @@ class Trainer:
         self.constrain(stage)
         self.step += 1
         return loss
+
+    def blowup(self, stage: Stage, what: str, loss: float, rate: float, epoch: int) -> NndslError:
+        """The first non-finite loss or gradient, with its likely cause."""
+        what = what if what == "the loss" else f"the gradient of '{what}'"
+        optimizer = stage.get("optimizer") or DEFAULT_OPTIMIZER
+        recent = [r["loss"] for r in self.history.rows if r.get("kind") == "epoch"][-3:]
+        if not math.isfinite(loss) or (recent and loss > 10 * min(recent)):
+            cause = f"the learning rate ({optimizer.name} at {rate:.3g}) is likely too high"
+        else:
+            cause = (f"the loss was still {loss:.4g}: a log or division of zero in the model "
+                     "or loss is likely")
+        fixes = "lower the learning rate" + ("" if stage.get("clip") else
+                                             " or add `clip = norm(1.0)`")
+        return NndslError(f"{what} became non-finite at epoch {epoch + 1}, step {self.step + 1}"
+                          f" (loss {loss:.4g})", stage.loss.span, hint=f"{cause}; {fixes}")
 
     def constrain(self, stage: Stage) -> None:
         block = stage.get("constraint")
@@ -340,30 +402,3 @@ class Trainer:
     def record(self, row: dict[str, Any]) -> None:
         self.history.rows.append(row)
         self.on_row(row)
-
-
-def run_directory(model: str, run_dir: str | None) -> Path:
-    path = Path(run_dir) if run_dir else Path("runs") / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("ok", encoding="utf-8")
-        probe.unlink()
-    except OSError as e:
-        raise NndslError(f"cannot write the run directory {path}: {e.strerror}") from e
-    return path
-
-
-def save_run(path: Path, trainer: Trainer) -> None:
-    """metrics.csv, weights.npz (one array per `<label>.<param>`), the spec and its config."""
-    from nndsl.plot import plot_losses
-
-    trainer.history.write(path / "metrics.csv")
-    plot_losses(path / "loss.png", {k: trainer.history.series(k) for k in ("loss", "val_loss")})
-    tmp = path / "weights.tmp.npz"
-    np.savez(tmp, **{k: np.asarray(v) for k, v in trainer.weights.items()})
-    tmp.replace(path / "weights.npz")
-    config = {key: str(value) if isinstance(value, Call) else value
-              for key, value in trainer.spec.settings}
-    (path / "config.json").write_text(json.dumps({"model": trainer.model.name, **config},
-                                                 indent=2, default=str), encoding="utf-8")

@@ -74,6 +74,13 @@ class TorchEngine:
         (grad,) = torch.autograd.grad(total, [leaf])
         return float(total.detach()), grad
 
+    def nonfinite(self, arrays: dict[str, Any]) -> str | None:
+        """One device sync for all arrays, not one per array."""
+        if not arrays:
+            return None
+        finite = torch.stack([torch.isfinite(v).all() for v in arrays.values()]).cpu()
+        return None if bool(finite.all()) else list(arrays)[int(finite.int().argmin())]
+
     def predict(self, feeds: dict[str, np.ndarray], weights: dict[str, Any]) -> dict[str, Any]:
         P = make_torch_prims(training=False, device=self.device)
         inputs = self.to_backend({n: feeds[n] for n, _ in self.model.inputs})
