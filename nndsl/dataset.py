@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from nndsl import ops
-from nndsl.errors import NndslError
-from nndsl.ir import NUMPY_DTYPE, Graph, TensorType, TrainSpec, format_shape
+from nndsl.errors import NndslError, Span
+from nndsl.ir import NUMPY_DTYPE, Graph, Node, TensorType, TrainSpec, format_shape
 
 
 @dataclass
@@ -39,25 +39,102 @@ def load_arrays(spec: TrainSpec, base_dir: Path) -> dict[str, np.ndarray]:
         raise
 
 
+def describe(spec: TrainSpec) -> str:
+    """Where the data comes from, for messages: the file, or the built-in set."""
+    data = spec.get("data")
+    if data is None:
+        return "the data"
+    path = data.get("path")
+    return f"'{path}'" if path is not None else f"{data.name}(\"{data.get('name')}\")"
+
+
+def where(spec: TrainSpec) -> Span | None:
+    """Data errors point at the `data = ...` setting."""
+    data = spec.get("data")
+    return data.span if data is not None and data.span is not None else spec.span
+
+
 def _check(name: str, array: np.ndarray, ty: TensorType, source: str, spec: TrainSpec) -> \
         np.ndarray:
     """One array against its declaration: rank, fixed sizes, finite values; cast to dtype."""
+    role = "target" if name in dict(spec.targets) else "input"
     want = ty.shape[1:]
     got = array.shape[1:]
     fits = len(want) == len(got) and all(not isinstance(w, int) or w == g
                                          for w, g in zip(want, got, strict=True))
     if not fits and len(want) == len(got) + 1 and want[-1] == 1:
         array, got, fits = array[..., None], (*got, 1), True  # [rows] data for a [batch, 1] slot
+    if not fits and len(want) == len(got) - 1 and got[-1] == 1 and \
+            all(not isinstance(w, int) or w == g for w, g in zip(want, got, strict=False)):
+        array, got, fits = array[..., 0], got[:-1], True  # a CSV column for a [batch] slot
     if not fits:
-        raise NndslError(f"data array '{source}' does not fit '{name}'", spec.span,
+        raise NndslError(f"data array '{source}' from {describe(spec)} does not fit {role} "
+                         f"'{name}'",
+                         where(spec),
                          expected=f"rows of {format_shape(want)} "
                          f"(declared {format_shape(ty.shape)})",
                          received=f"rows of {format_shape(got)} ({len(array)} rows)")
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
         bad = np.argwhere(~np.isfinite(array))[0]
-        raise NndslError(f"data array '{source}' holds NaN or infinity", spec.span,
-                         received=f"{array[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
+        raise NndslError(f"data array '{source}' from {describe(spec)} holds NaN or infinity",
+                         where(spec), received=f"{array[tuple(bad)]} at index "
+                         f"{tuple(int(i) for i in bad)}", hint="nndsl does not fill in missing "
+                         "values: drop or impute those rows first")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise NndslError(f"data array '{source}' from {describe(spec)} is not numeric",
+                         where(spec), received=f"dtype {array.dtype}")
+    if ty.dtype.startswith("i") and np.issubdtype(array.dtype, np.floating):
+        _integral(name, array, spec)
     return array.astype(NUMPY_DTYPE[ty.dtype])
+
+
+def _first(mask: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
+def _integral(name: str, array: np.ndarray, spec: TrainSpec) -> None:
+    fractional = array != np.round(array)
+    if fractional.any():
+        at = _first(fractional)
+        raise NndslError(f"'{name}' is declared as integers, but {describe(spec)} holds "
+                         f"{array[at]} at row {at[0] + 1}", where(spec),
+                         expected="whole numbers", received=f"{array[at]} at index {at}")
+
+
+def index_bounds(graph: Graph, spec: TrainSpec) -> dict[str, tuple[int, Node]]:
+    """Data arrays read as indices (class labels, token ids): name -> (bound, the reader)."""
+    fed = {*dict(graph.inputs), *dict(spec.targets)}
+    out: dict[str, tuple[int, Node]] = {}
+    losses = [spec.loss, *(phase.loss for phase in spec.phases)]
+    for g in [graph, *(loss for loss in losses if loss is not None)]:
+        types = g.types()
+        for node in g.nodes:
+            opdef = ops.OPS.get(node.op)
+            if opdef is None or opdef.index_bound is None:
+                continue
+            found = opdef.index_bound(*(types[i] for i in node.inputs), **dict(node.params))
+            if found is None or node.inputs[found[0]] not in fed:
+                continue
+            name, limit = node.inputs[found[0]], found[1]
+            if name not in out or limit < out[name][0]:
+                out[name] = (limit, node)
+    return out
+
+
+def _in_range(name: str, array: np.ndarray, bound: int, node: Node, spec: TrainSpec) -> None:
+    token = node.op == "embedding"
+    what, reader = ("token ids", "embedding") if token else ("class indices", "the loss")
+    hint = ("ids count from 0; raise the vocabulary size or remap the ids" if token else
+            "labels count from 0; relabel the data or size the layer for every class")
+    fractional = array != np.round(array)
+    outside = fractional | (array < 0) | (array >= bound)
+    if outside.any():
+        at = _first(outside)
+        problem = "not a whole number" if fractional[at] else \
+            f"outside the {bound} {what} that {reader} reads"
+        raise NndslError(f"'{name}' from {describe(spec)} holds {array[at]} at row {at[0] + 1}: "
+                         f"{problem}", node.span, expected=f"whole numbers in [0, {bound - 1}]",
+                         received=f"{array[at]} at index {at}", hint=hint)
 
 
 def bind(graph: Graph, spec: TrainSpec, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -65,17 +142,20 @@ def bind(graph: Graph, spec: TrainSpec, arrays: dict[str, np.ndarray]) -> dict[s
     wanted = {**dict(graph.inputs), **dict(spec.targets)}
     missing = [n for n in wanted if n not in arrays]
     if missing:
-        raise NndslError(f"the data has no array for {', '.join(map(repr, missing))}", spec.span,
-                         expected=", ".join(wanted), received=", ".join(arrays) or "no arrays",
+        raise NndslError(f"the data has no array for {', '.join(map(repr, missing))}",
+                         where(spec), expected=", ".join(wanted),
+                         received=", ".join(arrays) or "no arrays",
                          hint="name inputs and targets after the data's arrays, or map them: "
                          'npz("f.npz", x="X", y="labels")')
     bound = {n: _check(n, np.asarray(arrays[n]), ty, n, spec) for n, ty in wanted.items()}
+    for name, (limit, node) in index_bounds(graph, spec).items():
+        _in_range(name, bound[name], limit, node, spec)
     rows = {n: len(a) for n, a in bound.items()}
     if len(set(rows.values())) > 1:
-        raise NndslError("data arrays have different numbers of rows", spec.span,
+        raise NndslError("data arrays have different numbers of rows", where(spec),
                          received=", ".join(f"{n}: {r}" for n, r in rows.items()))
     if not rows or not next(iter(rows.values())):
-        raise NndslError("the data has no rows", spec.span)
+        raise NndslError("the data has no rows", where(spec))
     return bound
 
 

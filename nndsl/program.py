@@ -31,7 +31,23 @@ class Definitions:
     main_trains: list[str] = field(default_factory=list)
 
 
-def read_source(path: Path, sources: SourceMap, span: Span | None = None) -> str:
+MAX_SPEC_BYTES = 4 << 20  # far beyond any hand-written spec; bounds what a bad import reads
+
+
+def read_source(path: Path, sources: SourceMap, span: Span | None = None,
+                imported: bool = False) -> str:
+    """A spec's text. Imports must be regular `.nn` files after following links, so an import
+    cannot make nndsl read (and quote in an error) a file that is not a spec, or block on a
+    device or pipe."""
+    target = path.resolve()
+    if imported and target.suffix != SPEC_SUFFIX:
+        raise NndslError(f"{path} links to {target}, which is not a spec file", span,
+                         hint=f"imports name '{SPEC_SUFFIX}' files")
+    if target.exists() and not target.is_file():
+        raise NndslError(f"{path} is not a regular file", span)
+    if target.exists() and target.stat().st_size > MAX_SPEC_BYTES:
+        raise NndslError(f"{path} is too large for a spec ({target.stat().st_size} bytes)", span,
+                         expected=f"at most {MAX_SPEC_BYTES} bytes")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -64,7 +80,7 @@ class Loader:
             return
         name = os.path.normpath(path)  # shown in errors as the user wrote it
         if text is None:
-            text = read_source(Path(name), self.sources, span)
+            text = read_source(Path(name), self.sources, span, imported=not main)
         else:
             self.sources[name] = text
         module = parse(text, name)

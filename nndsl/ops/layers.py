@@ -131,7 +131,8 @@ def _indices(rng: Any) -> tuple[Any, ...]:
 
 
 @layer_op("embedding", infer=_embedding_type, weights=_embedding_weights,
-          sample_inputs=_indices, sample_params={"vocab": 10, "dim": 4})
+          sample_inputs=_indices, sample_params={"vocab": 10, "dim": 4},
+          index_bound=lambda x, *, vocab, **_: (0, vocab))
 def embedding(P: Any, x: Any, *, vocab: int, dim: int, weight: Weight) -> Any:
     """y[..., :] = W[x[...], :], W [vocab, dim] (a row lookup; x holds i64 indices)."""
     return P.take(weight, x, axis=0)

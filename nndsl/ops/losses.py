@@ -77,6 +77,13 @@ def _classes(name: str) -> Callable[..., TensorType]:
     return infer
 
 
+def _class_indices(y: TensorType, t: TensorType, *_: TensorType,
+                   **__: Any) -> tuple[int, int] | None:
+    """Class-index targets (rank of y - 1) must lie in [0, classes)."""
+    classes = y.shape[-1] if y.rank else None
+    return (1, classes) if t.rank == y.rank - 1 and isinstance(classes, int) else None
+
+
 def _contractive_type(code: TensorType, w: TensorType, **_: Any) -> TensorType:
     if code.rank != 2:
         raise NndslError("contractive expects a code [batch, units]",
@@ -190,7 +197,7 @@ def bce_logits(P: Any, z: Any, t: Any, *, reduction: Reduction = "mean") -> Any:
     return _reduce(P, P.sub(softplus_of(P, z), P.mul(z, t)), reduction)
 
 
-@op("cross_entropy", "loss", infer=_classes("cross_entropy"),
+@op("cross_entropy", "loss", infer=_classes("cross_entropy"), index_bound=_class_indices,
     sample_inputs=_probs_and_indices, positional=())
 def cross_entropy(P: Any, y: Any, t: Any, *, eps: float = 1e-12,
                   reduction: Reduction = "mean") -> Any:
@@ -199,7 +206,7 @@ def cross_entropy(P: Any, y: Any, t: Any, *, eps: float = 1e-12,
 
 
 @op("cross_entropy_logits", "loss", infer=_classes("cross_entropy_logits"),
-    sample_inputs=_logits_and_indices, positional=())
+    index_bound=_class_indices, sample_inputs=_logits_and_indices, positional=())
 def cross_entropy_logits(P: Any, z: Any, t: Any, *, reduction: Reduction = "mean") -> Any:
     """-mean_batch Σ_k t_k log_softmax(z)_k, by log-sum-exp (LOSS-16, torch CrossEntropyLoss).
 
@@ -208,7 +215,8 @@ def cross_entropy_logits(P: Any, z: Any, t: Any, *, reduction: Reduction = "mean
     return P.neg(_reduce(P, _picked(P, log_softmax_of(P, z), t), reduction))
 
 
-@op("nll", "loss", infer=_classes("nll"), sample_inputs=_log_probs_and_indices, positional=())
+@op("nll", "loss", infer=_classes("nll"), index_bound=_class_indices,
+    sample_inputs=_log_probs_and_indices, positional=())
 def nll(P: Any, logp: Any, t: Any, *, reduction: Reduction = "mean") -> Any:
     """-mean_batch logp[t] on log-probabilities; t class indices or one-hot (LOSS-11, LOSS-12)."""
     return P.neg(_reduce(P, _picked(P, logp, t), reduction))
@@ -228,8 +236,8 @@ def logistic(P: Any, y: Any, t: Any, *, reduction: Reduction = "mean") -> Any:
     return _reduce(P, softplus_of(P, P.neg(P.mul(t, y))), reduction)
 
 
-@op("max_margin", "loss", infer=_classes("max_margin"), sample_inputs=_logits_and_indices,
-    positional=("margin",))
+@op("max_margin", "loss", infer=_classes("max_margin"), index_bound=_class_indices,
+    sample_inputs=_logits_and_indices, positional=("margin",))
 def max_margin(P: Any, y: Any, t: Any, *, margin: float = 1.0,
                reduction: Reduction = "mean") -> Any:
     """mean_batch of max(0, max_{k != c}(y_k + margin) - y_c), c the class (LOSS-17)."""

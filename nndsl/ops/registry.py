@@ -90,6 +90,10 @@ class OpDef:
     variadic: bool = False
     params: tuple[Param, ...] = ()
     weight_params: tuple[str, ...] = ()
+    # (input position, exclusive bound) when that input holds integer indices, e.g. class labels
+    # or token ids: data fed there is range-checked before training (a bad id would crash a
+    # backend's gather, or be silently wrapped around by another).
+    index_bound: Callable[..., tuple[int, int] | None] | None = None
 
     @property
     def doc(self) -> str:

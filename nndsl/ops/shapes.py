@@ -38,7 +38,7 @@ def layer_op(name: str, kind: str = "layer", **fields: Any) -> Callable[..., Any
         call.__doc__ = rule.__doc__
         return call
 
-    for key in ("infer", "weights"):
+    for key in ("infer", "weights", "index_bound"):
         if fields.get(key) is not None:
             fields[key] = filled(fields[key])
     return op(name, kind, **fields)
