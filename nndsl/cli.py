@@ -98,20 +98,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from nndsl.errors import NndslError
     from nndsl.export import load_onnx, predict, read_array
+    from nndsl.files import atomic_write
 
     try:
         model = load_onnx(Path(args.model))
         outputs = predict(model, read_array(Path(args.input)))
+        if args.output:
+            first = next(iter(outputs.values()))
+            out = Path(args.output)
+            if out.suffix == ".csv":
+                atomic_write(out, lambda f: np.savetxt(f, first.reshape(len(first), -1),
+                                                       delimiter=",", fmt="%.9g"))
+            else:
+                atomic_write(out, lambda f: np.save(f, first))
     except NndslError as e:
         print(e.render(), file=sys.stderr)
         return EXIT_ERRORS
     if args.output:
-        first = next(iter(outputs.values()))
-        out = Path(args.output)
-        if out.suffix == ".csv":
-            np.savetxt(out, first.reshape(len(first), -1), delimiter=",", fmt="%.9g")
-        else:
-            np.save(out, first)
         print(f"wrote {out} ({len(first)} rows)")
     else:
         _print_rows(outputs, args.rows)

@@ -31,9 +31,12 @@ def atomic_write(path: Path, content: bytes | Writer, *, sync: bool = False) -> 
     """Write to `path.tmp` (flushed to disk when `sync`), then rename it over `path`.
 
     A crash or a full disk leaves the previous `path` untouched; the temporary file is removed
-    when writing fails.
+    when writing fails. A device or pipe (`/dev/stdout`) is written directly.
     """
-    tmp = path.with_name(path.name + ".tmp")
+    if path.exists() and not path.is_file():  # /dev/stdout, a pipe: write through, never replace
+        tmp = path
+    else:
+        tmp = path.with_name(path.name + ".tmp")
     try:
         with tmp.open("wb") as f:
             if isinstance(content, bytes):
@@ -43,12 +46,14 @@ def atomic_write(path: Path, content: bytes | Writer, *, sync: bool = False) -> 
             f.flush()
             if sync:
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if tmp != path:
+            os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        if tmp != path:
+            tmp.unlink(missing_ok=True)
+        full = "; free some space" if e.errno == errno.ENOSPC else ""
         raise NndslError(f"cannot write {path}: {_why(e)}",
-                         hint=f"the previous {path.name} (if any) is intact; free space or "
-                         "pick another --run-dir") from None
+                         hint=f"the previous {path.name}, if any, is intact{full}") from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:

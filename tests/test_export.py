@@ -95,3 +95,26 @@ def test_wrong_feature_count_is_a_clear_error(tmp_path: Path,
     np.save(x, np.zeros((3, 5), dtype=np.float32))
     assert main(["predict", str(model), "--input", str(x)]) == 1
     assert "needs size 2 on axis 1, got 5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.9])
+def test_a_truncated_model_is_a_clear_error(tmp_path: Path, cut: float,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    model, x = tmp_path / "m.onnx", tmp_path / "x.npy"
+    assert main(["compile", str(ROOT / "specs" / "digits_mlp.nn"), "-o", str(model)]) == 0
+    data = model.read_bytes()
+    model.write_bytes(data[: int(len(data) * cut)])
+    np.save(x, np.zeros((1, 1, 8, 8), dtype=np.float32))
+    assert main(["predict", str(model), "--input", str(x)]) == 1
+    err = capsys.readouterr().err
+    assert "not a valid ONNX model" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("target", ["/proc/nndsl/y.npy", "/dev/full"])
+def test_an_unwritable_prediction_output_is_a_clear_error(
+        tmp_path: Path, target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    model, x = tmp_path / "m.onnx", tmp_path / "x.npy"
+    assert main(["compile", str(ROOT / "specs" / "xor.nn"), "-o", str(model)]) == 0
+    np.save(x, np.zeros((3, 2), dtype=np.float32))
+    assert main(["predict", str(model), "--input", str(x), "--output", target]) == 1
+    assert f"error: cannot write {target}:" in capsys.readouterr().err
