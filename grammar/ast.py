@@ -206,8 +206,15 @@ def _number(text: str) -> int | float:
     return int(text) if text.isdigit() else float(text)
 
 
-def _unquote(text: str) -> str:
-    return text[1:-1].encode("utf-8").decode("unicode_escape") if "\\" in text else text[1:-1]
+def _unquote(text: str, span: Span) -> str:
+    """A string literal's value: Python's backslash escapes; other characters as written."""
+    if "\\" not in text:
+        return text[1:-1]
+    try:  # non-Latin-1 characters pass through as \\u escapes, so only the escapes are decoded
+        return text[1:-1].encode("latin-1", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError as e:
+        raise NndslError(f"bad escape in string: {e.reason}", span,
+                         hint='write a backslash itself as "\\\\"') from None
 
 
 @v_args(meta=True)
@@ -228,7 +235,7 @@ class ToAst(Transformer):
         return Module(self.file, tuple(i for i in items if not isinstance(i, Token)))
 
     def import_stmt(self, meta, c):  # type: ignore[no-untyped-def]
-        return Import(_unquote(c[0]), self._span(meta))
+        return Import(_unquote(c[0], self._span(meta)), self._span(meta))
 
     def block_param(self, meta, c):  # type: ignore[no-untyped-def]
         return BlockParam(str(c[0]), c[1], self._span(meta))
@@ -292,7 +299,7 @@ class ToAst(Transformer):
         return Number(self._span(meta), _number(str(c[0])))
 
     def string(self, meta, c):  # type: ignore[no-untyped-def]
-        return String(self._span(meta), _unquote(str(c[0])))
+        return String(self._span(meta), _unquote(str(c[0]), self._span(meta)))
 
     def name(self, meta, c):  # type: ignore[no-untyped-def]
         return Name(self._span(meta), str(c[0]))
