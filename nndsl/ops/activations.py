@@ -76,7 +76,7 @@ def log_softmax_of(P: Any, x: Any, axis: int = -1) -> Any:
     return P.sub(shifted, P.log(P.sum(P.exp(shifted), axis=axis, keepdims=True)))
 
 
-@op("identity", "activation")
+@op("identity", "activation", integer_inputs=True)
 def identity(P: Any, x: Any) -> Any:
     """f(x) = x (ACT-01)."""
     return x

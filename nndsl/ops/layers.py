@@ -84,7 +84,8 @@ def _flatten_type(x: TensorType, **_: Any) -> TensorType:
     return x.with_shape((x.shape[0], size))
 
 
-@layer_op("flatten", infer=_flatten_type, samples=(((2, 3, 2, 2),),), native=onnx_native("flatten"))
+@layer_op("flatten", infer=_flatten_type, samples=(((2, 3, 2, 2),),), native=onnx_native("flatten"),
+          integer_inputs=True)
 def flatten(P: Any, x: Any) -> Any:
     """[batch, d1, d2, ...] -> [batch, d1·d2·...] (axis 0 kept, C order)."""
     return P.reshape(x, (None, -1))
@@ -107,7 +108,7 @@ def _reshape_type(x: TensorType, *, shape: tuple[int, ...], **_: Any) -> TensorT
     return x.with_shape((x.shape[0], *(size // known if d == -1 else d for d in shape)))
 
 
-@layer_op("reshape", infer=_reshape_type, sample_params={"shape": (2, -1)})
+@layer_op("reshape", infer=_reshape_type, sample_params={"shape": (2, -1)}, integer_inputs=True)
 def reshape(P: Any, x: Any, *, shape: tuple[int, ...]) -> Any:
     """[batch, ...] -> [batch, *shape] per example (one -1 may stand for the remaining size)."""
     return P.reshape(x, (None, *shape))
@@ -130,7 +131,7 @@ def _indices(rng: Any) -> tuple[Any, ...]:
     return (rng.integers(0, 10, size=(2, 5)),)
 
 
-@layer_op("embedding", infer=_embedding_type, weights=_embedding_weights,
+@layer_op("embedding", infer=_embedding_type, weights=_embedding_weights, integer_inputs=True,
           sample_inputs=_indices, sample_params={"vocab": 10, "dim": 4},
           index_bound=lambda x, *, vocab, **_: (0, vocab))
 def embedding(P: Any, x: Any, *, vocab: int, dim: int, weight: Weight) -> Any:
@@ -159,7 +160,7 @@ def _concat_type(*xs: TensorType, axis: int, **_: Any) -> TensorType:
     return xs[0].with_shape(tuple(out))
 
 
-@layer_op("concat", infer=_concat_type, samples=(((2, 3), (2, 5)),))
+@layer_op("concat", infer=_concat_type, samples=(((2, 3), (2, 5)),), integer_inputs=True)
 def concat(P: Any, *xs: Any, axis: int = -1) -> Any:
     """[x1, x2, ...] joined along `axis` (default the last, the feature axis)."""
     return P.concat(list(xs), axis)

@@ -90,6 +90,7 @@ class OpDef:
     variadic: bool = False
     params: tuple[Param, ...] = ()
     weight_params: tuple[str, ...] = ()
+    integer_inputs: bool = False  # may take i64 tensors (lookups, moves); others compute on floats
     # (input position, exclusive bound) when that input holds integer indices, e.g. class labels
     # or token ids: data fed there is range-checked before training (a bad id would crash a
     # backend's gather, or be silently wrapped around by another).
@@ -110,8 +111,20 @@ class OpDef:
         return tuple(p.name for p in self.params)
 
     def output_type(self, *inputs: TensorType, **params: Any) -> TensorType:
+        if self.kind in LAYER_LIKE and not self.integer_inputs:
+            _need_floats(self.name, inputs)
         rule = self.infer or (scalar_type if self.kind in ("loss", "metric") else same_type)
         return rule(*inputs, **params)
+
+
+def _need_floats(name: str, inputs: tuple[TensorType, ...]) -> None:
+    """Layers and activations compute on floats; an i64 tensor holds indices (NumPy would quietly
+    promote it, ONNX has no integer kernel for most ops, and `/` would truncate there)."""
+    index = next((t for t in inputs if t.dtype == "i64"), None)
+    if index is not None:
+        raise NndslError(f"{name} computes on floating-point values, got integer indices {index}",
+                         expected="an f32 or f64 tensor", received=str(index),
+                         hint="i64 values are indices: look them up with `embedding(vocab, dim)`")
 
 
 TABLES: dict[str, dict[str, OpDef]] = {}  # namespace -> name -> op
