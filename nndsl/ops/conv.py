@@ -160,8 +160,17 @@ def conv2d(P: Any, x: Any, *, channels: int, kernel: Size, stride: Size = 1,
 def _pool_rule(name: str, n: int) -> Any:
     def infer(x: TensorType, *, size: Size, stride: Size | None, padding: Padding,
               **_: Any) -> TensorType:
-        return window_type(name, x, n, None, size, stride if stride is not None else size, 1,
-                           padding)
+        y = window_type(name, x, n, None, size, stride if stride is not None else size, 1,
+                        padding)
+        k = sizes(name, "size", size, n)
+        wide = max(max(p) - kk + 1 for kk, p in zip(k, pads(name, padding, k, (1,) * n),
+                                                      strict=True))
+        if wide > 0:  # a window wholly in the padding pools no input (max: −∞); ONNX refuses it
+            raise NndslError(f"{name} padding {padding} is not smaller than its window {size}",
+                             expected="padding < size on every axis",
+                             received=f"padding={padding}, size={size}",
+                             hint="use a smaller padding, or padding=same")
+        return y
 
     return infer
 
