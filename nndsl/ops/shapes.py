@@ -16,6 +16,7 @@ from nndsl.ops.registry import OPS, op
 
 FLATTEN_HINT = "insert `flatten` before `{name}`"
 BATCH_HINT = "inputs are batched: declare the input as [batch, ...]"
+SYMBOL_HINT = "a named size such as `batch` is known only at run time; it matches only itself"
 
 
 def const(value: float) -> Call:
@@ -97,13 +98,13 @@ def probability(name: str, key: str, value: float, closed_low: bool, closed_high
 
 
 def merge_dims(name: str, a: Any, b: Any, where: str) -> Any:
-    """Two sizes of one axis that must agree: equal ints, or a symbol and anything (int wins)."""
-    if a == b or isinstance(b, str):
+    """Two sizes of one axis that must agree. A symbol agrees only with itself: `batch` against
+    `time` or against 4 holds for some runs and fails others, so it is refused here."""
+    if a == b:
         return a
-    if isinstance(a, str):
-        return b
     raise NndslError(f"{name} inputs disagree on {where}: {a} vs {b}",
-                     expected=f"equal sizes on {where}", received=f"{a} and {b}")
+                     expected=f"equal sizes on {where}", received=f"{a} and {b}",
+                     hint=SYMBOL_HINT if isinstance(a, str) or isinstance(b, str) else None)
 
 
 def per_channel(P: Any, v: Any, rank: int) -> Any:
@@ -119,7 +120,7 @@ def same_dtype(name: str, xs: tuple[TensorType, ...]) -> None:
 
 
 def broadcast(name: str, *xs: TensorType) -> TensorType:
-    """NumPy broadcasting of the input shapes; a symbol matches any size but 1 (the int wins)."""
+    """NumPy broadcasting of the input shapes; a symbol matches itself and 1 (see merge_dims)."""
     same_dtype(name, xs)
     rank = max(x.rank for x in xs)
     out: list[Any] = []
@@ -129,15 +130,15 @@ def broadcast(name: str, *xs: TensorType) -> TensorType:
         for d in dims:
             if d == 1 or d == dim:
                 continue
-            if dim != 1 and isinstance(dim, int) and isinstance(d, int):
+            if dim != 1:
                 raise NndslError(
                     f"{name} inputs do not broadcast: "
                     + " and ".join(format_shape(x.shape) for x in xs),
                     expected="equal sizes, or 1, on every axis",
                     received=", ".join(str(x) for x in xs),
+                    hint=SYMBOL_HINT if isinstance(d, str) or isinstance(dim, str) else None,
                 )
-            if dim == 1 or (isinstance(dim, str) and isinstance(d, int)):
-                dim = d
+            dim = d
         out.append(dim)
     return TensorType(tuple(out), max(xs, key=lambda x: x.rank).dtype)
 
