@@ -21,7 +21,8 @@ def init_weight(decl: WeightDecl, seed: int) -> np.ndarray:
     try:
         value = opdef.compute(weight_rng(seed, decl.name), decl.shape, decl.fan_in, decl.fan_out,
                               **dict(decl.init.kwargs))
-    except NndslError:
+    except NndslError as e:  # e.g. a rule about the shape: shown at the initializer
+        e.span = e.span or decl.init.span or decl.span
         raise
     except (ValueError, TypeError) as e:
         raise NndslError(f"cannot initialise {decl.name} with {decl.init}: {e}",
