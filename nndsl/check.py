@@ -41,7 +41,16 @@ class ModelReport:
 
 def concrete(shape: tuple[int | str, ...], sizes: dict[str, int] | None = None) -> tuple[int, ...]:
     sizes = sizes or SYMBOL_SIZES
-    return tuple(d if isinstance(d, int) else sizes.get(d, OTHER_SYMBOL_SIZE) for d in shape)
+    return tuple(_size(d, sizes) for d in shape)
+
+
+def _size(dim: int | str, sizes: dict[str, int]) -> int:
+    """A dim's size: an int, a symbol, or a sum of them ("time+time" from concat)."""
+    if isinstance(dim, int):
+        return dim
+    if "+" in dim:
+        return sum(_size(int(p) if p.isdigit() else p, sizes) for p in dim.split("+"))
+    return sizes.get(dim, OTHER_SYMBOL_SIZE)
 
 
 def _index_bound(graph: Graph, name: str) -> int:

@@ -73,6 +73,8 @@ def _pool(reduce: Any, pad_value: float) -> Any:
 
 
 def _kmax(x: np.ndarray, k: int, axis: int) -> np.ndarray:
+    if x.shape[axis] < k:  # a symbolic size the checker could not compare with k
+        raise ValueError(f"k={k} is more than the {x.shape[axis]} values along axis {axis}")
     idx = np.sort(np.argsort(-x, axis=axis, kind="stable").take(range(k), axis=axis), axis=axis)
     return np.take_along_axis(x, idx, axis=axis)
 

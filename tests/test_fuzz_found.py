@@ -1,0 +1,38 @@
+"""Valid specs the spec fuzzer (tests/test_fuzz.py) found mishandled, pinned one per bug.
+
+Malformed specs it found are pinned with their rendered errors in tests/errors/ (43 onwards).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nndsl.check import check_program, concrete, random_inputs
+from nndsl.errors import ExecutionError
+from nndsl.initialize import initialize
+from nndsl.program import load
+from nndsl.verify import numpy_forward
+
+
+def test_concat_over_symbolic_sizes_checks(write_spec: Callable[[str], Path]) -> None:
+    """concat along `time` gives the size "time+time"; the trial forward must agree with it."""
+    program, _ = load(write_spec("model m {\n  input a: [batch, time, 2]\n"
+                                 "  c = concat(a, a, axis=1)\n  d = concat(a, a, axis=0)\n"
+                                 "  output c, d\n}\n"))
+    check_program(program)
+    types = program.models[0].types()
+    assert types["c"].shape == ("batch", "time+time", 2)
+    assert concrete(types["c"].shape) == (2, 10, 2) and concrete(types["d"].shape) == (4, 5, 2)
+
+
+def test_kmaxpool_over_a_short_symbolic_axis_says_why(write_spec: Callable[[str], Path]) -> None:
+    program, _ = load(write_spec("model m {\n  input x: [batch, time]\n  y = x -> kmaxpool(3)\n"
+                                 "  output y\n}\n"))
+    graph = program.models[0]
+    feeds = random_inputs(graph, np.random.default_rng(0), {"batch": 2, "time": 2})
+    with pytest.raises(ExecutionError, match=r"kmaxpool failed: k=3 is more than the 2 values"):
+        numpy_forward(graph, feeds, initialize(graph))
