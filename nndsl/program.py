@@ -276,7 +276,8 @@ def _load(path: Path, text: str | None, sources: SourceMap) -> Program:
         if spec is not None:
             trains.append(spec)
     if not defs.main_models and not sink.errors:
-        sink.add(NndslError(f"{path} defines no model", None,
+        start = Span(os.path.normpath(path), 1, 1, 1, 2)  # the file as a whole: its start
+        sink.add(NndslError("this spec defines no model", start,
                             hint="a spec needs at least one `model NAME { ... }`"))
     sink.raise_if_any()
     return Program(tuple(models), tuple(trains), str(path))
