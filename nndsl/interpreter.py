@@ -34,8 +34,7 @@ def node_kwargs(node: Node, weights: Mapping[str, Any]) -> dict[str, Any]:
 
 def call_node(P: Any, node: Node, args: list[Any], weights: Mapping[str, Any]) -> Any:
     """Run one node through its op (or the backend's native override)."""
-    opdef = ops.get(node.op, span=node.span)
-    fn = opdef.native.get(getattr(P, "backend", ""), opdef.compute)
+    fn = ops.get(node.op, span=node.span).function_for(P)
     return fn(P, *args, **node_kwargs(node, weights))
 
 

@@ -89,9 +89,12 @@ class Engine(Protocol):
         ...
 
     def loss_and_grad(self, loss: Graph, feeds: dict[str, Any], weights: dict[str, Any],
-                      frozen: tuple[str, ...], seed: int) -> tuple[float, dict, dict]: ...
-
-    def penalty_and_grad(self, calls: list[Call], w: Any) -> tuple[float, Any]: ...
+                      frozen: tuple[str, ...], seed: int,
+                      penalties: dict[str, list[Call]] | None = None) -> tuple[float, dict, dict]:
+        """The loss plus the penalties (regularizers by weight name) of the trainable weights,
+        summed in the order given, its gradient for every trainable weight, and buffer updates.
+        """
+        ...
 
     def nonfinite(self, arrays: dict[str, Any]) -> str | None:
         """The name of the first array holding a NaN or infinity, if any."""
@@ -123,20 +126,24 @@ class NumpyEngine:
     def to_backend_state(self, state: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         return {k: dict(v) for k, v in state.items()}
 
-    def penalty_and_grad(self, calls: list[Call], w: Any) -> tuple[float, Any]:
-        return penalty_and_grad(calls, w)
-
     def nonfinite(self, arrays: dict[str, Any]) -> str | None:
         return next((k for k, v in arrays.items() if not np.isfinite(v).all()), None)
 
     def loss_and_grad(self, loss: Graph, feeds: dict[str, Any], weights: dict[str, Any],
-                      frozen: tuple[str, ...], seed: int) -> tuple[float, dict, dict]:
+                      frozen: tuple[str, ...], seed: int,
+                      penalties: dict[str, list[Call]] | None = None) -> tuple[float, dict, dict]:
         from nndsl.backends.numpy.autodiff import loss_and_grad
 
         with np.errstate(all="ignore"):  # the trainer reports the first non-finite value
             g = loss_and_grad(self.model, loss, feeds, weights, frozen=frozen, training=True,
                               seed=seed)
-        return float(g.value), g.weights, g.updates
+            total, grads = float(g.value), g.weights
+            for name, calls in (penalties or {}).items():
+                if name in grads:
+                    value, extra = penalty_and_grad(calls, weights[name])
+                    total += value
+                    grads[name] = grads[name] + extra
+        return total, grads, g.updates
 
     def predict(self, feeds: dict[str, Any], weights: dict[str, Any]) -> dict[str, Any]:
         from nndsl.backends.numpy.prims import make_numpy_prims
@@ -301,12 +308,7 @@ class Trainer:
         """One step, in the documented order."""
         seed = int(stage.get("seed")) * 1_000_003 + self.step
         loss, grads, updates = self.engine.loss_and_grad(stage.loss, feeds, self.weights,
-                                                         stage.frozen, seed)
-        for name, calls in regs.items():
-            if name in grads:
-                value, g = self.engine.penalty_and_grad(calls, self.weights[name])
-                loss += value
-                grads[name] = grads[name] + g
+                                                         stage.frozen, seed, regs)
         bad = None if math.isfinite(loss) else "the loss"
         bad = bad or self.engine.nonfinite(grads)
         if bad is not None:
@@ -322,10 +324,10 @@ class Trainer:
             clipped = ops.get(clip.name, "clip").compute(P, [grads[k] for k in names],
                                                         **dict(clip.kwargs))
             grads = dict(zip(names, clipped, strict=True))
-        params = dict(optimizer.kwargs)
+        params, rule = dict(optimizer.kwargs), opt.function_for(P)  # the backend's native form
         for name, g in grads.items():
-            w, state[name] = opt.compute(P, self.weights[name], g, state.get(name, {}), rate,
-                                         self.step + 1, **params)
+            w, state[name] = rule(P, self.weights[name], g, state.get(name, {}), rate,
+                                  self.step + 1, **params)
             self.weights[name] = w
         self.weights.update(updates)
         self.constrain(stage)

@@ -34,6 +34,12 @@ class TorchEngine:
         self.model = model
         self.device = resolve_device(device)
         self.P = make_torch_prims(training=True, generator=self._generator(0), device=self.device)
+        # one table per mode, made once: a step only reseeds the generator of its forward pass
+        self._step_rng = self._generator(0)
+        self._step_P = make_torch_prims(training=True, generator=self._step_rng,
+                                        device=self.device)
+        self._inference_P = make_torch_prims(training=False, device=self.device)
+        self._trainable: dict[tuple[str, ...], list[str]] = {}
 
     def _generator(self, seed: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(seed)
@@ -53,37 +59,49 @@ class TorchEngine:
         return array[torch.as_tensor(index, device=self.device)]
 
     def loss_and_grad(self, loss: Graph, feeds: dict[str, Any], weights: dict[str, Any],
-                      frozen: tuple[str, ...], seed: int) -> tuple[float, dict, dict]:
-        P = make_torch_prims(training=True, generator=self._generator(seed), device=self.device)
-        names = trainable(self.model, frozen)
+                      frozen: tuple[str, ...], seed: int,
+                      penalties: dict[str, list[Call]] | None = None) -> tuple[float, dict, dict]:
+        """One backward pass for the loss and every penalty (a separate autograd call per
+        penalty cost more than its arithmetic). A penalty reads one weight, so each gradient is
+        the same sum as the reference's loss gradient + penalty gradient."""
+        self._step_rng.manual_seed(seed)  # the same stream as a fresh generator of that seed
+        names = self._trainable.get(frozen)
+        if names is None:
+            names = self._trainable[frozen] = trainable(self.model, frozen)
         leaves = {k: v.detach().requires_grad_(True) if k in names else v
                   for k, v in weights.items()}
-        value, result = run_loss(P, self.model, loss, feeds, leaves)
+        value, result = run_loss(self._step_P, self.model, loss, feeds, leaves)
+        terms = [value] + [self._penalty(calls, leaves[k]) for k, calls in (penalties or {}).items()
+                           if k in names]
+        roots = [t for t in terms if isinstance(t, torch.Tensor) and t.requires_grad]
         grads: Any = [None] * len(names)
-        if value.requires_grad and names:  # else nothing trainable reaches the loss
-            grads = torch.autograd.grad(value, [leaves[k] for k in names], allow_unused=True)
+        if roots and names:  # else nothing trainable reaches the loss
+            grads = torch.autograd.grad(roots, [leaves[k] for k in names], allow_unused=True)
         out = {k: g if g is not None else torch.zeros_like(leaves[k])
                for k, g in zip(names, grads, strict=True)}
         updates = {k: v.detach() for k, v in result.updates.items()}
-        return float(value.detach()), out, updates
+        total = 0.0
+        for term in terms:  # in the reference's order, in float64
+            total += float(term.detach()) if isinstance(term, torch.Tensor) else float(term)
+        return total, out, updates
 
-    def penalty_and_grad(self, calls: list[Call], w: Any) -> tuple[float, Any]:
-        leaf = w.detach().requires_grad_(True)
-        total = sum(ops.get(c.name, "regularizer", c.span).compute(self.P, leaf, **dict(c.kwargs))
-                    for c in calls)
-        (grad,) = torch.autograd.grad(total, [leaf])
-        return float(total.detach()), grad
+    def _penalty(self, calls: list[Call], leaf: Any) -> Any:
+        return sum(ops.get(c.name, "regularizer", c.span).compute(self.P, leaf, **dict(c.kwargs))
+                   for c in calls)
 
     def nonfinite(self, arrays: dict[str, Any]) -> str | None:
-        """One device sync for all arrays, not one per array."""
+        """One device sync for all arrays, not one per array, and one kernel per array: a sum
+        in float64 is finite exactly when every element is (float32 values cannot overflow it;
+        a float64 array is multiplied by 0 first, which maps every finite value to 0)."""
         if not arrays:
             return None
-        finite = torch.stack([torch.isfinite(v).all() for v in arrays.values()]).cpu()
+        sums = [(v * 0.0 if v.dtype == torch.float64 else v).sum(dtype=torch.float64)
+                for v in arrays.values()]
+        finite = torch.isfinite(torch.stack(sums)).cpu()
         return None if bool(finite.all()) else list(arrays)[int(finite.int().argmin())]
 
     def predict(self, feeds: dict[str, np.ndarray], weights: dict[str, Any]) -> dict[str, Any]:
-        P = make_torch_prims(training=False, device=self.device)
         inputs = self.to_backend({n: feeds[n] for n, _ in self.model.inputs})
         with torch.no_grad():
-            result = run(self.model, P, inputs, weights)
+            result = run(self.model, self._inference_P, inputs, weights)
         return self.to_numpy(result.env)

@@ -44,6 +44,19 @@ def _np_type(a: Any) -> Any:
     return a
 
 
+def _floats_agree(x: Any, y: Any) -> bool:
+    """True when torch already combines x and y as NumPy would, so `promote` has nothing to do:
+    a floating tensor with a tensor of its dtype or with a Python number (the common case of
+    every training step, checked first because promote's general test costs more than the
+    arithmetic on a small tensor)."""
+    if isinstance(x, torch.Tensor):
+        if isinstance(y, torch.Tensor):
+            return x.dtype == y.dtype and x.dtype.is_floating_point
+        return isinstance(y, float | int) and x.dtype.is_floating_point
+    return isinstance(y, torch.Tensor) and isinstance(x, float | int) and \
+        y.dtype.is_floating_point
+
+
 def _is_integral(dtype: torch.dtype) -> bool:
     return not (dtype.is_floating_point or dtype.is_complex)
 
@@ -113,7 +126,8 @@ def make_torch_prims(
 
     def binary(fn: Callable[[Any, Any], Any], true_div: bool = False) -> Callable[[Any, Any], Any]:
         def prim(x: Any, y: Any) -> Any:
-            x, y = promote(x, y, true_div=true_div)
+            if not _floats_agree(x, y):
+                x, y = promote(x, y, true_div=true_div)
             return fn(x, y)
 
         return prim
@@ -219,7 +233,9 @@ def make_torch_prims(
         return torch.tensor(np.asarray(value, dtype=NUMPY_DTYPE[dtype]), device=dev)
 
     def matmul(x: Any, y: Any) -> torch.Tensor:
-        x, y = (tensor(a) for a in promote(x, y))
+        both = isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
+        if not (both and _floats_agree(x, y)):
+            x, y = (tensor(a) for a in promote(x, y))
         return torch.matmul(x, y)
 
     def conv(x: Any, w: Any, stride: Sequence[int], padding: Pads,

@@ -16,7 +16,7 @@ from typing import Any
 
 from nndsl.errors import NndslError
 from nndsl.ir import TensorType
-from nndsl.ops.registry import onnx_native, op
+from nndsl.ops.registry import natives, onnx_native, op
 
 SELU_ALPHA = 1.6732632423543772
 SELU_SCALE = 1.0507009873554805
@@ -100,7 +100,7 @@ def tanh(P: Any, x: Any) -> Any:
     return P.tanh(x)
 
 
-@op("relu", "activation", native=onnx_native("relu"))
+@op("relu", "activation", native=natives("relu", "onnx", "torch"))
 def relu(P: Any, x: Any) -> Any:
     """max(0, x); gradient 𝟙{x > 0}, so 0 at x = 0 (ACT-04)."""
     return P.where(P.gt(x, 0.0), x, P.zeros_like(x))
@@ -178,7 +178,8 @@ def sign(P: Any, x: Any, *, at_zero: float = 1.0) -> Any:
     return _ternary(P, x, -1.0, at_zero, 1.0)
 
 
-@op("softmax", "activation", infer=_axis_type("softmax"), native=onnx_native("softmax"))
+@op("softmax", "activation", infer=_axis_type("softmax"),
+    native=natives("softmax", "onnx", "torch"))
 def softmax(P: Any, x: Any, *, axis: int = -1) -> Any:
     """e^x_i / Σ_j e^x_j along axis, computed on x - max(x) (ACT-14)."""
     e = P.exp(P.sub(x, P.max(x, axis=axis, keepdims=True)))
@@ -186,7 +187,7 @@ def softmax(P: Any, x: Any, *, axis: int = -1) -> Any:
 
 
 @op("log_softmax", "activation", infer=_axis_type("log_softmax"),
-    native=onnx_native("log_softmax"))
+    native=natives("log_softmax", "onnx", "torch"))
 def log_softmax(P: Any, x: Any, *, axis: int = -1) -> Any:
     """x_i - log Σ_j e^x_j along axis, computed on x - max(x) (ACT-16)."""
     return log_softmax_of(P, x, axis)

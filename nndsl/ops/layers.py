@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from nndsl.errors import NndslError
 from nndsl.ir import Call, TensorType, format_shape
-from nndsl.ops.registry import Label, Weight, WeightSpec, WithUpdates, onnx_native
+from nndsl.ops.registry import Label, Weight, WeightSpec, WithUpdates, natives, onnx_native
 from nndsl.ops.shapes import (
     BATCH_HINT,
     FLATTEN_HINT,
@@ -68,7 +68,7 @@ def _dense_weights(x: TensorType, *, units: int, use_bias: bool, tied: str | Non
 
 
 @layer_op("dense", infer=_dense_type, weights=_dense_weights, sample_params={"units": 3},
-          native=onnx_native("dense"))
+          native=natives("dense", "onnx", "torch"))
 def dense(P: Any, x: Any, *, units: int, use_bias: bool = True, tied: Label | None = None,
           weight: Weight, bias: Weight = None) -> Any:
     """y = x @ Wᵀ + b, W [units, in]; tied: y = x @ W + b with W the tied layer's [in, units]."""
@@ -205,7 +205,7 @@ def sub(P: Any, a: Any, b: Any) -> Any:
 # ---- noise and normalisation ----------------------------------------------------------------
 
 
-def _keep(rate: float | None, keep: float | None) -> float:
+def dropout_keep(rate: float | None, keep: float | None) -> float:
     """The keep probability of dropout(rate=) / dropout(keep=); exactly one must be given."""
     if (rate is None) == (keep is None):
         raise NndslError(
@@ -225,17 +225,18 @@ def _keep(rate: float | None, keep: float | None) -> float:
 
 def _dropout_type(x: TensorType, *, rate: float | None, keep: float | None,
                   **_: Any) -> TensorType:
-    _keep(rate, keep)
+    dropout_keep(rate, keep)
     return x
 
 
 @layer_op("dropout", infer=_dropout_type, training_only=True, positional=(),
+          native=natives("dropout", "torch"),
           sample_params={"rate": 0.5})
 def dropout(P: Any, x: Any, *, rate: float | None = None, keep: float | None = None) -> Any:
     """x ⊙ m / keep, m ~ Bernoulli(keep), keep = 1 − rate, in training; x at inference."""
     if not P.training:
         return x
-    p = _keep(rate, keep)
+    p = dropout_keep(rate, keep)
     return P.where(P.lt(P.random_uniform_like(x), p), P.div(x, p), P.zeros_like(x))
 
 

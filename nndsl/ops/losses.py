@@ -24,7 +24,7 @@ import numpy as np
 from nndsl.errors import NndslError
 from nndsl.ir import Dim, TensorType, format_shape
 from nndsl.ops.activations import log_softmax_of, softplus_of
-from nndsl.ops.registry import op
+from nndsl.ops.registry import natives, op
 
 Reduction = Literal["mean", "sum"]
 SCALAR = TensorType((), "f32")
@@ -206,7 +206,8 @@ def cross_entropy(P: Any, y: Any, t: Any, *, eps: float = 1e-12,
 
 
 @op("cross_entropy_logits", "loss", infer=_classes("cross_entropy_logits"),
-    index_bound=_class_indices, sample_inputs=_logits_and_indices, positional=())
+    index_bound=_class_indices, sample_inputs=_logits_and_indices, positional=(),
+    native=natives("cross_entropy_logits", "torch"))
 def cross_entropy_logits(P: Any, z: Any, t: Any, *, reduction: Reduction = "mean") -> Any:
     """-mean_batch Σ_k t_k log_softmax(z)_k, by log-sum-exp (LOSS-16, torch CrossEntropyLoss).
 

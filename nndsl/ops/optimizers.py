@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from nndsl.errors import NndslError
-from nndsl.ops.registry import op
+from nndsl.ops.registry import natives, op
 
 State = dict[str, Any]
 Update = tuple[Any, State]
@@ -172,7 +172,7 @@ def rmsprop(P: Any, w: Any, g: Any, state: State, rate: float, t: int, *, lr: fl
     return P.sub(w, P.mul(rate, buf)), {"sq": sq, "buf": buf}
 
 
-@op("adam", "optimizer")
+@op("adam", "optimizer", native=natives("adam", "torch"))
 def adam(P: Any, w: Any, g: Any, state: State, rate: float, t: int, *, lr: float = 1e-3,
          beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
          eps_inside: bool = False) -> Update:
@@ -182,13 +182,18 @@ def adam(P: Any, w: Any, g: Any, state: State, rate: float, t: int, *, lr: float
     paper and torch.optim.Adam). eps_inside = true puts eps under the root, sqrt(v^ + eps), as
     seed 000 writes it.
     """
-    _positive(lr=lr)
-    _fraction(beta1=beta1, beta2=beta2)
-    require(eps >= 0, "eps", eps, "a number >= 0")
+    check_adam(lr, beta1, beta2, eps)
     m = _ema(P, _slot(P, state, "m", w), g, beta1)
     v = _ema(P, _slot(P, state, "v", w), P.mul(g, g), beta2)
     m_hat, v_hat = P.div(m, 1.0 - beta1**t), P.div(v, 1.0 - beta2**t)
     return P.sub(w, P.mul(rate, P.div(m_hat, _root(P, v_hat, eps, eps_inside)))), {"m": m, "v": v}
+
+
+def check_adam(lr: float, beta1: float, beta2: float, eps: float) -> None:
+    """adam's hyper-parameter rules (shared with its torch native)."""
+    _positive(lr=lr)
+    _fraction(beta1=beta1, beta2=beta2)
+    require(eps >= 0, "eps", eps, "a number >= 0")
 
 
 @op("rprop", "optimizer")

@@ -110,6 +110,11 @@ class OpDef:
             return self.positional
         return tuple(p.name for p in self.params)
 
+    def function_for(self, P: Any) -> Callable[..., Any]:
+        """What computes this op on primitive table `P`: its native form for P's backend if it
+        registers one, else the decomposition."""
+        return self.native.get(getattr(P, "backend", ""), self.compute)
+
     def output_type(self, *inputs: TensorType, **params: Any) -> TensorType:
         if self.kind in LAYER_LIKE and not self.integer_inputs:
             _need_floats(self.name, inputs)
@@ -277,6 +282,11 @@ def lazy_native(module: str, name: str) -> Callable[..., Any]:
     return native
 
 
+def natives(name: str, *backends: str) -> dict[str, Callable[..., Any]]:
+    """`native=` for an op with forms in nndsl.backends.<backend>.natives ("onnx", "torch")."""
+    return {b: lazy_native(f"nndsl.backends.{b}.natives", name) for b in backends}
+
+
 def onnx_native(name: str) -> dict[str, Callable[..., Any]]:
     """`native=` for an op whose ONNX form is in nndsl.backends.onnx.natives."""
-    return {"onnx": lazy_native("nndsl.backends.onnx.natives", name)}
+    return natives(name, "onnx")

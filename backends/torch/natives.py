@@ -1,0 +1,186 @@
+"""One-call torch forms of the ops a training step spends its time in.
+
+The decompositions are right on torch too, but each primitive is a kernel launch and an autograd
+node: `dense` is transpose + matmul + add, adam fourteen primitives per weight, an LSTM some
+fifteen per time step. These natives compute the same functions with torch's fused kernels
+(F.linear, F.conv2d with its bias, F.cross_entropy, torch.lstm, addcdiv, ...). Each has its
+op's signature and falls back to the decomposition for any case it does not cover (mixed
+dtypes, asymmetric padding, peepholes, ...). tests/test_torch_natives.py compares each with the
+decomposition (values and gradients, fused and fallback cases); the shared parity tests compare
+them with NumPy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from nndsl.ops.conv import pads, sizes
+from nndsl.ops.layers import dropout_keep
+from nndsl.ops.optimizers import check_adam
+from nndsl.ops.registry import OPS, get
+
+_CONV = {1: F.conv1d, 2: F.conv2d}
+_RNN = {"tanh": torch.rnn_tanh, "relu": torch.rnn_relu}
+
+
+def _floats(*xs: Any) -> bool:
+    """True when every array given is a torch tensor of one floating dtype (None is skipped)."""
+    tensors = [x for x in xs if x is not None]
+    return all(isinstance(x, torch.Tensor) for x in tensors) and \
+        tensors[0].dtype.is_floating_point and all(x.dtype == tensors[0].dtype for x in tensors)
+
+
+def _decomposed(name: str) -> Callable[..., Any]:
+    return OPS[name].compute
+
+
+def _decomposed_optimizer(name: str) -> Callable[..., Any]:
+    return get(name, "optimizer").compute
+
+
+def dense(P: Any, x: Any, *, units: int, use_bias: bool = True, tied: str | None = None,
+          weight: Any, bias: Any = None) -> Any:
+    """F.linear: x Wᵀ + b in one kernel (addmm), for any number of leading axes."""
+    if not _floats(x, weight, bias):
+        return _decomposed("dense")(P, x, units=units, use_bias=use_bias, tied=tied,
+                                    weight=weight, bias=bias)
+    return F.linear(x, weight.t() if tied is not None else weight, bias)
+
+
+def relu(P: Any, x: Any) -> Any:
+    """where(x > 0, x, 0) with a scalar 0: `x if x > 0 else 0` exactly as the decomposition (NaN
+    -> 0, gradient 0 at 0), without its zeros_like; torch.relu and F.threshold keep NaN."""
+    return torch.where(x > 0, x, 0.0) if _floats(x) else _decomposed("relu")(P, x)
+
+
+def dropout(P: Any, x: Any, *, rate: float | None = None, keep: float | None = None) -> Any:
+    """The decomposition's mask from the same uniform draws, in two kernels fewer."""
+    if not (P.training and _floats(x)):
+        return _decomposed("dropout")(P, x, rate=rate, keep=keep)
+    p = dropout_keep(rate, keep)
+    return torch.where(P.random_uniform_like(x) < p, x / p, 0.0)
+
+
+def softmax(P: Any, x: Any, *, axis: int = -1) -> Any:
+    return torch.softmax(x, axis) if _floats(x) else _decomposed("softmax")(P, x, axis=axis)
+
+
+def log_softmax(P: Any, x: Any, *, axis: int = -1) -> Any:
+    if not _floats(x):
+        return _decomposed("log_softmax")(P, x, axis=axis)
+    return torch.log_softmax(x, axis)
+
+
+def cross_entropy_logits(P: Any, z: Any, t: Any, *, reduction: str = "mean") -> Any:
+    """F.cross_entropy for [batch, classes] logits and class-index targets (truncated to
+    integers, as the decomposition's cast does); one-hot targets use the decomposition."""
+    if _floats(z) and z.ndim == 2 and isinstance(t, torch.Tensor) and t.ndim == 1:
+        return F.cross_entropy(z, t.to(torch.int64), reduction=reduction)
+    return _decomposed("cross_entropy_logits")(P, z, t, reduction=reduction)
+
+
+def _conv(n: int, name: str) -> Callable[..., Any]:
+    def native(P: Any, x: Any, *, channels: int, kernel: Any, stride: Any = 1,
+               padding: Any = "valid", dilation: Any = 1, use_bias: bool = True,
+               weight: Any, bias: Any = None) -> Any:
+        """The convolution with its bias in one call (symmetric padding only)."""
+        k, d = sizes(name, "kernel", kernel, n), sizes(name, "dilation", dilation, n)
+        p = pads(name, padding, k, d)
+        if not _floats(x, weight, bias) or any(lo != hi for lo, hi in p):
+            return _decomposed(name)(P, x, channels=channels, kernel=kernel, stride=stride,
+                                     padding=padding, dilation=dilation, use_bias=use_bias,
+                                     weight=weight, bias=bias)
+        return _CONV[n](x, weight, bias, stride=sizes(name, "stride", stride, n),
+                        padding=tuple(lo for lo, _ in p), dilation=d)
+
+    return native
+
+
+def _weights(params: dict[str, Any], bidirectional: bool) -> list[Any]:
+    """torch's flat weight list: (w_ih, w_hh, b_ih, b_hh) per direction, forward first."""
+    suffixes = ("", "_reverse") if bidirectional else ("",)
+    return [params[f"{w}{s}"] for s in suffixes
+            for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+
+
+Fused = Callable[..., tuple[Any, ...]]  # (x, h0, weights, bidirectional, training, params)
+
+
+def _recurrent(name: str, call: Fused) -> Callable[..., Any]:
+    """torch's fused RNN/LSTM/GRU over the whole sequence (batch first, zero initial state).
+
+    `sequences=false` returns torch's h_n, which is the decomposition's [h_T forward, h_1
+    reverse] on the feature axis.
+    """
+
+    def native(P: Any, x: Any, *, units: int, bidirectional: bool = False,
+               sequences: bool = True, **params: Any) -> Any:
+        weights = _weights(params, bidirectional)
+        if not (_floats(x, *weights) and x.ndim == 3 and x.shape[1] > 0
+                and _supported(name, params)):
+            return _decomposed(name)(P, x, units=units, bidirectional=bidirectional,
+                                     sequences=sequences, **params)
+        h0 = x.new_zeros((2 if bidirectional else 1, x.shape[0], units))
+        out, h_n = call(x, h0, weights, bidirectional, bool(P.training), params)[:2]
+        return out if sequences else torch.cat(list(h_n), dim=-1)
+
+    native.__name__ = native.__qualname__ = f"{name}_torch"
+    return native
+
+
+def _supported(name: str, params: dict[str, Any]) -> bool:
+    """What torch's fused layers compute: no peepholes or coupled gates, torch's GRU reset
+    (after the matmul), and the tanh or relu RNN."""
+    if name == "lstm":
+        return not params.get("peephole") and not params.get("coupled")
+    if name == "gru":
+        return bool(params.get("linear_before_reset", True))
+    return params.get("activation", "tanh") in _RNN
+
+
+def _lstm(x: Any, h0: Any, w: list[Any], bidirectional: bool, training: bool,
+          params: dict[str, Any]) -> tuple[Any, ...]:
+    return torch.lstm(x, (h0, torch.zeros_like(h0)), w, True, 1, 0.0, training, bidirectional,
+                      True)
+
+
+def _gru(x: Any, h0: Any, w: list[Any], bidirectional: bool, training: bool,
+         params: dict[str, Any]) -> tuple[Any, ...]:
+    return torch.gru(x, h0, w, True, 1, 0.0, training, bidirectional, True)
+
+
+def _rnn(x: Any, h0: Any, w: list[Any], bidirectional: bool, training: bool,
+         params: dict[str, Any]) -> tuple[Any, ...]:
+    fn = _RNN[params.get("activation", "tanh")]
+    return fn(x, h0, w, True, 1, 0.0, training, bidirectional, True)
+
+
+def adam(P: Any, w: Any, g: Any, state: dict[str, Any], rate: float, t: int, *,
+         lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+         eps_inside: bool = False) -> tuple[Any, dict[str, Any]]:
+    """The adam rule in torch.optim.Adam's kernels (lerp, addcmul, addcdiv): seven kernels per
+    weight instead of fourteen. Out of place: the state given is never written."""
+    check_adam(lr, beta1, beta2, eps)
+    m, v = state.get("m"), state.get("v")
+    if not _floats(w, g, m, v):
+        return _decomposed_optimizer("adam")(P, w, g, state, rate, t, lr=lr, beta1=beta1,
+                                             beta2=beta2, eps=eps, eps_inside=eps_inside)
+    m = g * (1.0 - beta1) if m is None else torch.lerp(m, g, 1.0 - beta1)
+    v = g * g * (1.0 - beta2) if v is None else torch.addcmul(v * beta2, g, g,
+                                                              value=1.0 - beta2)
+    v_hat = v / (1.0 - beta2**t)
+    denom = v_hat.add_(eps).sqrt_() if eps_inside else v_hat.sqrt_().add_(eps)
+    return torch.addcdiv(w, m, denom, value=-rate / (1.0 - beta1**t)), {"m": m, "v": v}
+
+
+NATIVE: dict[str, Callable[..., Any]] = {
+    "dense": dense, "relu": relu, "dropout": dropout, "softmax": softmax,
+    "log_softmax": log_softmax, "cross_entropy_logits": cross_entropy_logits,
+    "conv1d": _conv(1, "conv1d"), "conv2d": _conv(2, "conv2d"),
+    "lstm": _recurrent("lstm", _lstm), "gru": _recurrent("gru", _gru),
+    "rnn": _recurrent("rnn", _rnn), "adam": adam,
+}

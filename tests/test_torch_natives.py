@@ -1,0 +1,145 @@
+"""Each torch native (backends/torch/natives.py) against its op's decomposition on the same torch
+table: values and gradients in float64, for the configurations the native fuses and for those
+it hands back to the decomposition (peepholes, asymmetric padding, one-hot targets, ...). The
+shared parity tests already check every native against NumPy on the op's own samples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from nndsl.backends.torch.prims import make_torch_prims  # noqa: E402
+
+from nndsl import ops  # noqa: E402
+from nndsl.ir import TensorType  # noqa: E402
+from nndsl.ops.registry import OPS  # noqa: E402
+
+SEQ = (3, 5, 4)  # [batch, time, features]
+CASES: list[tuple[str, tuple[tuple[int, ...], ...], dict[str, Any]]] = [
+    ("dense", ((4, 6),), {"units": 3}),
+    ("dense", ((2, 5, 6),), {"units": 3, "use_bias": False}),
+    ("relu", ((4, 6),), {}),
+    ("softmax", ((4, 6),), {"axis": 0}),
+    ("log_softmax", ((4, 6),), {}),
+    ("conv2d", ((2, 3, 7, 6),), {"channels": 4, "kernel": 3, "padding": "same"}),
+    ("conv2d", ((2, 3, 7, 6),), {"channels": 4, "kernel": 2, "padding": "same"}),  # asymmetric
+    ("conv1d", ((2, 3, 9),), {"channels": 2, "kernel": 3, "stride": 2, "dilation": 2}),
+    *[("lstm", (SEQ,), {"units": 4, "sequences": s, "bidirectional": b})
+      for s in (True, False) for b in (True, False)],
+    ("lstm", (SEQ,), {"units": 4, "peephole": True}),
+    ("lstm", (SEQ,), {"units": 4, "coupled": True, "sequences": False}),
+    *[("gru", (SEQ,), {"units": 4, "sequences": s, "bidirectional": True,
+                       "linear_before_reset": r}) for s in (True, False) for r in (True, False)],
+    *[("rnn", (SEQ,), {"units": 4, "activation": a, "sequences": False, "bidirectional": True})
+      for a in ("tanh", "relu", "sigmoid")],
+]
+
+
+def _tensors(rng: np.random.Generator, shapes: tuple[tuple[int, ...], ...]) -> list[Any]:
+    return [torch.tensor(rng.standard_normal(s), requires_grad=True) for s in shapes]
+
+
+def _weights(rng: np.random.Generator, name: str, shapes: tuple[tuple[int, ...], ...],
+             params: dict[str, Any]) -> dict[str, Any]:
+    opdef = OPS[name]
+    if opdef.weights is None:
+        return {}
+    hyper = {p.name: p.default for p in opdef.params if not p.required} | params
+    specs = opdef.weights(*(TensorType(s, "f64") for s in shapes), **hyper)
+    return {k: torch.tensor(rng.standard_normal(spec.shape) * 0.5, requires_grad=True)
+            for k, spec in specs.items()}
+
+
+def _value_and_grads(fn: Any, P: Any, args: list[Any], weights: dict[str, Any],
+                     params: dict[str, Any]) -> list[np.ndarray]:
+    out = fn(P, *args, **params, **weights)
+    leaves = [*args, *weights.values()]
+    grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype)
+                                 .reshape(out.shape)).sum(), leaves, allow_unused=True)
+    return [out.detach().numpy()] + [np.zeros(1) if g is None else g.numpy() for g in grads]
+
+
+@pytest.mark.parametrize(("name", "shapes", "params"), CASES,
+                         ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(CASES)])
+def test_native_equals_the_decomposition(name: str, shapes: tuple[tuple[int, ...], ...],
+                                         params: dict[str, Any]) -> None:
+    opdef = OPS[name]
+    rng = np.random.default_rng(len(name))
+    args, weights = _tensors(rng, shapes), _weights(rng, name, shapes, params)
+    P = make_torch_prims(training=True, generator=torch.Generator())
+    got = _value_and_grads(opdef.native["torch"], P, args, weights, params)
+    want = _value_and_grads(opdef.compute, P, args, weights, params)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
+def test_relu_keeps_the_decomposition_at_zero_and_nan() -> None:
+    x = torch.tensor([-1.0, 0.0, 2.0, float("nan")], requires_grad=True)
+    y = OPS["relu"].native["torch"](make_torch_prims(), x)
+    (grad,) = torch.autograd.grad(y.nansum(), [x])
+    assert y.tolist()[:3] == [0.0, 0.0, 2.0] and y[3].item() == 0.0
+    assert grad.tolist() == [0.0, 0.0, 1.0, 0.0]
+
+
+def test_dropout_draws_the_same_mask() -> None:
+    x = torch.randn(64, 32, dtype=torch.float64)
+    masks = []
+    for fn in (OPS["dropout"].native["torch"], OPS["dropout"].compute):
+        P = make_torch_prims(training=True, generator=torch.Generator().manual_seed(3))
+        masks.append(fn(P, x, rate=0.3))
+    assert torch.equal(masks[0], masks[1])
+
+
+@pytest.mark.parametrize("targets", ["indices", "one_hot"])
+def test_cross_entropy_native(targets: str) -> None:
+    rng = np.random.default_rng(0)
+    z = torch.tensor(rng.standard_normal((6, 4)), requires_grad=True)
+    idx = rng.integers(0, 4, 6).astype(np.float64)
+    t = torch.tensor(idx if targets == "indices" else np.eye(4)[idx.astype(int)])
+    P = make_torch_prims()
+    for reduction in ("mean", "sum"):
+        got, want = (_value_and_grads(fn, P, [z], {}, {"t": t, "reduction": reduction})
+                     for fn in (_with_t(OPS["cross_entropy_logits"].native["torch"]),
+                                _with_t(OPS["cross_entropy_logits"].compute)))
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
+def _with_t(fn: Any) -> Any:
+    def call(P: Any, z: Any, *, t: Any, reduction: str) -> Any:
+        return fn(P, z, t, reduction=reduction)
+
+    return call
+
+
+@pytest.mark.parametrize("eps_inside", [False, True])
+def test_adam_native_follows_the_rule(eps_inside: bool) -> None:
+    """Five updates from the same start: the native's weights and state track the rule's."""
+    opt = ops.get("adam", "optimizer")
+    rng = np.random.default_rng(1)
+    start = torch.tensor(rng.standard_normal((5, 3)))
+    grads = [torch.tensor(rng.standard_normal((5, 3))) for _ in range(5)]
+    P = make_torch_prims()
+    results = []
+    for fn in (opt.native["torch"], opt.compute):
+        w, state = start, {}
+        for t, g in enumerate(grads, 1):
+            w, state = fn(P, w, g, state, 0.01 * t, t, lr=0.01, eps_inside=eps_inside)
+        results.append((w, state))
+    (w1, s1), (w2, s2) = results
+    np.testing.assert_allclose(w1.numpy(), w2.numpy(), rtol=1e-12)
+    for key in ("m", "v"):
+        np.testing.assert_allclose(s1[key].numpy(), s2[key].numpy(), rtol=1e-12)
+
+
+def test_adam_native_leaves_the_given_state_alone() -> None:
+    opt = ops.get("adam", "optimizer")
+    w, g = torch.ones(3), torch.full((3,), 0.5)
+    _, state = opt.native["torch"](make_torch_prims(), w, g, {}, 0.1, 1, lr=0.1)
+    before = {k: v.clone() for k, v in state.items()}
+    opt.native["torch"](make_torch_prims(), w, g, state, 0.1, 2, lr=0.1)
+    assert all(torch.equal(state[k], before[k]) for k in before)
