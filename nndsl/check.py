@@ -54,8 +54,16 @@ def _size(dim: int | str, sizes: dict[str, int]) -> int:
 
 
 def _index_bound(graph: Graph, name: str) -> int:
-    """Largest safe index for an integer input: the smallest vocabulary that reads it."""
-    vocab = [n.param("vocab") for n in graph.nodes if name in n.inputs and n.param("vocab")]
+    """Largest safe index for an integer input: the smallest vocabulary that reads it, directly
+    or through the ops that pass indices on (identity, reshape, concat, ...)."""
+    carried, vocab = {name}, []
+    for node in graph.nodes:  # topological order: one pass follows every path
+        if not carried.intersection(node.inputs):
+            continue
+        if node.param("vocab"):
+            vocab.append(node.param("vocab"))
+        elif node.type is not None and node.type.dtype == "i64":
+            carried.add(node.name)
     return min(vocab) if vocab else 2
 
 

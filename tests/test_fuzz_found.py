@@ -36,3 +36,14 @@ def test_kmaxpool_over_a_short_symbolic_axis_says_why(write_spec: Callable[[str]
     feeds = random_inputs(graph, np.random.default_rng(0), {"batch": 2, "time": 2})
     with pytest.raises(ExecutionError, match=r"kmaxpool failed: k=3 is more than the 2 values"):
         numpy_forward(graph, feeds, initialize(graph))
+
+
+def test_indices_reach_every_embedding_in_range(write_spec: Callable[[str], Path]) -> None:
+    """check's random token ids fit the smallest vocabulary they reach, also through identity."""
+    program, _ = load(write_spec("model m {\n  input ids: i64[batch, 4]\n"
+                                 "  a = ids -> embedding(40, 2)\n"
+                                 "  b = ids -> identity -> reshape([-1]) -> embedding(3, 2)\n"
+                                 "  output a, b\n}\n"))
+    feeds = random_inputs(program.models[0], np.random.default_rng(0), {"batch": 50})
+    assert feeds["ids"].max() == 2
+    check_program(program)
