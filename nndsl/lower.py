@@ -16,7 +16,7 @@ from nndsl.errors import ErrorSink, NndslError, Span, did_you_mean
 from nndsl.grammar import ast
 from nndsl.ir import DTYPES, Call, Graph, Node, TensorType, WeightDecl
 from nndsl.ops.registry import Constraint, Init, OpDef, Regularizer
-from nndsl.passes.bind import Consts, bind_params, literal
+from nndsl.passes.bind import BOOLS, Consts, bind_params, literal
 from nndsl.passes.weights import make_weights
 
 TENSOR_KINDS = ("activation", "layer", "loss", "metric")
@@ -256,6 +256,8 @@ class ModelBuilder:
         while args and self.is_tensor_expr(args[0], scope) and (
                 opdef.variadic or len(inputs) < len(opdef.inputs)):
             inputs.append(self.tensor(args.pop(0), scope))
+        if args and (opdef.variadic or len(inputs) < len(opdef.inputs)):
+            _not_an_unknown_value(args[0], scope)
         if not inputs and opdef.inputs and scope.implicit is not None:
             inputs.append(scope.implicit)
         extra = dict(LAYER_OPTIONS) if opdef.weights is not None else {}
@@ -413,6 +415,15 @@ def _fold(op: str, a: float, b: float, span: Span) -> float:
     if op == "div" and b == 0:
         raise NndslError("division by zero", span)
     return {"add": a + b, "sub": a - b, "mul": a * b}[op] if op != "div" else a / b
+
+
+def _not_an_unknown_value(expr: ast.Expr, scope: Scope) -> None:
+    """Where a tensor input may stand, a name that means nothing is a misspelt value, not a
+    parameter (else the error would be about positional parameters)."""
+    known = (BOOLS, scope.consts.values, ops.OPS)
+    if isinstance(expr, ast.Name) and not any(expr.id in names for names in known):
+        raise NndslError(f"unknown name '{expr.id}'", expr.span,
+                         hint=did_you_mean(expr.id, scope.values) or _names_hint(scope))
 
 
 def _names_hint(scope: Scope) -> str | None:
