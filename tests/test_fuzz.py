@@ -1,76 +1,102 @@
-"""Mutated specs never crash the checker: every outcome is success or a positioned nndsl error.
+"""Spec fuzzing: generated and mutated specs never crash, hang or lose their position.
 
-Hypothesis mutates every spec we ship (deletions, insertions of grammar tokens and names,
-swapped tokens, random unicode) and runs the whole `check` path on the result, in-process.
+Every case runs load + check in-process under a per-case time limit (tests/fuzz/harness.py);
+the outcome must be success or nndsl errors that render with file:line:col, the source line and
+a caret. A spec that checked also runs on the backends: NumPy forward at a second size, ONNX
+export + onnxruntime (agreeing with NumPy), NumPy loss + gradient of its train block.
+
+Cases per run (hypothesis, derandomized so CI sees the same cases every run; set
+NNDSL_FUZZ_RANDOM=1 for fresh ones and NNDSL_FUZZ_SCALE=N for N times as many, e.g. a long
+local campaign; a failure prints the spec text):
+
+- GENERATED specs drawn from the grammar and the op registry (tests/fuzz/strategies.py); at
+  least a third must check, and every one that checks runs on the backends;
+- MUTATED specs: lexeme and AST-aware edits of every spec in specs/ and tests/language_examples;
+  one in BACKEND_EVERY of those that still check runs on the backends (they are near copies of
+  the shipped specs, whose backends other tests cover);
+- MUTATED_GENERATED: AST-aware edits of generated specs.
 """
 
 from __future__ import annotations
 
-import re
+import os
+import zlib
+from collections import Counter
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, currently_in_test_context, given, note, settings
 from hypothesis import strategies as st
 
-from nndsl.check import check_program
-from nndsl.errors import ErrorGroup, NndslError, SourceMap
-from nndsl.program import load
+from .conftest import LANGUAGE_EXAMPLES, ROOT, SPECS
+from .fuzz.harness import check_case, run_backends
+from .fuzz.mutate import mutate
+from .fuzz.strategies import GeneratedSpec, specs
+from .fuzz.values import Drawer
 
-from .conftest import LANGUAGE_EXAMPLES, SPECS
-
+SCALE = int(os.environ.get("NNDSL_FUZZ_SCALE", "1"))
+GENERATED, MUTATED, MUTATED_GENERATED = 2500 * SCALE, 2000 * SCALE, 500 * SCALE
+BACKEND_EVERY = 8
+MIN_CHECKED = 1 / 3
 CORPUS = [(p, p.read_text(encoding="utf-8")) for p in [*SPECS, *LANGUAGE_EXAMPLES]]
-TOKENS = ["->", "(", ")", "{", "}", "[", "]", ",", ":", "=", ";", "+", "-", "*", "/", "#",
-          '"', "model", "block", "train", "input", "output", "repeat", "phase", "target",
-          "defaults", "import", "in", "dense", "relu", "softmax", "conv2d", "lstm", "batch",
-          "time", "0", "1", "-1", "3.5", "1e9", "99999999999", "true", "x", "enc", "tied",
-          "init", "flatten", "\n", " ", "\t"]
-LEXEME = re.compile(r"\s+|[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?(?:e-?\d+)?|->|\"[^\"\n]*\"|.",
-                    re.S)
+GENERATED_PATH = ROOT / "specs" / "generated.nn"  # beside specs/lib, which specs may import
+FUZZ = settings(deadline=None, database=None, derandomize=not os.environ.get("NNDSL_FUZZ_RANDOM"),
+                suppress_health_check=list(HealthCheck), print_blob=True)
 
 
-def _mutate(data: st.DataObject, text: str) -> str:
-    lexemes = LEXEME.findall(text)
-    for _ in range(data.draw(st.integers(1, 4))):
-        if not lexemes:
-            lexemes = [""]
-        i = data.draw(st.integers(0, len(lexemes) - 1))
-        kind = data.draw(st.sampled_from(["delete", "insert", "swap", "unicode", "dup"]))
-        if kind == "delete":
-            del lexemes[i: i + data.draw(st.integers(1, 6))]
-        elif kind == "insert":
-            lexemes.insert(i, data.draw(st.sampled_from(TOKENS)))
-        elif kind == "swap":
-            j = data.draw(st.integers(0, len(lexemes) - 1))
-            lexemes[i], lexemes[j] = lexemes[j], lexemes[i]
-        elif kind == "unicode":
-            lexemes.insert(i, data.draw(st.text(min_size=1, max_size=3)))
-        else:
-            lexemes.insert(i, lexemes[i])
-    return "".join(lexemes)
+def run_case(path: Path, text: str, stats: Counter[str], backends: bool = True) -> None:
+    if currently_in_test_context():
+        note(f"--- {path.name} ---\n{text}")
+    checked = check_case(path, text)
+    stats["checked" if checked else "errors"] += 1
+    if checked and backends:
+        stats["backends"] += 1
+        run_backends(*checked)
 
 
-def check_text(path: Path, text: str) -> None:
-    """The whole check path; only nndsl errors may escape, and they must render."""
-    try:
-        program, _ = load(path, text)
-        check_program(program)
-    except NndslError as e:
-        errors = e.errors if isinstance(e, ErrorGroup) else [e]
-        rendered = e.render(getattr(e, "sources", SourceMap()))
-        assert rendered and "Traceback" not in rendered
-        for err in errors:
-            assert err.message
+def test_generated_specs() -> None:
+    stats: Counter[str] = Counter()
+
+    @settings(FUZZ, max_examples=GENERATED)
+    @given(specs())
+    def case(spec: GeneratedSpec) -> None:
+        run_case(GENERATED_PATH, spec.text, stats)
+        stats["faulty"] += spec.faulty
+
+    case()
+    total = stats["checked"] + stats["errors"]
+    print(f"generated: {dict(stats)}")
+    assert total >= GENERATED * 0.9 and stats["checked"] >= MIN_CHECKED * total, dict(stats)
 
 
-@settings(max_examples=2000, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(st.data())
-def test_mutated_specs_give_nndsl_errors_or_pass(data: st.DataObject) -> None:
-    path, text = data.draw(st.sampled_from(CORPUS))
-    check_text(path, _mutate(data, text))
+def test_mutated_specs() -> None:
+    stats: Counter[str] = Counter()
+
+    @settings(FUZZ, max_examples=MUTATED)
+    @given(st.data())
+    def case(data: st.DataObject) -> None:
+        path, text = data.draw(st.sampled_from(CORPUS))
+        mutant = mutate(Drawer(data.draw), text)
+        run_case(path, mutant, stats, zlib.crc32(mutant.encode()) % BACKEND_EVERY == 0)
+
+    case()
+    print(f"mutated: {dict(stats)}")
+
+
+def test_mutated_generated_specs() -> None:
+    stats: Counter[str] = Counter()
+
+    @settings(FUZZ, max_examples=MUTATED_GENERATED)
+    @given(specs(), st.data())
+    def case(spec: GeneratedSpec, data: st.DataObject) -> None:
+        run_case(GENERATED_PATH, mutate(Drawer(data.draw), spec.text), stats)
+
+    case()
+    print(f"mutated generated: {dict(stats)}")
 
 
 def test_random_text_gives_nndsl_errors() -> None:
+    stats: Counter[str] = Counter()
     for text in ["", "\x00", "model", "model m {", "}}}", "model m { input x: [", "🙂" * 10,
                  "model m { input x: [batch, 0] output x }", "train t { }"]:
-        check_text(Path("fuzz.nn"), text)
+        run_case(Path("fuzz.nn"), text, stats)
+    assert stats["errors"] == 9
