@@ -35,7 +35,20 @@ def _slice(x: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
 
 
 def _pad(x: np.ndarray, pads: Any, value: float = 0.0) -> np.ndarray:
-    return np.pad(x, [tuple(p) for p in pads], constant_values=value)
+    """np.pad with a constant, without its generality's cost (it dominated small convs)."""
+    pads = [tuple(p) for p in pads]
+    if not any(lo or hi for lo, hi in pads):
+        return np.asarray(x)
+    x = np.asarray(x)
+    out = np.full([n + lo + hi for n, (lo, hi) in zip(x.shape, pads, strict=True)], value,
+                  dtype=x.dtype)
+    out[tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape, pads, strict=True))] = x
+    return out
+
+
+def pad_trailing(x: np.ndarray, padding: Any, value: float = 0.0) -> np.ndarray:
+    """Pad the trailing len(padding) axes ((lo, hi) each); the leading axes are left alone."""
+    return _pad(x, [(0, 0)] * (np.ndim(x) - len(padding)) + [tuple(p) for p in padding], value)
 
 
 def _windows(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...],
@@ -53,7 +66,7 @@ def _windows(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...],
 def _conv(x: np.ndarray, w: np.ndarray, stride: tuple[int, ...], padding: Any,
           dilation: tuple[int, ...]) -> np.ndarray:
     k = len(stride)
-    x = np.pad(x, [(0, 0), (0, 0), *[tuple(p) for p in padding]])
+    x = pad_trailing(x, padding)
     win = _windows(x, tuple(w.shape[2:]), stride, dilation)  # [N, C, *out, *K]
     axes_x = [1, *range(2 + k, 2 + 2 * k)]
     axes_w = [1, *range(2, 2 + k)]
@@ -64,12 +77,28 @@ def _conv(x: np.ndarray, w: np.ndarray, stride: tuple[int, ...], padding: Any,
 def _pool(reduce: Any, pad_value: float) -> Any:
     def pool(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...], padding: Any) -> Any:
         k = len(kernel)
-        x = np.pad(x, [(0, 0)] * (x.ndim - k) + [tuple(p) for p in padding],
-                   constant_values=pad_value)
+        x = pad_trailing(x, padding, pad_value)
         win = _windows(x, kernel, stride)
         return reduce(win, axis=tuple(range(x.ndim, x.ndim + k)))
 
     return pool
+
+
+def _max_pool(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...],
+              padding: Any) -> np.ndarray:
+    """The largest value of each window as a running maximum over the kernel offsets, one
+    strided view each: the same values as a max over the window view, several times faster
+    (NumPy reduces a small trailing window of a strided view slowly)."""
+    k = len(kernel)
+    x = pad_trailing(x, padding, -np.inf)
+    sizes = [(n - kk) // s + 1 for n, kk, s in zip(x.shape[-k:], kernel, stride, strict=True)]
+    lead = (slice(None),) * (x.ndim - k)
+    out = None
+    for offset in np.ndindex(*kernel):
+        view = x[lead + tuple(slice(o, o + s * (n - 1) + 1, s)
+                              for o, s, n in zip(offset, stride, sizes, strict=True))]
+        out = view if out is None else np.maximum(out, view)
+    return np.array(out)
 
 
 def _kmax(x: np.ndarray, k: int, axis: int) -> np.ndarray:
@@ -114,7 +143,7 @@ def make_numpy_prims(training: bool = False, seed: int = 0) -> SimpleNamespace:
         constant=lambda value, dtype="f32": np.asarray(value, dtype=NUMPY_DTYPE[dtype]),
         matmul=np.matmul,
         conv=_conv,
-        max_pool=_pool(np.max, -np.inf),
+        max_pool=_max_pool,
         avg_pool=_pool(np.mean, 0.0),
         kmax=_kmax,
         random_uniform_like=lambda x: rng.random(np.shape(x)).astype(np.result_type(x)),

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from nndsl.backends.numpy.prims import _windows
+from nndsl.backends.numpy.prims import _windows, pad_trailing
 
 Rule = Callable[..., Any]
 Pads = Any  # ((lo, hi), ...) per spatial axis
@@ -100,10 +100,6 @@ def _padded(shape: tuple[int, ...], pads: Pads) -> tuple[int, ...]:
     return (*shape[:-k], *(n + lo + hi for n, (lo, hi) in zip(shape[-k:], pads, strict=True)))
 
 
-def _pool_pads(x: np.ndarray, padding: Pads) -> list[tuple[int, int]]:
-    return [(0, 0)] * (x.ndim - len(padding)) + [tuple(p) for p in padding]
-
-
 # ---- rules of the coarse primitives ---------------------------------------------------------
 
 
@@ -155,21 +151,32 @@ def _conv_x(g: Any, y: Any, x: Any, w: Any, stride: Any, padding: Pads,
 def _conv_w(g: Any, y: Any, x: Any, w: Any, stride: Any, padding: Pads,
             dilation: Any = None) -> np.ndarray:
     k = len(stride)
-    xp = np.pad(x, [(0, 0), (0, 0), *[tuple(p) for p in padding]])
+    xp = pad_trailing(x, padding)
     win = _windows(xp, tuple(np.shape(w)[2:]), tuple(stride), tuple(dilation or (1,) * k))
     summed = [0, *range(2, 2 + k)]  # batch and output positions
     return np.tensordot(g, win, axes=(summed, summed))  # [O, C, *K]
 
 
 def _max_pool_x(g: Any, y: Any, x: Any, kernel: Any, stride: Any, padding: Pads) -> np.ndarray:
+    """Each window's cotangent to its first element equal to the window's maximum `y`, the
+    kernel offsets taken in row-major order (np.argmax's choice over the flattened window,
+    NaN counting as the maximum as it does there): one strided view per offset, no copy of
+    the windows."""
     k = len(kernel)
-    xp = np.pad(x, _pool_pads(x, padding), constant_values=-np.inf)
-    win = _windows(xp, tuple(kernel), tuple(stride))  # [N, C, *out, *K]
-    flat = win.reshape(*win.shape[:-k], -1)
-    first = np.argmax(flat, axis=-1)[..., None]  # first maximal element of each window
-    patches = np.where(np.arange(flat.shape[-1]) == first, np.asarray(g)[..., None], 0.0)
-    full = _fold(patches.reshape(win.shape), xp.shape, tuple(kernel), tuple(stride), (1,) * k)
-    return _crop(full, padding)
+    xp = pad_trailing(x, padding, -np.inf)
+    g, y = np.asarray(g), np.asarray(y)
+    nan = np.isnan(y)
+    free = np.ones(y.shape, dtype=bool)  # windows whose maximum is not placed yet
+    dx = np.zeros(xp.shape, dtype=g.dtype)
+    lead = (slice(None),) * (xp.ndim - k)
+    for offset in np.ndindex(*kernel):
+        index = lead + tuple(slice(o, o + s * (n - 1) + 1, s)
+                             for o, s, n in zip(offset, stride, y.shape[-k:], strict=True))
+        view = xp[index]
+        hit = free & ((view == y) | (nan & np.isnan(view)) if nan.any() else view == y)
+        dx[index] += np.where(hit, g, 0.0)
+        free &= ~hit
+    return _crop(dx, padding)
 
 
 def _avg_pool_x(g: Any, y: Any, x: Any, kernel: Any, stride: Any, padding: Pads) -> np.ndarray:
