@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from nndsl import ops
 from nndsl.errors import NndslError
 from nndsl.initialize import initialize
 from nndsl.interpreter import run
-from nndsl.ir import NUMPY_DTYPE, Graph, Program, TensorType
+from nndsl.ir import NUMPY_DTYPE, Graph, Program, TensorType, TrainSpec
 
 SYMBOL_SIZES = {"batch": 2, "time": 5}
 OTHER_SYMBOL_SIZE = 3
@@ -126,11 +128,40 @@ def run_forward(graph: Graph, seed: int = 0) -> bool:
     return True
 
 
+def check_penalties(graph: Graph, trains: Sequence[TrainSpec]) -> None:
+    """Each regularizer and constraint a weight gets (its own, or the train block's and its
+    phases' for weight-role tensors) runs once on a small array of the weight's rank, so that
+    a bad strength or axis is reported by `check`, at its call, not in the first training step."""
+    from nndsl.backends.numpy.prims import make_numpy_prims
+
+    P = make_numpy_prims()
+    stages = [dict(s.settings) for t in trains for s in (t, *t.phases)]
+    for w in graph.weights:
+        calls = [("regularizer", w.regularize), ("constraint", w.constraint)]
+        for settings in stages if w.role == "weight" else ():
+            regs = settings.get("regularize")
+            calls += [("regularizer", c) for c in (regs if isinstance(regs, tuple) else (regs,))]
+            calls.append(("constraint", settings.get("constraint")))
+        sample = np.ones(tuple(min(d, 2) for d in w.shape), NUMPY_DTYPE[w.dtype])
+        for kind, call in ((k, c) for k, c in calls if c is not None):
+            try:
+                ops.get(call.name, kind, call.span).compute(P, sample, **dict(call.kwargs))
+            except NndslError as e:
+                e.span = e.span or call.span
+                raise
+            except (ValueError, IndexError, TypeError) as e:  # e.g. an axis the weight lacks
+                raise NndslError(f"{call.name} cannot apply to {w.name}, shape "
+                                 f"{list(w.shape)}: {e}", call.span,
+                                 hint="dense weights are [out, in], conv weights "
+                                 "[out, in, *kernel]") from e
+
+
 def check_program(program: Program) -> list[ModelReport]:
     seeds = {t.model: t.get("seed", 0) for t in program.trains}
     reports = []
     for graph in program.models:
         run_forward(graph, seeds.get(graph.name, 0))
+        check_penalties(graph, [t for t in program.trains if t.model == graph.name])
         reports.append(report(graph))
     return reports
 
