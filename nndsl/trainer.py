@@ -321,8 +321,8 @@ class Trainer:
         clip = stage.get("clip")
         if clip is not None:
             names = list(grads)
-            clipped = ops.get(clip.name, "clip").compute(P, [grads[k] for k in names],
-                                                        **dict(clip.kwargs))
+            clipped = ops.get(clip.name, "clip").function_for(P)(P, [grads[k] for k in names],
+                                                                **dict(clip.kwargs))
             grads = dict(zip(names, clipped, strict=True))
         params, rule = dict(optimizer.kwargs), opt.function_for(P)  # the backend's native form
         for name, g in grads.items():

@@ -142,3 +142,18 @@ def test_adam_native_leaves_the_given_state_alone() -> None:
     before = {k: v.clone() for k, v in state.items()}
     opt.native["torch"](make_torch_prims(), w, g, state, 0.1, 2, lr=0.1)
     assert all(torch.equal(state[k], before[k]) for k in before)
+
+
+@pytest.mark.parametrize("limit", [0.5, 100.0])
+def test_clip_norm_native_follows_the_rule(limit: float) -> None:
+    """Scaled down past the limit, untouched under it; the given gradients stay as they were."""
+    clip = ops.get("norm", "clip")
+    rng = np.random.default_rng(2)
+    grads = [torch.tensor(rng.standard_normal(s)) for s in ((4, 3), (3,), (2, 2, 2))]
+    before = [g.clone() for g in grads]
+    P = make_torch_prims()
+    got = clip.native["torch"](P, grads, max=limit)
+    want = clip.compute(P, grads, max=limit)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-12)
+    assert all(torch.equal(g, b) for g, b in zip(grads, before, strict=True))

@@ -90,18 +90,26 @@ class TorchEngine:
                    for c in calls)
 
     def nonfinite(self, arrays: dict[str, Any]) -> str | None:
-        """One device sync for all arrays, not one per array, and one kernel per array: a sum
-        in float64 is finite exactly when every element is (float32 values cannot overflow it;
-        a float64 array is multiplied by 0 first, which maps every finite value to 0)."""
-        if not arrays:
+        """One concatenation, one sum and one device sync for all arrays (of one dtype); only
+        when that finds a NaN or infinity are they looked at one by one, for the name."""
+        values = list(arrays.values())
+        if not values or (len({v.dtype for v in values}) == 1 and _finite(values)):
             return None
-        sums = [(v * 0.0 if v.dtype == torch.float64 else v).sum(dtype=torch.float64)
-                for v in arrays.values()]
-        finite = torch.isfinite(torch.stack(sums)).cpu()
-        return None if bool(finite.all()) else list(arrays)[int(finite.int().argmin())]
+        return next((k for k, v in arrays.items() if not _finite([v])), None)
 
     def predict(self, feeds: dict[str, np.ndarray], weights: dict[str, Any]) -> dict[str, Any]:
         inputs = self.to_backend({n: feeds[n] for n, _ in self.model.inputs})
         with torch.no_grad():
             result = run(self.model, self._inference_P, inputs, weights)
         return self.to_numpy(result.env)
+
+
+def _finite(values: list[torch.Tensor]) -> bool:
+    """Whether every element is finite. A float64 sum of float32 (or narrower) values cannot
+    overflow, so it is finite exactly when they all are; float64 values are multiplied by 0
+    first, which maps each finite value to 0 and keeps NaN and infinity non-finite."""
+    flat = torch.cat([v.reshape(-1) for v in values]) if len(values) > 1 else \
+        values[0].reshape(-1)
+    if flat.dtype == torch.float64:
+        flat = flat * 0.0
+    return bool(torch.isfinite(flat.sum(dtype=torch.float64)))

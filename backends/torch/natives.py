@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from nndsl.ops.conv import pads, sizes
 from nndsl.ops.layers import dropout_keep
-from nndsl.ops.optimizers import check_adam
+from nndsl.ops.optimizers import check_adam, require
 from nndsl.ops.registry import OPS, get
 
 _CONV = {1: F.conv1d, 2: F.conv2d}
@@ -29,17 +29,22 @@ _RNN = {"tanh": torch.rnn_tanh, "relu": torch.rnn_relu}
 
 def _floats(*xs: Any) -> bool:
     """True when every array given is a torch tensor of one floating dtype (None is skipped)."""
-    tensors = [x for x in xs if x is not None]
-    return all(isinstance(x, torch.Tensor) for x in tensors) and \
-        tensors[0].dtype.is_floating_point and all(x.dtype == tensors[0].dtype for x in tensors)
+    dtype = None
+    for x in xs:
+        if x is None:
+            continue
+        if not isinstance(x, torch.Tensor) or (dtype is not None and x.dtype != dtype):
+            return False
+        dtype = x.dtype
+    return dtype is not None and dtype.is_floating_point
 
 
 def _decomposed(name: str) -> Callable[..., Any]:
     return OPS[name].compute
 
 
-def _decomposed_optimizer(name: str) -> Callable[..., Any]:
-    return get(name, "optimizer").compute
+def _decomposed_kind(name: str, kind: str) -> Callable[..., Any]:
+    return get(name, kind).compute
 
 
 def dense(P: Any, x: Any, *, units: int, use_bias: bool = True, tied: str | None = None,
@@ -169,7 +174,7 @@ def adam(P: Any, w: Any, g: Any, state: dict[str, Any], rate: float, t: int, *,
     check_adam(lr, beta1, beta2, eps)
     m, v = state.get("m"), state.get("v")
     if not _floats(w, g, m, v):
-        return _decomposed_optimizer("adam")(P, w, g, state, rate, t, lr=lr, beta1=beta1,
+        return _decomposed_kind("adam", "optimizer")(P, w, g, state, rate, t, lr=lr, beta1=beta1,
                                              beta2=beta2, eps=eps, eps_inside=eps_inside)
     m = g * (1.0 - beta1) if m is None else torch.lerp(m, g, 1.0 - beta1)
     v = g * g * (1.0 - beta2) if v is None else torch.addcmul(v * beta2, g, g,
@@ -179,10 +184,20 @@ def adam(P: Any, w: Any, g: Any, state: dict[str, Any], rate: float, t: int, *,
     return torch.addcdiv(w, m, denom, value=-rate / (1.0 - beta1**t)), {"m": m, "v": v}
 
 
+def clip_norm(P: Any, grads: list[Any], *, max: float) -> list[Any]:
+    """The `norm` clip in clip_grad_norm_'s kernels: one norm per gradient and one product per
+    gradient, each a single foreach call; out of place."""
+    if not (grads and _floats(*grads)):
+        return _decomposed_kind("norm", "clip")(P, grads, max=max)
+    require(max > 0, "max", max, "a positive number")
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    return list(torch._foreach_mul(grads, torch.clamp(max / (total + 1e-6), max=1.0)))
+
+
 NATIVE: dict[str, Callable[..., Any]] = {
     "dense": dense, "relu": relu, "dropout": dropout, "softmax": softmax,
     "log_softmax": log_softmax, "cross_entropy_logits": cross_entropy_logits,
     "conv1d": _conv(1, "conv1d"), "conv2d": _conv(2, "conv2d"),
     "lstm": _recurrent("lstm", _lstm), "gru": _recurrent("gru", _gru),
-    "rnn": _recurrent("rnn", _rnn), "adam": adam,
+    "rnn": _recurrent("rnn", _rnn), "adam": adam, "clip_norm": clip_norm,
 }

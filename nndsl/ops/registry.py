@@ -205,6 +205,8 @@ def _article(kind: str) -> str:
 
 def get(name: str, kinds: tuple[str, ...] | str | None = None, span: Span | None = None) -> OpDef:
     """The op called `name`, of one of `kinds`; a positioned error with a hint otherwise."""
+    if kinds is None and name in OPS:  # the interpreter's lookup, per node and step: be quick
+        return OPS[name]
     if isinstance(kinds, str):
         kinds = (kinds,)
     spaces = {namespace(k) for k in kinds} if kinds else {"tensor"}
@@ -273,10 +275,14 @@ def lazy_native(module: str, name: str) -> Callable[..., Any]:
     """A native override that lives in a backend module (e.g. ONNX's `Gemm` for dense),
     imported on first use so the op catalog never imports onnx or torch."""
 
-    def native(P: Any, *args: Any, **params: Any) -> Any:
-        import importlib
+    found: list[Callable[..., Any]] = []  # the function, once imported (a step calls it often)
 
-        return importlib.import_module(module).NATIVE[name](P, *args, **params)
+    def native(P: Any, *args: Any, **params: Any) -> Any:
+        if not found:
+            import importlib
+
+            found.append(importlib.import_module(module).NATIVE[name])
+        return found[0](P, *args, **params)
 
     native.__name__ = native.__qualname__ = f"{name}_native"
     return native

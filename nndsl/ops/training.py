@@ -30,7 +30,7 @@ import numpy as np
 
 from nndsl.errors import NndslError, Span, did_you_mean
 from nndsl.ops.optimizers import require
-from nndsl.ops.registry import Label, op
+from nndsl.ops.registry import Label, natives, op
 
 Arrays = dict[str, np.ndarray]
 F32 = np.float32
@@ -38,7 +38,7 @@ F32 = np.float32
 # --- gradient clipping -----------------------------------------------------------------------
 
 
-@op("norm", "clip")
+@op("norm", "clip", native=natives("clip_norm", "torch"))
 def clip_norm(P: Any, grads: list[Any], *, max: float) -> list[Any]:
     """g <- g min(1, max / (||G|| + 1e-6)), ||G|| the L2 norm of all gradients together.
 
