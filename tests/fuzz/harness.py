@@ -23,7 +23,7 @@ from nndsl.backends.numpy.gradcheck import differentiable, synthetic_targets
 from nndsl.backends.onnx.runtime import run_onnx
 
 from nndsl.check import check_program, forward_cost, random_inputs
-from nndsl.errors import ErrorGroup, NndslError, SourceMap
+from nndsl.errors import ErrorGroup, NndslError, SourceMap, Span
 from nndsl.export import export_onnx
 from nndsl.ir import Graph, Program
 from nndsl.program import load
@@ -69,11 +69,20 @@ def assert_positioned(error: NndslError, sources: SourceMap | None = None) -> No
         assert e.span is not None, f"an error without a position: {e.render(sources)}"
         lines = e.render(sources).splitlines()
         assert lines[0].startswith(f"{e.span}: error: "), lines[0]
-        assert e.span.file in sources, f"{e.span.file} is not among the files read"
-        text_lines = sources[e.span.file].splitlines() or [""]
-        assert 1 <= e.span.line <= len(text_lines) and e.span.column >= 1, str(e.span)
-        if text_lines[e.span.line - 1].strip():
-            assert len(lines) >= 3 and lines[2].strip().startswith("^"), "\n".join(lines)
+        _assert_shown(e.span, lines[1:3], sources)
+        for text, span in e.notes:  # "in block 'b' used here": also a real place
+            if span is not None:
+                shown = NndslError(text, span).render(sources).splitlines()
+                _assert_shown(span, shown[1:3], sources)
+
+
+def _assert_shown(span: Span, excerpt: list[str], sources: SourceMap) -> None:
+    """The span lies in a file that was read, and a non-blank line is shown with a caret."""
+    assert span.file in sources, f"{span.file} is not among the files read"
+    text_lines = sources[span.file].splitlines() or [""]
+    assert 1 <= span.line <= len(text_lines) and span.column >= 1, str(span)
+    if text_lines[span.line - 1].strip():
+        assert len(excerpt) == 2 and excerpt[1].strip().startswith("^"), "\n".join(excerpt)
 
 
 def check_case(path: Path, text: str) -> tuple[Program, SourceMap] | None:

@@ -257,8 +257,11 @@ class ModelGen:
             n = d.pick((1, n + 1))
         names = [src] + [self.partner(x) for _ in range(n - 1)]
         types = [self.values[k] for k in names]
+        if d.chance(15):  # a chain as an argument: add(x -> relu, y)
+            act = activation(d)
+            names[-1], types[-1] = f"{names[-1]} -> {act}", infer(OPS[act], [types[-1]], {})
         args = draw_args(d, opdef, Context(rank=x.rank), self.faulty)
-        out = infer_args(opdef, types, args)
+        out = infer_args(opdef, types, args) if None not in types else None
         if out is None and not self.faulty:  # the same value n times fits every multi-input op
             names, out = [src] * n, infer_args(opdef, [x] * n, args)
         if d.chance(30):
@@ -273,6 +276,8 @@ class ModelGen:
         links, out = [], x
         for _ in range(d.int(1, 2)):
             text, out = self.link(out, labels=False)
+            if d.chance(10):  # labels inside repeat are per repetition; never reused
+                text = f"r{len(self.values)}: {text}"
             links.append(text)
             if out is None:
                 break
@@ -322,8 +327,8 @@ class ModelGen:
         d = self.d
         made = [n for n in self.typed() if n not in self.inputs] or self.typed()
         outputs = [made[-1]] if made else []
-        for name in made[:-1]:
-            if d.chance(15):
+        for name in [*made[:-1], *self.inputs]:
+            if d.chance(10) and self.values.get(name) is not None:
                 outputs.append(name)
         if self.faulty and d.chance(15):
             outputs.append(d.pick(("nosuch", *outputs[:1])))

@@ -39,6 +39,8 @@ NUMBERS = (0.5, 1.0, 2.0, 0.1, 3)
 STRINGS: dict[str, tuple[str, ...]] = {
     "monitor": ("val_loss", "loss"), "path": ("data.csv", "d.npz"), "delimiter": (",", ";"),
 }
+EDGE_INTS = ("0", "-1", "1000000", "7")  # the right type, a doubtful value
+EDGE_FLOATS = ("0.0", "-1.0", "1.0", "1e308", "1e999", "-1e999", "1e-320", "2.5")
 BAD_VALUES = ("0", "-1", "1000000", "99999999999", "0.5", "-2.5", "1e308", "true", '"text"',
               "[1, 2]", "[]", "relu", "normal(0, 1)", "x", "-0.0", "[[1], 2]", "adam(lr=1)")
 PARAM_NAMES = sorted({p.name for o in all_ops() for p in o.params} | {"unit", "rat", "inits"})
@@ -155,8 +157,12 @@ def draw_args(d: Drawer, opdef: OpDef, ctx: Context, faulty: bool = False,
 
 
 def _fault(d: Drawer, params: Sequence[Param], args: dict[str, Arg]) -> None:
-    kind = d.pick(("value", "value", "drop", "unknown"))
-    if kind == "value" and args:
+    kind = d.pick(("value", "edge", "edge", "drop", "unknown"))
+    numeric = [p for p in params if p.annotation in (int, float)]
+    if kind == "edge" and numeric:
+        p = d.pick(numeric)
+        args[p.name] = Arg(d.pick(EDGE_INTS if p.annotation is int else EDGE_FLOATS), None, False)
+    elif kind == "value" and args:
         key = d.pick(sorted(args))
         args[key] = Arg(d.pick(BAD_VALUES), None, ok=False)
     elif kind == "drop" and any(p.required for p in params):
