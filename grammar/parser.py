@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from lark import Lark, Token, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark import Lark, Token, Tree, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 from lark.exceptions import VisitError
 from nndsl.grammar.ast import RESERVED, Module, ToAst
 
@@ -38,6 +38,7 @@ def _found(tok: Token | None) -> str:
     return f"'{tok}'"
 
 
+MAX_DEPTH = 100  # nesting of the parse tree: far beyond hand-written specs, within Python's stack
 KEYWORD_TOKENS = frozenset(t.upper() for t in RESERVED)
 CLOSERS = {"(": ")", "[": "]", "{": "}"}
 
@@ -126,12 +127,31 @@ def _syntax_error(u: UnexpectedInput, text: str, file: str) -> NndslError:
     return NndslError(message, span, expected=expected or None, hint=hint)
 
 
+def _too_deep(tree: Tree, file: str) -> NndslError | None:
+    """An error at the statement holding a part nested deeper than MAX_DEPTH, found without
+    recursion: the AST transform and the checker recurse, and would overflow Python's stack."""
+    stack: list[tuple[Tree, int, Tree]] = [(tree, 1, tree)]
+    while stack:
+        node, depth, statement = stack.pop()
+        if depth > MAX_DEPTH:
+            meta = statement.meta
+            return NndslError(f"expression nested more than {MAX_DEPTH} levels deep",
+                              Span(file, meta.line, meta.column, meta.end_line, meta.end_column),
+                              hint="give the inner parts names (`h = ...`) and use those")
+        statement = node if depth == 3 else statement  # start > model > statement
+        stack.extend((c, depth + 1, statement) for c in node.children if isinstance(c, Tree))
+    return None
+
+
 def parse(text: str, file: str = "<spec>") -> Module:
     """Parse one spec's text; raise a positioned NndslError on any syntax error."""
     try:
         tree = _lark().parse(text)
     except UnexpectedInput as u:
         raise _syntax_error(u, text, file) from None
+    deep = _too_deep(tree, file)
+    if deep is not None:
+        raise deep
     try:
         return ToAst(file).transform(tree)
     except VisitError as e:

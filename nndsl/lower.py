@@ -27,6 +27,7 @@ LAYER_OPTIONS: dict[str, Any] = {  # accepted by every layer that owns weights
 DEFAULT_KEYS = ("init", "bias_init", "regularize", "constraint")
 MAX_NODES = 200_000
 MAX_REPEAT = 10_000
+MAX_BLOCK_DEPTH = 50  # blocks inside blocks: expansion recurses, so Python's stack is the bound
 
 
 @dataclass
@@ -296,6 +297,9 @@ class ModelBuilder:
         if block.name in self.expanding:
             raise NndslError(f"block '{block.name}' uses itself", call.span,
                              hint="blocks cannot be recursive; use repeat(N) { ... }")
+        if len(self.expanding) >= MAX_BLOCK_DEPTH:
+            raise NndslError(f"blocks nested more than {MAX_BLOCK_DEPTH} deep", call.span,
+                             hint="use fewer levels of blocks inside blocks")
         consts = _bind_block_args(block, args, call, scope)
         prefix = (label or self.fresh(block.name, scope.prefix)) + "/"
         inner = Scope({"in": piped}, consts, prefix, (*scope.via, call.span), implicit=piped)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from nndsl.check import check_program, concrete, random_inputs
-from nndsl.errors import ExecutionError
+from nndsl.errors import ExecutionError, NndslError
 from nndsl.initialize import initialize
 from nndsl.program import load
 from nndsl.verify import numpy_forward
@@ -47,3 +47,18 @@ def test_indices_reach_every_embedding_in_range(write_spec: Callable[[str], Path
     feeds = random_inputs(program.models[0], np.random.default_rng(0), {"batch": 50})
     assert feeds["ids"].max() == 2
     check_program(program)
+
+
+@pytest.mark.parametrize("expr", ["x" + " + x" * 3000,
+                                  "x -> reshape(" + "[" * 500 + "2" + "]" * 500 + ")"])
+def test_deep_nesting_is_an_error_not_a_stack_overflow(expr: str) -> None:
+    with pytest.raises(NndslError, match="nested more than 100 levels deep"):
+        load("deep.nn", f"model m {{\n  input x: [batch, 2]\n  y = {expr}\n  output y\n}}\n")
+
+
+def test_blocks_nested_past_the_limit_are_an_error() -> None:
+    blocks = "".join(f"block b{i}(u) {{\n  b{i + 1}(u)\n}}\n" for i in range(80))
+    text = blocks + "block b80(u) {\n  dense(u)\n}\nmodel m {\n  input x: [batch, 2]\n" \
+        "  y = x -> b0(2)\n  output y\n}\n"
+    with pytest.raises(NndslError, match="blocks nested more than 50 deep"):
+        load("deep.nn", text)
