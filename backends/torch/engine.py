@@ -3,6 +3,7 @@ torch tensors (CPU or CUDA) with autograd. Data lives on the device and is batch
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,7 @@ class TorchEngine:
                                         device=self.device)
         self._inference_P = make_torch_prims(training=False, device=self.device)
         self._trainable: dict[tuple[str, ...], list[str]] = {}
+        self._rules: dict[Call, tuple[Any, Any, dict[str, Any]]] = {}
 
     def _generator(self, seed: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(seed)
@@ -61,33 +63,47 @@ class TorchEngine:
     def loss_and_grad(self, loss: Graph, feeds: dict[str, Any], weights: dict[str, Any],
                       frozen: tuple[str, ...], seed: int,
                       penalties: dict[str, list[Call]] | None = None) -> tuple[float, dict, dict]:
-        """One backward pass for the loss and every penalty (a separate autograd call per
-        penalty cost more than its arithmetic). A penalty reads one weight, so each gradient is
-        the same sum as the reference's loss gradient + penalty gradient."""
+        """The loss's gradient by autograd. A penalty whose regularizers give their gradient in
+        closed form is added outside autograd, as torch's weight_decay is (on the graph it cost
+        more than the rest of a small model's backward pass); any other is taken on the same
+        backward pass. A penalty reads one weight, so each gradient is the reference's sum of
+        loss gradient and penalty gradient."""
         self._step_rng.manual_seed(seed)  # the same stream as a fresh generator of that seed
         names = self._trainable.get(frozen)
         if names is None:
             names = self._trainable[frozen] = trainable(self.model, frozen)
+        regs = {k: calls for k, calls in (penalties or {}).items() if k in names}
+        traced = {k for k, calls in regs.items() if not all(self._rule(c)[1] for c in calls)}
         leaves = {k: v.detach().requires_grad_(True) if k in names else v
                   for k, v in weights.items()}
         value, result = run_loss(self._step_P, self.model, loss, feeds, leaves)
-        terms = [value] + [self._penalty(calls, leaves[k]) for k, calls in (penalties or {}).items()
-                           if k in names]
-        roots = [t for t in terms if isinstance(t, torch.Tensor) and t.requires_grad]
+        taken = {k: self._penalty(regs[k], leaves[k]) for k in regs if k in traced}
+        roots = [t for t in (value, *taken.values())
+                 if isinstance(t, torch.Tensor) and t.requires_grad]
         grads: Any = [None] * len(names)
         if roots and names:  # else nothing trainable reaches the loss
             grads = torch.autograd.grad(roots, [leaves[k] for k in names], allow_unused=True)
         out = {k: g if g is not None else torch.zeros_like(leaves[k])
                for k, g in zip(names, grads, strict=True)}
-        updates = {k: v.detach() for k, v in result.updates.items()}
-        total = 0.0
-        for term in terms:  # in the reference's order, in float64
-            total += float(term.detach()) if isinstance(term, torch.Tensor) else float(term)
-        return total, out, updates
+        total = _float(value)
+        with torch.no_grad():
+            for k, calls in regs.items():  # the reference's order, summed in float64
+                total += _float(taken[k] if k in traced else self._penalty(calls, weights[k]))
+                if k not in traced:
+                    out[k] = out[k] + self._penalty(calls, weights[k], part=1)
+        return total, out, {k: v.detach() for k, v in result.updates.items()}
 
-    def _penalty(self, calls: list[Call], leaf: Any) -> Any:
-        return sum(ops.get(c.name, "regularizer", c.span).compute(self.P, leaf, **dict(c.kwargs))
-                   for c in calls)
+    def _rule(self, call: Call) -> tuple[Any, Any, dict[str, Any]]:
+        """A regularizer call's (penalty, closed-form gradient or None, hyper-parameters)."""
+        rule = self._rules.get(call)
+        if rule is None:
+            opdef = ops.get(call.name, "regularizer", call.span)
+            rule = self._rules[call] = (opdef.compute, opdef.grad, dict(call.kwargs))
+        return rule
+
+    def _penalty(self, calls: list[Call], w: Any, part: int = 0) -> Any:
+        """The penalty on w (part 0) or its closed-form gradient (part 1), summed over calls."""
+        return _added(self._rule(c)[part](self.P, w, **self._rule(c)[2]) for c in calls)
 
     def nonfinite(self, arrays: dict[str, Any]) -> str | None:
         """One concatenation, one sum and one device sync for all arrays (of one dtype); only
@@ -113,3 +129,16 @@ def _finite(values: list[torch.Tensor]) -> bool:
     if flat.dtype == torch.float64:
         flat = flat * 0.0
     return bool(torch.isfinite(flat.sum(dtype=torch.float64)))
+
+
+def _added(xs: Iterable[Any]) -> Any:
+    """x1 + x2 + ... (sum() would start with 0 + x1: one more kernel for nothing)."""
+    items = iter(xs)
+    total = next(items)
+    for x in items:
+        total = total + x
+    return total
+
+
+def _float(x: Any) -> float:
+    return float(x.detach()) if isinstance(x, torch.Tensor) else float(x)

@@ -83,6 +83,9 @@ class OpDef:
     sample_params: dict[str, Any] = field(default_factory=dict)
     sample_inputs: Callable[[Any], tuple[Any, ...]] | None = None  # rng -> inputs (over samples)
     native: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    # regularizers: d penalty / d w in closed form, fn(P, w, **params); the torch engine adds it
+    # to the loss gradient outside autograd (tests/test_regularizers.py checks it)
+    grad: Callable[..., Any] | None = None
     training_only: bool = False  # vanishes from inference graphs (dropout, noise)
     differentiable: bool = True
     positional: tuple[str, ...] | None = None  # params allowed by position; default: all hypers

@@ -12,6 +12,9 @@ batch-mean loss, with no 1/m, and
 - `elastic(l1, l2)` adds l1 Σ |w| + (l2 / 2) Σ w², the sum of the two above (REG-06).
 
 Which weights are penalised (by default weights, not biases, CONV-34) is the trainer's choice.
+Each penalty also gives its gradient in closed form (`grad=`), the formula in its docstring: the
+torch engine adds it to the loss gradient as torch's weight_decay does, because taking it by
+autograd cost more than the whole rest of a small model's backward pass.
 """
 
 from __future__ import annotations
@@ -35,21 +38,22 @@ def _norms(P: Any, w: Any, axis: int | tuple[int, ...]) -> Any:
     return P.sqrt(P.sum(P.mul(w, w), axis=axis, keepdims=True))
 
 
-@op("l1", "regularizer")
+@op("l1", "regularizer", grad=lambda P, w, *, strength: P.mul(strength, P.sign(w)))
 def l1_penalty(P: Any, w: Any, *, strength: float) -> Any:
     """strength Σ |w|; gradient strength sign(w), 0 at w = 0 (REG-05, CONV-05)."""
     _non_negative("l1", strength=strength)
     return P.mul(strength, P.sum(P.abs(w)))
 
 
-@op("l2", "regularizer")
+@op("l2", "regularizer", grad=lambda P, w, *, strength: P.mul(strength, w))
 def l2_penalty(P: Any, w: Any, *, strength: float) -> Any:
     """(strength / 2) Σ w^2; gradient strength w = torch weight_decay=strength (REG-01, REG-03)."""
     _non_negative("l2", strength=strength)
     return P.mul(0.5 * strength, P.sum(P.mul(w, w)))
 
 
-@op("elastic", "regularizer")
+@op("elastic", "regularizer",
+    grad=lambda P, w, *, l1, l2: P.add(P.mul(l1, P.sign(w)), P.mul(l2, w)))
 def elastic(P: Any, w: Any, *, l1: float, l2: float) -> Any:
     """l1 Σ |w| + (l2 / 2) Σ w^2: l1(l1) + l2(l2) (REG-06)."""
     _non_negative("elastic", l1=l1, l2=l2)
