@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SPEC   ?= specs/digits_mlp.nn
 
-.PHONY: run test lint install clean docs
+.PHONY: run test lint install clean docs bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# Side-by-side ratios against hand-written PyTorch and onnxruntime (about 5 minutes on 2 cores);
+# prints one table and writes bench/results.json. BENCH_ARGS="--cases training --repeats 7".
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 docs: $(STAMP)
 	$(BIN)/python -m nndsl.docgen
