@@ -373,9 +373,16 @@ def rbf(P: Any, x: Any, *, units: int, kernel: Literal["gaussian", "ricker"] = "
     return RBF_KERNELS[kernel](P, r2)
 
 
+HOPFIELD_MAX_STEPS = 1000  # recall settles in tens of sweeps; every sweep is unrolled in ONNX
+
+
 def _hopfield_type(x: TensorType, *, steps: int, **_: Any) -> TensorType:
     _features_2d("hopfield", x)
     positive("hopfield", steps=steps)
+    if steps > HOPFIELD_MAX_STEPS:
+        raise NndslError(f"hopfield steps={steps} is more than {HOPFIELD_MAX_STEPS} sweeps",
+                         expected=f"steps <= {HOPFIELD_MAX_STEPS}", received=f"steps={steps}",
+                         hint="recall settles in a few sweeps; each one is a layer of the export")
     return x
 
 
