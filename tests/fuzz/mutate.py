@@ -143,6 +143,10 @@ def ast_edit(d: Drawer, text: str) -> str:
             here = f"{here[:-1]}{sep}{d.pick(PARAM_NAMES)}={d.pick(BAD_VALUES)})"
         case "link":
             here = f"{d.pick((*used, 'enc', 'in'))}: {here}"
+        case "name" if d.chance(10):  # nesting deep enough to strain recursive code
+            depth = d.pick((30, 150, 1500))
+            here = d.pick(("-" * depth + here, " + ".join([here] * depth),
+                           "[" * depth + here + "]" * depth))
         case "name":
             here = d.pick((*used, "in", "nosuch", "batch", "true"))
         case "stmt":

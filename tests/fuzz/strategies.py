@@ -25,6 +25,9 @@ FAULTY_ITEMS = (
     "model m1 {\n  input x: [batch, 2]\n  output x\n}",
     'import "missing.nn"',
     'import "lib/blocks.nn"\nimport "lib/blocks.nn"',
+    "".join(f"block deep{i}(u) {{\n  deep{i + 1}(u)\n}}\n" for i in range(60))
+    + "block deep60(u) {\n  dense(u)\n}\nmodel deep {\n  input x: [batch, 2]\n"
+    "  y = x -> deep0(2)\n  output y\n}",
 )
 
 
