@@ -253,27 +253,34 @@ def _print_error(error: Exception, sources, spec: str | None) -> None:  # type: 
 
 
 def _print_reports(reports) -> None:  # type: ignore[no-untyped-def]
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
+    """A box table per model, drawn directly: rich's layout engine took 0.6 s of `nndsl check`'s
+    0.9 s on a 1,000-layer model (make bench, case 4)."""
     from nndsl.check import shape_text
 
-    console = Console()
     for r in reports:
-        table = Table(title=f"model {r.name}", title_justify="left")
-        table.add_column("layer")
-        table.add_column("op")
-        table.add_column("output shape")
-        table.add_column("params", justify="right")
-        for name, shape in r.inputs.items():
-            table.add_row(escape(name), "input", escape(shape_text(shape)), "0")
-        for row in r.layers:
-            shape = escape(shape_text(row.shape))
-            table.add_row(escape(row.name), row.op, shape, f"{row.params:,}")
-        table.add_section()
-        table.add_row("total", "", "", f"{r.params:,}")
-        console.print(table)
+        rows = [(name, "input", shape_text(shape), "0") for name, shape in r.inputs.items()]
+        rows += [(row.name, row.op, shape_text(row.shape), f"{row.params:,}")
+                 for row in r.layers]
+        print(box_table(f"model {r.name}", ("layer", "op", "output shape", "params"), rows,
+                        ("total", "", "", f"{r.params:,}")))
+
+
+def box_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]],
+              footer: Sequence[str]) -> str:
+    """A title, then a table in box-drawing characters; the last column is right-aligned."""
+    widths = [max(len(c) for c in column) for column in zip(header, *rows, footer, strict=True)]
+
+    def line(left: str, fill: str, mid: str, right: str) -> str:
+        return left + mid.join(fill * (w + 2) for w in widths) + right
+
+    def cells(values: Sequence[str], bar: str) -> str:
+        padded = [v.ljust(w) for v, w in zip(values[:-1], widths, strict=False)]
+        padded.append(values[-1].rjust(widths[-1]))
+        return bar + bar.join(f" {v} " for v in padded) + bar
+
+    return "\n".join([title, line("┏", "━", "┳", "┓"), cells(header, "┃"),
+                      line("┡", "━", "╇", "┩"), *(cells(row, "│") for row in rows),
+                      line("├", "─", "┼", "┤"), cells(footer, "│"), line("└", "─", "┴", "┘")])
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -88,3 +88,13 @@ def test_check_grad_reports_every_weight(capsys: pytest.CaptureFixture[str]) -> 
     for weight in ("dense_1.weight", "dense_1.bias", "dense_2.weight", "dense_2.bias"):
         assert weight in out
     assert "FAIL" not in out
+
+
+def test_check_prints_a_table_per_model(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", XOR]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "model xor"
+    assert lines[2].split("┃")[1:-1] == [" layer   ", " op      ", " output shape ", " params "]
+    assert lines[4] == "│ x       │ input   │ [batch, 2]   │      0 │"
+    assert lines[-2] == "│ total   │         │              │      9 │"
+    assert len({len(line) for line in lines[1:]}) == 1  # every row as wide as the box
