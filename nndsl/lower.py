@@ -334,6 +334,12 @@ class ModelBuilder:
             raise NndslError(f"'{item.name}' is already defined", item.span)
         self.types[item.name] = None  # poisoned unless the type checks
         ty = tensor_type(item.type)
+        other = next((n for n, t in self.inputs if {t.dtype, ty.dtype} == {"f32", "f64"}), None)
+        if other is not None:  # weights take one precision; NumPy would promote, ONNX refuse
+            raise NndslError(f"input '{item.name}' is {ty.dtype} but '{other}' is "
+                             f"{dict(self.inputs)[other].dtype}", item.type.span,
+                             hint="a model computes in one float precision: declare every "
+                             "float input f32, or every one f64")
         self.inputs.append((item.name, ty))
         self.types[item.name] = ty
 
