@@ -51,6 +51,13 @@ def pad_trailing(x: np.ndarray, padding: Any, value: float = 0.0) -> np.ndarray:
     return _pad(x, [(0, 0)] * (np.ndim(x) - len(padding)) + [tuple(p) for p in padding], value)
 
 
+def channels_last(x: np.ndarray, padding: Any, value: float = 0.0) -> np.ndarray:
+    """x [N, C, *S] padded on its spatial axes, as a contiguous [N, *S, C] array (one copy)."""
+    moved = np.moveaxis(np.asarray(x), 1, -1)
+    return np.ascontiguousarray(_pad(moved, [(0, 0), *[tuple(p) for p in padding], (0, 0)],
+                                     value))
+
+
 def _windows(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...],
              dilation: tuple[int, ...] | None = None) -> np.ndarray:
     """[N, C, *out, *K] view of every (strided, dilated) window over the trailing axes."""
@@ -63,15 +70,31 @@ def _windows(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...],
     return view[(slice(None), slice(None), *out_index, *win_index)]
 
 
+def patches(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...],
+            dilation: tuple[int, ...] | None, padding: Any) -> np.ndarray:
+    """[N, *out, *K, C]: every (strided, dilated) window of x [N, C, *S] after padding, with
+    the channels last (im2col). Copying whole pixels per kernel offset is several times faster
+    than copying a channels-first window view, a few numbers at a time."""
+    k = len(kernel)
+    dilation = dilation or (1,) * k
+    xp = channels_last(x, padding)
+    out = [(n - d * (kk - 1) - 1) // s + 1
+           for n, kk, s, d in zip(xp.shape[1:-1], kernel, stride, dilation, strict=True)]
+    cols = np.empty((xp.shape[0], *out, *kernel, xp.shape[-1]), dtype=xp.dtype)
+    for offset in np.ndindex(*kernel):
+        index = tuple(slice(o * d, o * d + s * (n - 1) + 1, s)
+                      for o, d, s, n in zip(offset, dilation, stride, out, strict=True))
+        cols[(slice(None),) * (1 + k) + offset] = xp[(slice(None), *index)]
+    return cols
+
+
 def _conv(x: np.ndarray, w: np.ndarray, stride: tuple[int, ...], padding: Any,
           dilation: tuple[int, ...]) -> np.ndarray:
     k = len(stride)
-    x = pad_trailing(x, padding)
-    win = _windows(x, tuple(w.shape[2:]), stride, dilation)  # [N, C, *out, *K]
-    axes_x = [1, *range(2 + k, 2 + 2 * k)]
-    axes_w = [1, *range(2, 2 + k)]
-    out = np.tensordot(win, w, axes=(axes_x, axes_w))  # [N, *out, O]
-    return np.moveaxis(out, -1, 1)
+    cols = patches(x, tuple(w.shape[2:]), stride, dilation, padding)  # [N, *out, *K, C]
+    window = list(range(1 + k, 2 + 2 * k))  # *K and C, against w's [O, *K, C]
+    out = np.tensordot(cols, np.moveaxis(w, 1, -1), axes=(window, list(range(1, 2 + k))))
+    return np.moveaxis(out, -1, 1)  # [N, O, *out]
 
 
 def _pool(reduce: Any, pad_value: float) -> Any:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from nndsl.backends.numpy.prims import _windows, pad_trailing
+from nndsl.backends.numpy.prims import channels_last, patches
 
 Rule = Callable[..., Any]
 Pads = Any  # ((lo, hi), ...) per spatial axis
@@ -72,19 +72,22 @@ def _unreduce(g: Any, x: Any, axis: Any, keepdims: bool) -> np.ndarray:
 
 
 def _fold(patches: np.ndarray, shape: tuple[int, ...], kernel: tuple[int, ...],
-          stride: tuple[int, ...], dilation: tuple[int, ...]) -> np.ndarray:
+          stride: tuple[int, ...], dilation: tuple[int, ...],
+          channels_last: bool = False) -> np.ndarray:
     """Add window patches [..., *out, *kernel] back onto an array of `shape` (col2im).
 
-    The inverse bookkeeping of `_windows`: one strided, vectorised add per kernel offset.
+    The inverse bookkeeping of `patches`: one strided, vectorised add per kernel offset.
+    `channels_last`: patches [N, *out, *kernel, C] onto `shape` [N, *spatial, C].
     """
     k = len(kernel)
     out = np.zeros(shape, dtype=patches.dtype)
-    sizes = patches.shape[-2 * k:-k]
-    lead = (slice(None),) * (len(shape) - k)
+    tail = (slice(None),) if channels_last else ()
+    sizes = patches.shape[-2 * k - len(tail):len(patches.shape) - k - len(tail)]
+    lead = (slice(None),) * (len(shape) - k - len(tail))
     for offset in np.ndindex(*kernel):
         index = tuple(slice(o * d, o * d + s * (n - 1) + 1, s)
                       for o, d, s, n in zip(offset, dilation, stride, sizes, strict=True))
-        out[lead + index] += patches[(..., *offset)]
+        out[lead + index + tail] += patches[(..., *offset, *tail)]
     return out
 
 
@@ -101,6 +104,16 @@ def _padded(shape: tuple[int, ...], pads: Pads) -> tuple[int, ...]:
 
 
 # ---- rules of the coarse primitives ---------------------------------------------------------
+
+
+def _masked(g: Any, keep: Any) -> np.ndarray:
+    """np.where(keep, g, 0.0) without branches: a product with the mask (a relu's random mask
+    makes np.where's branches mispredict: 25x slower). `+ 0.0` turns the product's -0.0 into
+    where's 0.0; a g holding NaN or infinity, which the product would spread, takes np.where."""
+    g = np.asarray(g)
+    if not np.isfinite(np.sum(g)):  # also when a finite sum overflows: then np.where, exactly
+        return np.where(keep, g, 0.0)
+    return g * keep + 0.0
 
 
 def _tie_share(a: Any, b: Any) -> np.ndarray:
@@ -140,43 +153,48 @@ def _matmul_b(g: Any, y: Any, a: Any, b: Any) -> np.ndarray:
 
 def _conv_x(g: Any, y: Any, x: Any, w: Any, stride: Any, padding: Pads,
             dilation: Any = None) -> np.ndarray:
+    """Each output position's cotangent spread over its window, folded back channels-last:
+    every kernel offset then adds runs of whole pixels (all channels), where the
+    channels-first fold added a few strided numbers at a time and took most of the time."""
+    g = np.asarray(g)
     k = len(stride)
-    patches = np.moveaxis(np.tensordot(g, w, axes=([1], [0])), 1 + k, 1)  # [N, C, *out, *K]
+    # [N, *out, *K, C]: output position x window element x input channel
+    patches = np.tensordot(np.moveaxis(g, 1, -1), np.moveaxis(w, 1, -1), axes=([-1], [0]))
     pads = [tuple(p) for p in padding]
-    full = _fold(patches, _padded(np.shape(x), pads), tuple(np.shape(w)[2:]), tuple(stride),
-                 tuple(dilation or (1,) * k))
-    return _crop(full, pads)
+    batch, channels, *spatial = np.shape(x)
+    padded = [n + lo + hi for n, (lo, hi) in zip(spatial, pads, strict=True)]
+    full = _fold(patches, (batch, *padded, channels), tuple(np.shape(w)[2:]), tuple(stride),
+                 tuple(dilation or (1,) * k), channels_last=True)
+    return _crop(np.moveaxis(full, -1, 1), pads)
 
 
 def _conv_w(g: Any, y: Any, x: Any, w: Any, stride: Any, padding: Pads,
             dilation: Any = None) -> np.ndarray:
     k = len(stride)
-    xp = pad_trailing(x, padding)
-    win = _windows(xp, tuple(np.shape(w)[2:]), tuple(stride), tuple(dilation or (1,) * k))
+    cols = patches(x, tuple(np.shape(w)[2:]), tuple(stride), dilation, padding)  # [N, *out, *K, C]
     summed = [0, *range(2, 2 + k)]  # batch and output positions
-    return np.tensordot(g, win, axes=(summed, summed))  # [O, C, *K]
+    return np.moveaxis(np.tensordot(g, cols, axes=(summed, list(range(1 + k)))), -1, 1)
 
 
 def _max_pool_x(g: Any, y: Any, x: Any, kernel: Any, stride: Any, padding: Pads) -> np.ndarray:
     """Each window's cotangent to its first element equal to the window's maximum `y`, the
     kernel offsets taken in row-major order (np.argmax's choice over the flattened window,
-    NaN counting as the maximum as it does there): one strided view per offset, no copy of
-    the windows."""
+    NaN counting as the maximum as it does there): one strided view per offset, laid out
+    channels-last so that each compares and adds whole pixels, not a few strided numbers."""
     k = len(kernel)
-    xp = pad_trailing(x, padding, -np.inf)
-    g, y = np.asarray(g), np.asarray(y)
+    xp = channels_last(x, padding, -np.inf)
+    g, y = (channels_last(a, [(0, 0)] * k) for a in (g, y))
     nan = np.isnan(y)
     free = np.ones(y.shape, dtype=bool)  # windows whose maximum is not placed yet
     dx = np.zeros(xp.shape, dtype=g.dtype)
-    lead = (slice(None),) * (xp.ndim - k)
     for offset in np.ndindex(*kernel):
-        index = lead + tuple(slice(o, o + s * (n - 1) + 1, s)
-                             for o, s, n in zip(offset, stride, y.shape[-k:], strict=True))
+        index = (slice(None), *(slice(o, o + s * (n - 1) + 1, s) for o, s, n in
+                                zip(offset, stride, y.shape[1:1 + k], strict=True)), ...)
         view = xp[index]
         hit = free & ((view == y) | (nan & np.isnan(view)) if nan.any() else view == y)
-        dx[index] += np.where(hit, g, 0.0)
+        dx[index] += _masked(g, hit)
         free &= ~hit
-    return _crop(dx, padding)
+    return _crop(np.moveaxis(dx, -1, 1), padding)
 
 
 def _avg_pool_x(g: Any, y: Any, x: Any, kernel: Any, stride: Any, padding: Pads) -> np.ndarray:
@@ -264,8 +282,8 @@ VJPS: dict[str, tuple[Rule | None, ...]] = {
     "cos": (lambda g, y, x: -g * np.sin(x),),
     "erf": (lambda g, y, x: g * TWO_OVER_SQRT_PI * np.exp(-x * x),),
     # selection and conversion
-    "where": (None, lambda g, y, c, a, b: np.where(c, g, 0.0),
-              lambda g, y, c, a, b: np.where(c, 0.0, g)),
+    "where": (None, lambda g, y, c, a, b: _masked(g, c),
+              lambda g, y, c, a, b: _masked(g, np.logical_not(c))),
     "cast": (lambda g, y, x, dtype: g,),
     # reductions
     "sum": (lambda g, y, x, axis=None, keepdims=False: _unreduce(g, x, axis, keepdims),),
