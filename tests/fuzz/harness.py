@@ -2,9 +2,9 @@
 
 Every outcome must be success or a positioned nndsl error: any other exception, a rendered
 error without its position, source line and caret, an "internal" error, or a case that runs
-past its time limit (a hang) fails the test. A spec that checked must also run forward in NumPy
-at a second size, export to ONNX (or refuse with an nndsl error) and agree in onnxruntime, and
-its train block's loss must differentiate in NumPy.
+past its time limit (a hang) fails the test. A spec that checked must also print as IR text,
+run forward in NumPy at a second size, export to ONNX (or refuse with an nndsl error) and agree
+in onnxruntime, and its train block's loss must differentiate in NumPy.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from nndsl.backends.onnx.runtime import CPU, run_onnx
 from nndsl.check import check_program, forward_cost, random_inputs
 from nndsl.errors import ErrorGroup, NndslError, SourceMap, Span
 from nndsl.export import export_onnx
-from nndsl.ir import Graph, Program
+from nndsl.ir import Graph, Program, format_graph
 from nndsl.program import load
 from nndsl.verify import initial_weights, numpy_forward
 
@@ -92,6 +92,8 @@ def check_case(path: Path, text: str) -> tuple[Program, SourceMap] | None:
         with time_limit(CHECK_SECONDS, "load + check"), np.errstate(all="ignore"):
             program, sources = load(path, text)
             check_program(program)
+            for graph in program.models:  # the text form `nndsl compile --emit ir` prints
+                assert format_graph(graph)
     except NndslError as e:  # load's errors carry their sources; check's need load's
         assert_positioned(e, sources)
         return None
