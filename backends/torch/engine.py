@@ -42,6 +42,7 @@ class TorchEngine:
         self._inference_P = make_torch_prims(training=False, device=self.device)
         self._trainable: dict[tuple[str, ...], list[str]] = {}
         self._rules: dict[Call, tuple[Any, Any, dict[str, Any]]] = {}
+        self._index: tuple[Any, Any] = (None, None)  # the last batch index, and on the device
 
     def _generator(self, seed: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(seed)
@@ -58,7 +59,9 @@ class TorchEngine:
                     for key, v in s.items()} for k, s in state.items()}
 
     def take(self, array: Any, index: np.ndarray) -> Any:
-        return array[torch.as_tensor(index, device=self.device)]
+        if index is not self._index[0]:  # the trainer takes every array's rows with one index
+            self._index = (index, torch.as_tensor(index, device=self.device))
+        return array[self._index[1]]
 
     def loss_and_grad(self, loss: Graph, feeds: dict[str, Any], weights: dict[str, Any],
                       frozen: tuple[str, ...], seed: int,

@@ -21,6 +21,7 @@ the schedule and training modules.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 from nndsl.errors import NndslError
@@ -189,6 +190,7 @@ def adam(P: Any, w: Any, g: Any, state: State, rate: float, t: int, *, lr: float
     return P.sub(w, P.mul(rate, P.div(m_hat, _root(P, v_hat, eps, eps_inside)))), {"m": m, "v": v}
 
 
+@functools.cache  # once per setting, not once per weight and step
 def check_adam(lr: float, beta1: float, beta2: float, eps: float) -> None:
     """adam's hyper-parameter rules (shared with its torch native)."""
     _positive(lr=lr)
