@@ -26,6 +26,7 @@ from bench.timing import Settings, Timing
 from nndsl.errors import SourceMap
 from nndsl.export import export_onnx
 
+WORKLOADS = ("digits_mlp", "digits_cnn", "sine_lstm")
 BATCHES = (1, 256)
 # "No slower than torch's export": the two graphs have the same ONNX ops node for node, and
 # the same session runs them within a few percent of each other from run to run.
@@ -40,7 +41,11 @@ def session(model: bytes, threads: int, device: str) -> ort.InferenceSession:
     providers = ["CPUExecutionProvider"]
     if device == "cuda":
         providers.insert(0, "CUDAExecutionProvider")
-    return ort.InferenceSession(model, options, providers=providers)
+    sess = ort.InferenceSession(model, options, providers=providers)
+    if sess.get_providers()[0] != providers[0]:  # onnxruntime falls back to the CPU quietly
+        raise RuntimeError(f"onnxruntime cannot run on {device} here "
+                           f"(providers: {', '.join(sess.get_providers())})")
+    return sess
 
 
 def nndsl_model(w: Workload) -> bytes:
