@@ -148,6 +148,10 @@ def lower_loss(stmt: ast.Setting, model: Graph, targets: dict[str, TensorType]) 
             scope.values[label] = w.name
             b.types[w.name] = TensorType(w.shape, w.dtype)
     value = b.tensor(stmt.value, scope)
+    owner = next((n for n in b.nodes if n.weights), None)
+    if owner is not None:  # the loss graph has no weights of its own: nothing would train them
+        raise NndslError(f"a loss cannot contain a layer with weights ({owner.op})", owner.span,
+                         hint="compute it in the model, bind it (`h = ...`) and use h here")
     ty = b.types[value]
     if ty is None or ty.shape != ():
         raise NndslError("the loss must be a scalar", stmt.value.span, expected="shape []",
