@@ -14,6 +14,7 @@ from nndsl.ir import TensorType
 from nndsl.ops.registry import OPS
 from nndsl.train import PHASE_ONLY_FORBIDDEN, SETTINGS
 
+from .blocks import activation
 from .models import ModelGen
 from .shapes import infer
 from .values import BAD_VALUES, Context, Drawer, call_text, draw_args, draw_value, of_kind
@@ -73,6 +74,9 @@ class TrainGen:
                 names.append(self.target(classes))
             else:
                 names.append(self.target(ty))
+        if d.chance(10):  # a chain inside the loss: an activation fits, a weighted layer not
+            layer = "dense(2)" if self.faulty and d.chance(50) else activation(d)
+            names[0] = f"{names[0]} -> {layer}"
         args = draw_args(d, opdef, Context(), self.faulty)
         return call_text(d, opdef.name, args, opdef.positional_names, leading=names, bare=False)
 
