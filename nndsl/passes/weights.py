@@ -18,6 +18,9 @@ ROLE_FALLBACK = {"weight": Call("glorot_uniform"), "bias": Call("zeros")}
 def literal_init(value: Any, shape: tuple[int, ...], where: str, span: Span) -> Call:
     """A literal weight value (`weight=[[...]]`, `bias=0.35`) checked against the weight's shape."""
     try:
+        items = np.asarray(value, dtype=object).ravel()  # `true` is not 1.0 in disguise
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in items):
+            raise TypeError
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise NndslError(f"{where} must be a number or a nested list of numbers", span,
