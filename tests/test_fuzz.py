@@ -7,7 +7,7 @@ export + onnxruntime (agreeing with NumPy), NumPy loss + gradient of its train b
 
 Cases per run (hypothesis, derandomized so CI sees the same cases every run; set
 NNDSL_FUZZ_RANDOM=1 for fresh ones and NNDSL_FUZZ_SCALE=N for N times as many, e.g. a long
-local campaign; a failure prints the spec text):
+local campaign; a failure prints the spec text and a @reproduce_failure blob):
 
 - GENERATED specs drawn from the grammar and the op registry (tests/fuzz/strategies.py); at
   least a third must check, and every one that checks runs on the backends;
@@ -80,6 +80,7 @@ def test_mutated_specs() -> None:
 
     case()
     print(f"mutated: {dict(stats)}")
+    assert stats["checked"] + stats["errors"] >= MUTATED * 0.9, dict(stats)
 
 
 def test_mutated_generated_specs() -> None:
@@ -92,6 +93,7 @@ def test_mutated_generated_specs() -> None:
 
     case()
     print(f"mutated generated: {dict(stats)}")
+    assert stats["checked"] + stats["errors"] >= MUTATED_GENERATED * 0.9, dict(stats)
 
 
 def test_random_text_gives_nndsl_errors() -> None:
