@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -70,10 +69,10 @@ def test_hand_written_twins_match_the_specs() -> None:
     """The torch modules compute what the specs compute, from the same initial weights."""
     import numpy as np
     import torch
+    from nndsl.backends.numpy.prims import make_numpy_prims
 
     from bench.inference import check_outputs
     from bench.models import RECIPES, load_workload
-    from nndsl.backends.numpy.prims import make_numpy_prims
     from nndsl.interpreter import run
 
     for name in RECIPES:
