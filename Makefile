@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-# Side-by-side ratios against hand-written PyTorch and onnxruntime (about 5 minutes on 2 cores);
+# Side-by-side ratios against hand-written PyTorch and onnxruntime (about 1.5 minutes on 2 cores);
 # prints one table and writes bench/results.json. BENCH_ARGS="--cases training --repeats 7".
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
