@@ -167,7 +167,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         program, sources = _load(args.spec)
         run_dir = train_spec(program, args.spec, backend=args.backend, epochs=args.epochs,
                              steps=args.steps, run_dir=args.run_dir, model=args.model,
-                             quiet=args.quiet, device=args.device, overwrite=args.overwrite)
+                             quiet=args.quiet, device=args.device, overwrite=args.overwrite,
+                             checkpoint_every=args.checkpoint_every)
     except NndslError as e:
         _print_error(e, sources or getattr(e, "sources", None), args.spec)
         return EXIT_ERRORS
@@ -330,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", help="where to write the run (default runs/MODEL-TIME/)")
     train.add_argument("--overwrite", action="store_true",
                        help="start again in a --run-dir that already holds a run")
+    train.add_argument("--checkpoint-every", type=float, metavar="SECONDS",
+                       help="checkpoint after an epoch at most this often (default 10; 0: every "
+                       "epoch); a phase's end and Ctrl-C always checkpoint")
     train.add_argument("--model", help="which train block's model, when a spec has several")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.set_defaults(func=cmd_train)

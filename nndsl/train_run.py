@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +62,11 @@ def resume_run(run_dir: str, quiet: bool = False) -> Path:
                          "`nndsl train` keeps the spec it was started with as spec.nn")
     program, _ = load(spec_file)
     meta = saved.meta
+    every = meta.get("checkpoint_every")
     return train_spec(program, str(spec_file), backend=meta["backend"], epochs=meta["epochs"],
                       steps=meta["steps"], run_dir=run_dir, model=meta["model"], quiet=quiet,
-                      device=meta["device"], resume=saved)
+                      device=meta["device"], resume=saved,
+                      checkpoint_every=float(every) if isinstance(every, int | float) else None)
 
 
 def make_engine(backend: str, graph: Graph, device: str) -> Any:
@@ -98,12 +103,39 @@ def stop_on_interrupt(trainer: Trainer) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+CHECKPOINT_SECONDS = 10.0  # a killed run repeats at most this much work (or one epoch)
+
+
+@dataclass
+class Checkpointer:
+    """The trainer's checkpoint hook: writes when it must (a phase ends, a stop was asked for),
+    else after an epoch once `every` seconds have passed since the last write — a checkpoint
+    costs a millisecond or more (it is flushed to disk), which short epochs would feel."""
+
+    path: Path
+    trainer: Trainer
+    meta: dict[str, Any]
+    every: float
+    last: float = -math.inf
+
+    def __call__(self, position: Position, must: bool) -> None:
+        if not must and time.monotonic() - self.last < self.every:
+            return
+        checkpoint.save(self.path / checkpoint.NAME, self.trainer.weights, position.state, {
+            **self.meta, "stage": position.stage, "epoch": position.epoch,
+            "step": self.trainer.step, "rng": position.rng, "batch": position.batch,
+            "losses": position.losses, "history": self.trainer.history.rows})
+        self.last = time.monotonic()
+
+
 def train_spec(program: Program, spec_file: str, *, backend: str = "numpy",
                epochs: int | None = None, steps: int | None = None, run_dir: str | None = None,
                model: str | None = None, quiet: bool = False, device: str = "auto",
-               resume: checkpoint.Checkpoint | None = None, overwrite: bool = False) -> Path:
-    """Validate the data, prepare the run directory, train with a checkpoint per epoch (and one
-    before the first), then write the run's files. A failure keeps the last good checkpoint."""
+               resume: checkpoint.Checkpoint | None = None, overwrite: bool = False,
+               checkpoint_every: float | None = None) -> Path:
+    """Validate the data, prepare the run directory, train with checkpoints (one before the
+    first epoch, then after an epoch at most every `checkpoint_every` seconds, and at the end of
+    each phase), then write the run's files. A failure keeps the last good checkpoint."""
     spec = pick_train(program, model)
     graph = program.model(spec.model)
     base_dir = Path(resume.meta["base_dir"]) if resume else Path(spec_file).resolve().parent
@@ -116,36 +148,33 @@ def train_spec(program: Program, spec_file: str, *, backend: str = "numpy",
         path = prepare_run_dir(graph.name, run_dir, _bytes_needed(initial), overwrite)
         atomic_write(path / "spec.nn", Path(spec_file).read_bytes())
     engine = make_engine(backend, graph, device)
+    if checkpoint_every is None:
+        checkpoint_every = CHECKPOINT_SECONDS
     meta = {"model": graph.name, "backend": backend, "device": device, "epochs": epochs,
-            "steps": steps, "base_dir": str(base_dir)}
+            "steps": steps, "base_dir": str(base_dir), "checkpoint_every": checkpoint_every}
     reporter = Reporter(graph.name, epochs or spec.get("epochs"), quiet)
     trainer = Trainer(graph, spec, engine, dict(resume.weights if resume else initial),
                       on_row=reporter, step_rows=steps is not None)
 
-    def on_epoch(position: Position) -> None:
-        checkpoint.save(path / checkpoint.NAME, trainer.weights, position.state, {
-            **meta, "stage": position.stage, "epoch": position.epoch, "step": trainer.step,
-            "rng": position.rng, "batch": position.batch, "losses": position.losses,
-            "history": trainer.history.rows})
-
-    trainer.on_epoch = on_epoch
+    trainer.on_epoch = on_epoch = Checkpointer(path, trainer, meta, checkpoint_every)
     start = checkpoint.position(resume) if resume else None
     if resume:
         trainer.step = int(resume.meta["step"])
         trainer.history.rows = list(resume.meta["history"])
     else:
-        on_epoch(Position(0, 0, {}, None))  # a run killed before its first epoch can resume
+        on_epoch(Position(0, 0, {}, None), True)  # a run killed before its first epoch resumes
     try:
         with stop_on_interrupt(trainer):
             _train(trainer, graph, spec, data, backend, epochs, steps, start)
     except NndslError as e:
+        save_history(path, trainer.history)
         raise e.with_note(_kept(path), None) from None
     except Interrupted as stop:
+        save_history(path, trainer.history)
         stop.run_dir = path
         raise
     finally:
         reporter.stop()
-        save_history(path, trainer.history)
     reporter.summary()
     save_run(path, trainer)
     export_run(program, spec_file, graph, trainer.weights, data, path, quiet)

@@ -219,7 +219,9 @@ class Trainer:
     weights: dict[str, np.ndarray]
     on_row: Callable[[dict[str, Any]], None] = lambda row: None
     step_rows: bool = False
-    on_epoch: Callable[[Position], None] = lambda position: None  # checkpoint hook
+    # The checkpoint hook: (position, must). An epoch's end may be skipped (the hook decides how
+    # often to write); a stage's end and a requested stop must be written.
+    on_epoch: Callable[[Position, bool], None] = lambda position, must: None
     history: History = field(default_factory=History)
     step: int = 0
     device_rows: dict[str, Any] = field(default_factory=dict)
@@ -235,7 +237,7 @@ class Trainer:
                 continue
             start = resume if resume is not None and index == resume.stage else None
             self.run_stage(stage, data, epochs, steps, index, start)
-            self.checkpoint(Position(index + 1, 0, {}, None))  # the stage is done
+            self.checkpoint(Position(index + 1, 0, {}, None), must=True)  # the stage is done
         self.weights = self.engine.to_numpy(self.weights)
 
     def run_stage(self, stage: Stage, data: Dataset, epochs: int | None,
@@ -284,16 +286,16 @@ class Trainer:
             if self.should_stop(stage):
                 break
             position = Position(index, epoch, state, rng.bit_generator.state)
-            self.checkpoint(position)
+            self.checkpoint(position, must=self.stop_requested)
             if self.stop_requested:
                 raise Interrupted(position, self.step)
 
     def stop(self, position: Position) -> None:
         """Checkpoint a mid-epoch position and end the run (the user asked to stop)."""
-        self.checkpoint(position)
+        self.checkpoint(position, must=True)
         raise Interrupted(position, self.step)
 
-    def checkpoint(self, position: Position) -> None:
+    def checkpoint(self, position: Position, must: bool) -> None:
         """Hand the position to `on_epoch`, never with a non-finite weight: the last good
         checkpoint must stay good."""
         bad = self.engine.nonfinite(self.weights)
@@ -301,7 +303,7 @@ class Trainer:
             raise NndslError(f"weight '{bad}' became non-finite by step {self.step}",
                              self.spec.span, hint="lower the learning rate or add "
                              "`clip = norm(1.0)`")
-        self.on_epoch(position)
+        self.on_epoch(position, must)
 
     def update(self, stage: Stage, feeds: dict, opt: Any, optimizer: Call, state: dict,
                rate: float, regs: dict, epoch: int) -> float:

@@ -4,6 +4,7 @@ the checkpoint on disk always loads; Ctrl-C checkpoints mid-epoch and stops with
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,7 +20,8 @@ import pytest
 from nndsl import checkpoint
 from nndsl.cli import main
 from nndsl.errors import NndslError
-from nndsl.trainer import Trainer
+from nndsl.train_run import Checkpointer
+from nndsl.trainer import Position, Trainer
 
 from .conftest import ROOT
 
@@ -42,7 +45,7 @@ sys.exit(main(sys.argv[1:]))
 
 def _args(run_dir: Path, backend: str = "numpy") -> list[str]:
     return ["train", str(SPEC), "--backend", backend, "--device", "cpu", "--epochs",
-            str(EPOCHS), "--run-dir", str(run_dir), "--quiet"]
+            str(EPOCHS), "--run-dir", str(run_dir), "--quiet", "--checkpoint-every", "0"]
 
 
 def _child(args: list[str], pause: float = 0.0) -> subprocess.Popen[bytes]:
@@ -168,3 +171,22 @@ def test_ctrl_c_mid_epoch_checkpoints_that_step(tmp_path: Path,
     monkeypatch.setattr(Trainer, "update", update)
     assert main(["train", "--resume", str(stopped), "--quiet"]) == 0
     _assert_same_run(whole, stopped)
+
+
+def test_epoch_checkpoints_are_rate_limited_but_phase_ends_and_stops_are_not(
+        tmp_path: Path) -> None:
+    trainer = SimpleNamespace(weights={"w": np.ones(2)}, step=0, history=SimpleNamespace(rows=[]))
+    hook = Checkpointer(tmp_path, trainer, {"backend": "numpy"}, every=3600.0)  # type: ignore[arg-type]
+    epochs = []
+    for epoch in range(1, 4):
+        trainer.step = 10 * epoch
+        hook(Position(0, epoch, {}, None), must=False)
+        epochs.append(checkpoint_meta(tmp_path)["epoch"])
+    assert epochs == [1, 1, 1]  # the first epoch's, until an hour has passed
+    hook(Position(0, 3, {}, None, batch=4), must=True)
+    assert (checkpoint_meta(tmp_path)["epoch"], checkpoint_meta(tmp_path)["batch"]) == (3, 4)
+
+
+def checkpoint_meta(folder: Path) -> dict:
+    with np.load(folder / checkpoint.NAME, allow_pickle=False) as archive:
+        return json.loads(archive["meta"].tobytes())

@@ -23,7 +23,7 @@ SPEC = ROOT / "specs" / "digits_mlp.nn"
 
 def _train_args(run_dir: Path, backend: str) -> list[str]:
     return ["train", str(SPEC), "--backend", backend, "--device", "cpu", "--epochs", "12",
-            "--run-dir", str(run_dir), "--quiet"]
+            "--run-dir", str(run_dir), "--quiet", "--checkpoint-every", "0"]
 
 
 def _checkpoint_epoch(run_dir: Path) -> int:
