@@ -469,7 +469,8 @@ def _maxout_sizes(x: TensorType, k: int, units: int | None) -> tuple[int, int]:
 
 
 def _maxout_type(x: TensorType, *, k: int, units: int | None, **_: Any) -> TensorType:
-    return x.with_shape((x.shape[0], _maxout_sizes(x, k, units)[1]))
+    n_out = _maxout_sizes(x, k, units)[1]  # checks the rank before x.shape[0] is read
+    return x.with_shape((x.shape[0], n_out))
 
 
 def _maxout_weights(x: TensorType, *, k: int, units: int | None, **_: Any) -> dict[str, WeightSpec]:
