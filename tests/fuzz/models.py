@@ -251,7 +251,7 @@ class ModelGen:
 
     def expr_multi(self, src: str, x: TensorType) -> tuple[str, TensorType | None]:
         d = self.d
-        opdef = OPS[d.pick(MULTI_OPS)]
+        opdef = OPS[d.pick(LOSSES if d.chance(10) else MULTI_OPS)]  # a loss makes a scalar
         n = d.int(2, 3) if opdef.variadic else len(opdef.inputs)
         if self.faulty and d.chance(15):  # the wrong number of inputs
             n = d.pick((1, n + 1))
