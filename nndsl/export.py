@@ -114,9 +114,19 @@ def predict(model: Any, x: np.ndarray) -> dict[str, np.ndarray]:
                              f"got {got}", expected=str(dims), received=str(list(x.shape)))
     import onnx
 
+    from nndsl.backends.onnx.runtime import ORT_ERRORS
+
     dtype = onnx.helper.tensor_dtype_to_np_dtype(graph_input.type.tensor_type.elem_type)
-    sess = session(model)
-    outputs = sess.run(None, {graph_input.name: x.astype(dtype)})
+    try:
+        sess = session(model)
+        outputs = sess.run(None, {graph_input.name: x.astype(dtype)})
+    except ORT_ERRORS as e:  # e.g. an operator onnxruntime lacks for this dtype
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        missing = isinstance(e, ORT_ERRORS[3])  # NotImplemented: no kernel for this type
+        raise NndslError(f"onnxruntime cannot run this model: {first}",
+                         hint="onnxruntime's CPU kernels lack some float64 operators (Conv, "
+                         "AveragePool, LSTM, GRU): declare the inputs f32" if missing else None
+                         ) from None
     return {o.name: v for o, v in zip(sess.get_outputs(), outputs, strict=True)}
 
 

@@ -12,6 +12,7 @@ from nndsl.ir import Call, Graph, Node, Phase, TensorType, TrainSpec, format_sha
 from nndsl.lower import ModelBuilder, Poisoned, Scope, tensor_type
 from nndsl.ops.registry import Constraint, Label, Regularizer
 from nndsl.passes.bind import Mismatch, coerce, show
+from nndsl.passes.trial import try_setting
 from nndsl.passes.verify import verify
 
 Metric = Annotated[str, "metric"]
@@ -63,6 +64,8 @@ def _setting(stmt: ast.Setting) -> Any:
     if stmt.name in RANGES and not RANGES[stmt.name][0](value):
         raise NndslError(f"'{stmt.name}' is out of range", stmt.value.span,
                          expected=RANGES[stmt.name][1], received=repr(value))
+    if isinstance(value, Call):
+        try_setting(stmt.name, replace(value, span=value.span or stmt.value.span))
     return value
 
 

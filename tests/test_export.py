@@ -118,3 +118,16 @@ def test_an_unwritable_prediction_output_is_a_clear_error(
     np.save(x, np.zeros((3, 2), dtype=np.float32))
     assert main(["predict", str(model), "--input", str(x), "--output", target]) == 1
     assert f"error: cannot write {target}:" in capsys.readouterr().err
+
+
+def test_a_model_onnxruntime_cannot_run_is_a_clear_error(tmp_path: Path, write_spec,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """onnxruntime has no float64 Conv kernel on the CPU: predict says so, with a way out."""
+    spec = write_spec("model m { input x: f64[batch, 1, 4, 4]\n"
+                      "  y = x -> conv2d(2, 3) -> flatten\n  output y }\n")
+    model, x = tmp_path / "m.onnx", tmp_path / "x.npy"
+    assert main(["compile", str(spec), "-o", str(model)]) == 0
+    np.save(x, np.zeros((2, 1, 4, 4)))
+    assert main(["predict", str(model), "--input", str(x)]) == 1
+    err = capsys.readouterr().err
+    assert "error: onnxruntime cannot run this model:" in err and "declare the inputs f32" in err

@@ -17,6 +17,12 @@ import onnx
 import onnxruntime as ort
 
 CPU = ["CPUExecutionProvider"]
+_STATE = ort.capi.onnxruntime_pybind11_state
+# What onnxruntime raises for a model it cannot load or run (its own classes, none of them
+# a RuntimeError), for callers that turn it into a user-facing error.
+ORT_ERRORS: tuple[type[Exception], ...] = (
+    _STATE.Fail, _STATE.InvalidArgument, _STATE.InvalidGraph, _STATE.NotImplemented,
+    _STATE.RuntimeException, _STATE.NoSuchFile, _STATE.InvalidProtobuf)
 
 
 def _cuda_device_count() -> int:
