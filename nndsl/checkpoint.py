@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import numpy as np
 
 from nndsl.errors import NndslError
 from nndsl.files import atomic_write
+from nndsl.ir import NUMPY_DTYPE, WeightDecl
 from nndsl.trainer import Position
 
 FORMAT = "nndsl-checkpoint-1"
@@ -103,20 +105,21 @@ def _check_meta(path: Path, meta: dict[str, Any]) -> None:
                          f"{meta['stage']}, epoch {meta['epoch']}, step {meta['step']}")
 
 
-def check_weights(saved: Checkpoint, declared: dict[str, np.ndarray]) -> None:
+def check_weights(saved: Checkpoint, declared: Sequence[WeightDecl]) -> None:
     """The checkpoint's weights must be the spec's: same names, shapes and dtypes."""
-    missing = sorted(set(declared) - set(saved.weights))
-    extra = sorted(set(saved.weights) - set(declared))
+    names = {w.name for w in declared}
+    missing = sorted(names - set(saved.weights))
+    extra = sorted(set(saved.weights) - names)
     if missing or extra:
         raise NndslError("the checkpoint's weights do not match the spec",
                          expected=", ".join(missing) or "no other weights",
                          received=", ".join(extra) or "none of them",
                          hint="resume with the spec.nn the run was started with")
-    for name, want in declared.items():
-        got = saved.weights[name]
-        if got.shape != want.shape or got.dtype != want.dtype:
-            raise NndslError(f"the checkpoint's weight '{name}' does not match the spec",
-                             expected=f"{want.dtype}{list(want.shape)}",
+    for w in declared:
+        got, dtype = saved.weights[w.name], np.dtype(NUMPY_DTYPE[w.dtype])
+        if got.shape != w.shape or got.dtype != dtype:
+            raise NndslError(f"the checkpoint's weight '{w.name}' does not match the spec",
+                             w.span, expected=f"{dtype}{list(w.shape)}",
                              received=f"{got.dtype}{list(got.shape)}",
                              hint="resume with the spec.nn the run was started with")
 

@@ -19,7 +19,7 @@ from nndsl.dataset import load_dataset
 from nndsl.errors import NndslError
 from nndsl.files import atomic_write, prepare_run_dir
 from nndsl.initialize import initialize
-from nndsl.ir import Graph, Program, TrainSpec
+from nndsl.ir import NUMPY_DTYPE, Graph, Program, TrainSpec
 from nndsl.progress import Reporter
 from nndsl.run_files import export_run, save_history, save_run
 from nndsl.trainer import Interrupted, NumpyEngine, Position, Trainer
@@ -78,10 +78,11 @@ def make_engine(backend: str, graph: Graph, device: str) -> Any:
     return NumpyEngine(graph)
 
 
-def _bytes_needed(weights: dict[str, np.ndarray]) -> int:
+def _bytes_needed(graph: Graph) -> int:
     """A generous estimate of the run's files: the checkpoint (weights and up to two optimizer
     slots each) twice while it is replaced, weights.npz and model.onnx."""
-    return 8 * sum(np.asarray(w).nbytes for w in weights.values())
+    return 8 * sum(int(np.prod(w.shape)) * np.dtype(NUMPY_DTYPE[w.dtype]).itemsize
+                   for w in graph.weights)
 
 
 @contextmanager
@@ -117,6 +118,7 @@ class Checkpointer:
     meta: dict[str, Any]
     every: float
     last: float = -math.inf
+    written: tuple[int, int] | None = None  # the (epoch, step) last written by this run
 
     def __call__(self, position: Position, must: bool) -> None:
         if not must and time.monotonic() - self.last < self.every:
@@ -125,7 +127,15 @@ class Checkpointer:
             **self.meta, "stage": position.stage, "epoch": position.epoch,
             "step": self.trainer.step, "rng": position.rng, "batch": position.batch,
             "losses": position.losses, "history": self.trainer.history.rows})
-        self.last = time.monotonic()
+        self.last, self.written = time.monotonic(), (position.epoch, self.trainer.step)
+
+    def kept(self) -> str:
+        """Where the last good checkpoint is, and how to go on from it."""
+        place = self.path / checkpoint.NAME
+        when = f"epoch {self.written[0]}, step {self.written[1]}" if self.written else \
+            "the one this run resumed from"
+        return (f"the last good checkpoint ({when}) is kept in {place}; after fixing "
+                f"{self.path / 'spec.nn'}, `nndsl train --resume {self.path}` continues from it")
 
 
 def train_spec(program: Program, spec_file: str, *, backend: str = "numpy",
@@ -140,22 +150,21 @@ def train_spec(program: Program, spec_file: str, *, backend: str = "numpy",
     graph = program.model(spec.model)
     base_dir = Path(resume.meta["base_dir"]) if resume else Path(spec_file).resolve().parent
     data = load_dataset(graph, spec, base_dir)  # before anything is written
-    initial = initialize(graph, spec.get("seed", 0))
     if resume:
-        checkpoint.check_weights(resume, initial)
-        path = Path(run_dir or ".")
+        checkpoint.check_weights(resume, graph.weights)
+        path, weights = Path(run_dir or "."), resume.weights
     else:
-        path = prepare_run_dir(graph.name, run_dir, _bytes_needed(initial), overwrite)
+        path = prepare_run_dir(graph.name, run_dir, _bytes_needed(graph), overwrite)
         atomic_write(path / "spec.nn", Path(spec_file).read_bytes())
+        weights = initialize(graph, spec.get("seed", 0))
     engine = make_engine(backend, graph, device)
     if checkpoint_every is None:
         checkpoint_every = CHECKPOINT_SECONDS
     meta = {"model": graph.name, "backend": backend, "device": device, "epochs": epochs,
             "steps": steps, "base_dir": str(base_dir), "checkpoint_every": checkpoint_every}
     reporter = Reporter(graph.name, epochs or spec.get("epochs"), quiet)
-    trainer = Trainer(graph, spec, engine, dict(resume.weights if resume else initial),
-                      on_row=reporter, step_rows=steps is not None)
-
+    trainer = Trainer(graph, spec, engine, dict(weights), on_row=reporter,
+                      step_rows=steps is not None)
     trainer.on_epoch = on_epoch = Checkpointer(path, trainer, meta, checkpoint_every)
     start = checkpoint.position(resume) if resume else None
     if resume:
@@ -168,7 +177,7 @@ def train_spec(program: Program, spec_file: str, *, backend: str = "numpy",
             _train(trainer, graph, spec, data, backend, epochs, steps, start)
     except NndslError as e:
         save_history(path, trainer.history)
-        raise e.with_note(_kept(path), None) from None
+        raise e.with_note(on_epoch.kept(), None) from None
     except Interrupted as stop:
         save_history(path, trainer.history)
         stop.run_dir = path
@@ -191,14 +200,3 @@ def _train(trainer: Trainer, graph: Graph, spec: TrainSpec, data: Any, backend: 
     else:
         raise NndslError(f"trainer '{trainer_call.name}' is not supported by the {backend} "
                          "backend yet", trainer_call.span, hint="backprop and hebbian train today")
-
-
-def _kept(path: Path) -> str:
-    """Where the last good checkpoint is, and how to go on from it."""
-    try:
-        meta = checkpoint.load(path / checkpoint.NAME).meta
-    except NndslError:
-        return f"no usable checkpoint in {path}"
-    return (f"the last good checkpoint (epoch {meta['epoch']}, step {meta['step']}) is kept in "
-            f"{path / checkpoint.NAME}; after fixing {path / 'spec.nn'}, `nndsl train --resume "
-            f"{path}` continues from it")
