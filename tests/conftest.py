@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,3 +24,15 @@ def write_spec(tmp_path: Path):  # type: ignore[no-untyped-def]
         return path
 
     return write
+
+
+def assert_arrays_match(got: Any, want: Any, tolerance: dict[str, float], what: str) -> None:
+    """A backend's array against NumPy's: same shape and dtype; integers exactly, floats within
+    `tolerance` (rtol, atol) — each parity suite states its own."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, f"{what}: shape {got.shape}, NumPy gives {want.shape}"
+    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype}, NumPy gives {want.dtype}"
+    if want.dtype.kind in "biu":
+        np.testing.assert_array_equal(got, want, err_msg=what)
+    else:
+        np.testing.assert_allclose(got, want, **tolerance, err_msg=what)

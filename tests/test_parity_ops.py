@@ -35,6 +35,8 @@ from nndsl.errors import NndslError
 from nndsl.ir import Call, Graph, Node, TensorType, WeightDecl
 from nndsl.ops.registry import OPS, TENSOR_KINDS, OpDef, WithUpdates
 
+from .conftest import assert_arrays_match
+
 TENSOR_OPS = sorted(name for name, d in OPS.items() if d.kind in TENSOR_KINDS)
 TOLERANCE = {"f32": dict(rtol=1e-5, atol=1e-5), "f64": dict(rtol=1e-9, atol=1e-12)}
 FLOAT = {"f32": np.float32, "f64": np.float64}
@@ -141,13 +143,7 @@ def assert_same(got: Any, want: Any, dtype: str, what: str) -> None:
         for k in want.updates:
             assert_same(got.updates[k], want.updates[k], dtype, f"{what}, update of {k}")
         return
-    got, want = np.asarray(got), np.asarray(want)
-    assert got.shape == want.shape, f"{what}: shape {got.shape}, NumPy gives {want.shape}"
-    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype}, NumPy gives {want.dtype}"
-    if want.dtype.kind in "biu":
-        np.testing.assert_array_equal(got, want, err_msg=what)
-    else:
-        np.testing.assert_allclose(got, want, **TOLERANCE[dtype], err_msg=what)
+    assert_arrays_match(got, want, TOLERANCE[dtype], what)
 
 
 def _float_leaves(value: Any) -> list[np.ndarray]:

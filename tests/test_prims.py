@@ -23,6 +23,8 @@ from onnx.reference import ReferenceEvaluator
 
 from nndsl.prims import PRIMS
 
+from .conftest import assert_arrays_match
+
 META = {"backend", "training", "rng"}
 TOLERANCE = {"f32": dict(rtol=1e-5, atol=1e-6), "f64": dict(rtol=1e-10, atol=1e-12)}
 FLOAT = {"f32": np.float32, "f64": np.float64}
@@ -222,13 +224,7 @@ def assert_same(got: Any, want: Any, dtype: str, what: str, tolerance: str | Non
     if isinstance(want, tuple):  # shape()
         assert tuple(got) == want, what
         return
-    got, want = np.asarray(got), np.asarray(want)
-    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype}, NumPy gives {want.dtype}"
-    assert got.shape == want.shape, f"{what}: shape {got.shape}, NumPy gives {want.shape}"
-    if want.dtype.kind in "biu":
-        np.testing.assert_array_equal(got, want, err_msg=what)
-    else:
-        np.testing.assert_allclose(got, want, **TOLERANCE[tolerance or dtype], err_msg=what)
+    assert_arrays_match(got, want, TOLERANCE[tolerance or dtype], what)
 
 
 def test_backends_cover_the_same_primitives() -> None:
