@@ -1,0 +1,62 @@
+"""`nndsl compile`: the IR text of a spec, or its ONNX export."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nndsl.commands import EXIT_ERRORS, EXIT_OK, EXIT_USAGE, Command, register
+from nndsl.commands._common import load_spec, print_error
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", metavar="SPEC")
+    parser.add_argument("--emit", choices=["ir", "onnx"], default="ir",
+                        help="what to produce (default: ir; onnx when -o ends in .onnx)")
+    parser.add_argument("-o", "--output", help="write to this file instead of stdout")
+    parser.add_argument("--model", help="which model of the spec to export")
+
+
+def run(args: argparse.Namespace) -> int:
+    from nndsl.errors import NndslError
+    from nndsl.ir import format_graph
+
+    sources = None
+    try:
+        program, sources = load_spec(args.spec)
+    except NndslError as e:
+        print_error(e, sources or getattr(e, "sources", None), args.spec)
+        return EXIT_ERRORS
+    if args.emit == "onnx" or (args.output or "").endswith(".onnx"):
+        return _compile_onnx(args, program, sources)
+    text = "\n\n".join(format_graph(g) for g in program.models)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    return EXIT_OK
+
+
+def _compile_onnx(args: argparse.Namespace, program, sources) -> int:  # type: ignore[no-untyped-def]
+    from nndsl.errors import NndslError
+    from nndsl.export import export_onnx, pick_model
+
+    if not args.output:
+        print("nndsl compile: --emit onnx needs -o FILE.onnx", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        graph = pick_model(program, args.model)
+        model = export_onnx(program, sources, graph)
+        Path(args.output).write_bytes(model.SerializeToString())
+    except NndslError as e:
+        print_error(e, sources, args.spec)
+        return EXIT_ERRORS
+    except OSError as e:
+        print(f"nndsl compile: cannot write {args.output}: {e.strerror}", file=sys.stderr)
+        return EXIT_ERRORS
+    print(f"wrote {args.output} (model {graph.name}, {len(model.graph.node)} nodes)")
+    return EXIT_OK
+
+
+register(Command("compile", "lower a spec (to IR text or ONNX)", add_arguments, run, order=20))

@@ -1,0 +1,65 @@
+"""`nndsl train`: train a spec's model with its train block, or resume a stopped run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nndsl.commands import EXIT_ERRORS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Command, register
+from nndsl.commands._common import load_spec, print_error
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", metavar="SPEC", nargs="?")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
+    parser.add_argument("--backend", choices=["torch", "numpy"], default="torch",
+                        help="torch (default): PyTorch on CPU or GPU; numpy: the pure-NumPy "
+                        "reference trainer")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="torch backend: auto picks CUDA when present")
+    parser.add_argument("--epochs", type=int, help="override the number of epochs")
+    parser.add_argument("--steps", type=int, help="train this many steps (metrics per step)")
+    parser.add_argument("--run-dir", help="where to write the run (default runs/MODEL-TIME/)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start again in a --run-dir that already holds a run")
+    parser.add_argument("--checkpoint-every", type=float, metavar="SECONDS",
+                        help="checkpoint after an epoch at most this often (default 10; 0: "
+                        "every epoch); a phase's end and Ctrl-C always checkpoint")
+    parser.add_argument("--model", help="which train block's model, when a spec has several")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def run(args: argparse.Namespace) -> int:
+    from nndsl.errors import NndslError
+    from nndsl.train_run import train_spec
+    from nndsl.trainer import Interrupted
+
+    sources = None
+    if args.resume is None and args.spec is None:
+        print("nndsl train: give a SPEC, or --resume RUN_DIR", file=sys.stderr)
+        return EXIT_USAGE
+    run_dir = args.resume or args.run_dir
+    try:
+        if args.resume is not None:
+            from nndsl.train_run import resume_run
+
+            print(f"trained model written to {resume_run(args.resume, args.quiet)}")
+            return EXIT_OK
+        program, sources = load_spec(args.spec)
+        run_dir = train_spec(program, args.spec, backend=args.backend, epochs=args.epochs,
+                             steps=args.steps, run_dir=args.run_dir, model=args.model,
+                             quiet=args.quiet, device=args.device, overwrite=args.overwrite,
+                             checkpoint_every=args.checkpoint_every)
+    except NndslError as e:
+        print_error(e, sources or getattr(e, "sources", None), args.spec)
+        return EXIT_ERRORS
+    except Interrupted as stop:
+        print(f"{stop}: checkpoint written; continue with `nndsl train --resume "
+              f"{stop.run_dir}`", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"trained model written to {run_dir}")
+    return EXIT_OK
+
+
+register(Command("train", "train a spec's model with its train block", add_arguments, run,
+                 order=30))
