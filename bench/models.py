@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nndsl.dataset import Dataset, load_dataset
+from nndsl.data.dataset import Dataset, load_dataset
 from nndsl.initialize import initialize
 from nndsl.ir import Graph, Program, TrainSpec
 from nndsl.program import load

@@ -60,7 +60,7 @@ def read_array(path: Path) -> np.ndarray:
         if path.suffix == ".npy":
             return np.load(path, allow_pickle=False)
         if path.suffix == ".csv":
-            from nndsl.ops.training import csv_data
+            from nndsl.data.files import csv_data
 
             first = path.read_text(encoding="utf-8").lstrip().split("\n", 1)[0].split(",")
             header = not all(_is_number(cell) for cell in first)

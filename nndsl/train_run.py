@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from nndsl import checkpoint, ops
-from nndsl.dataset import load_dataset
+from nndsl.data.dataset import load_dataset
 from nndsl.errors import NndslError
 from nndsl.files import atomic_write, prepare_run_dir
 from nndsl.initialize import initialize

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from nndsl import ops
-from nndsl.dataset import Dataset
+from nndsl.data.dataset import Dataset
 from nndsl.errors import NndslError
 from nndsl.ir import Call, Graph, Phase, TrainSpec
 

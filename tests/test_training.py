@@ -70,8 +70,8 @@ def test_recorded_loss_is_the_loss_before_the_update(tmp_path: Path) -> None:
     """Step 1's loss equals the loss of the freshly initialised model on that batch."""
     from nndsl.backends.numpy.autodiff import loss_and_grad
 
+    from nndsl.data.builtin import builtin
     from nndsl.initialize import initialize
-    from nndsl.ops.training import builtin
 
     _train_numpy("xor.nn", tmp_path, "--steps", "1")
     program, _ = load(ROOT / "specs" / "xor.nn")
@@ -82,7 +82,7 @@ def test_recorded_loss_is_the_loss_before_the_update(tmp_path: Path) -> None:
 
 
 def test_hebbian_hopfield_recalls_a_corrupted_pattern(tmp_path: Path) -> None:
-    from nndsl.ops.training import builtin
+    from nndsl.data.builtin import builtin
 
     _train_numpy("hopfield.nn", tmp_path)
     patterns = builtin(ROOT, name="hopfield16")["x"]

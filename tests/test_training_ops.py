@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 from nndsl.backends.numpy.prims import make_numpy_prims
 
+import nndsl.data.builtin as builtin_data
 import nndsl.ops.optimizers  # noqa: F401  (registrations)
 import nndsl.ops.schedules  # noqa: F401
-import nndsl.ops.training as training
+import nndsl.ops.trainers as trainers
 from nndsl.errors import NndslError
 from nndsl.ops.registry import get
 
@@ -579,7 +580,7 @@ def load(name: str, **params: Any) -> dict[str, np.ndarray]:
 
 
 def test_builtin_names_match_the_literal() -> None:
-    assert set(get_args(training.BuiltinName)) == set(training.BUILTINS)
+    assert set(get_args(builtin_data.BuiltinName)) == set(builtin_data.BUILTINS)
 
 
 @pytest.mark.parametrize(("name", "shapes"), [
@@ -772,7 +773,7 @@ def trainer(name: str, **params: Any) -> Any:
 
 
 def test_trainer_configs_are_frozen_dataclasses() -> None:
-    assert trainer("backprop") == training.Backprop()
+    assert trainer("backprop") == trainers.Backprop()
     gan = trainer("adversarial", generator="G", discriminator="D", k=2)
     assert (gan.generator, gan.discriminator, gan.k, gan.generator_loss) == ("G", "D", 2,
                                                                               "non_saturating")

@@ -1,9 +1,12 @@
 """The op catalog. Importing this package registers every op family."""
 
+from nndsl.data import builtin as _builtin_data  # noqa: F401  (data sources register too)
+from nndsl.data import files as _file_data  # noqa: F401
 from nndsl.ops import (  # noqa: F401  (imported for their registrations)
     activations,
     builtins,
     conv,
+    gradients,
     initializers,
     layers,
     losses,
@@ -11,7 +14,8 @@ from nndsl.ops import (  # noqa: F401  (imported for their registrations)
     recurrent,
     regularizers,
     schedules,
-    training,
+    stopping,
+    trainers,
 )
 from nndsl.ops.registry import OPS, TABLES, OpDef, all_ops, get, names
 
