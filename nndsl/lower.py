@@ -12,20 +12,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nndsl import ops
+from nndsl.builder import GraphBuilder, Poisoned
 from nndsl.errors import ErrorSink, NndslError, Span, did_you_mean
 from nndsl.grammar import ast
-from nndsl.ir import DTYPES, Call, Graph, Node, TensorType, WeightDecl
+from nndsl.ir import DTYPES, Call, TensorType
+from nndsl.ops.initializers import FILE_PARAMS
 from nndsl.ops.registry import Constraint, Init, OpDef, Regularizer
 from nndsl.passes.bind import BOOLS, Consts, bind_params, literal
-from nndsl.passes.weights import make_weights
 
 TENSOR_KINDS = ("activation", "layer", "loss", "metric")
 LAYER_OPTIONS: dict[str, Any] = {  # accepted by every layer that owns weights
     "init": Init, "bias_init": Init, "regularize": Regularizer, "constraint": Constraint,
     "trainable": bool,
 }
-DEFAULT_KEYS = ("init", "bias_init", "regularize", "constraint")
-MAX_NODES = 200_000
+DEFAULT_KEYS = ("init", "bias_init", "regularize", "constraint", "weights")
+DEFAULT_OPTIONS = {**LAYER_OPTIONS, "weights": Init}  # weights = from_npz(PATH): every weight
+__all__ = ["ModelBuilder", "Poisoned", "Scope", "tensor_type"]  # Poisoned: the builder's
 MAX_REPEAT = 10_000
 MAX_BLOCK_DEPTH = 50  # blocks inside blocks: expansion recurses, so Python's stack is the bound
 
@@ -53,112 +55,21 @@ class Operand:
         return self.value is not None
 
 
-class Poisoned(Exception):
-    """Raised when an input's definition already failed; the error was reported there."""
-
-
-class ModelBuilder:
-    """Lowers one model (and the blocks it uses) into a typed Graph."""
+class ModelBuilder(GraphBuilder):
+    """Lowers one model (and the blocks it uses) from the AST into a typed Graph."""
 
     def __init__(self, name: str, blocks: Mapping[str, ast.BlockDef], sink: ErrorSink,
                  span: Span | None = None) -> None:
-        self.name, self.blocks, self.sink, self.span = name, blocks, sink, span
-        self.nodes: list[Node] = []
-        self.types: dict[str, TensorType | None] = {}
-        self.inputs: list[tuple[str, TensorType]] = []
-        self.weights: dict[str, WeightDecl] = {}
-        self.labels: dict[str, tuple[str, dict[str, str]]] = {}  # label -> (op, param -> weight)
-        self.defaults: dict[str, Call] = {}
-        self.counters: dict[str, int] = {}
-        self.reserved: set[str] = set()
+        super().__init__(name, span)
+        self.blocks, self.sink = blocks, sink
         self.expanding: list[str] = []  # blocks being expanded, to refuse recursion
 
-    # ------------------------------------------------------------ names
-    def fresh(self, base: str, prefix: str = "") -> str:
-        while True:
-            self.counters[prefix + base] = self.counters.get(prefix + base, 0) + 1
-            name = f"{prefix}{base}_{self.counters[prefix + base]}"
-            if name not in self.types and name not in self.reserved and name not in self.labels:
-                return name
-
-    def type_of(self, value: str) -> TensorType:
-        ty = self.types.get(value)
-        if ty is None:
-            raise Poisoned
-        return ty
-
-    # ------------------------------------------------------------ nodes
     def emit(self, opdef: OpDef, inputs: list[str], params: dict[str, Any], span: Span,
              scope: Scope, label: str | None = None, options: dict[str, Any] | None = None,
              name: str | None = None) -> str:
-        """Create a node: infer its type, declare or bind its weights, record it."""
-        in_types = [self.type_of(v) for v in inputs]
-        _check_arity(opdef, len(inputs), span)
-        try:
-            out_type = opdef.output_type(*in_types, **params)
-        except NndslError as e:
-            e.span = e.span or span
-            raise
-        weight_map: dict[str, str] = {}
-        if opdef.weights is not None or opdef.weight_params:
-            label = label or self.fresh(opdef.name, scope.prefix)
-            weight_map = self.bind_weights(opdef, in_types, params, options or {}, label, span)
-        free = label and label not in self.types and label not in self.reserved
-        name = name or (label if free else None)
-        name = name or self.fresh(opdef.name, scope.prefix)
-        if len(self.nodes) >= MAX_NODES:
-            raise NndslError(f"model '{self.name}' grows past {MAX_NODES:,} nodes", span,
-                             hint="check repeat counts and block recursion")
-        node = Node(name, opdef.name, tuple(inputs), tuple(params.items()),
-                    tuple(weight_map.items()), out_type, label, span, scope.via)
-        self.nodes.append(node)
-        self.types[name] = out_type
-        return name
-
-    def bind_weights(self, opdef: OpDef, in_types: list[TensorType], params: dict[str, Any],
-                     options: dict[str, Any], label: str, span: Span) -> dict[str, str]:
-        specs = opdef.weights(*in_types, **params) if opdef.weights else {}
-        if label in self.labels:
-            return self.share(label, opdef, specs, span)
-        tied = params.get("tied")
-        precision = "f64" if any(t.dtype == "f64" for _, t in self.inputs) else "f32"
-        decls, mapping = make_weights(opdef, specs, label, options, self.defaults, span,
-                                      precision)
-        if tied is not None:
-            mapping["weight"] = self.tie(tied, specs, span)
-            decls = [d for d in decls if d.name != f"{label}.weight"]
-        for d in decls:
-            self.weights[d.name] = d
-        self.labels[label] = (opdef.name, mapping)
-        return mapping
-
-    def share(self, label: str, opdef: OpDef, specs: Mapping[str, Any],
-              span: Span) -> dict[str, str]:
-        """A label used twice shares one set of weights (same op and shapes required)."""
-        op_name, mapping = self.labels[label]
-        same = op_name == opdef.name and all(
-            self.weights[w].shape == tuple(specs[p].shape) for p, w in mapping.items()
-            if w in self.weights and p in specs)
-        if not same:
-            raise NndslError(f"label '{label}' already names a different layer", span,
-                             hint="use a new label, or the same layer with the same sizes to "
-                             "share its weights")
-        return dict(mapping)
-
-    def tie(self, target: str, specs: Mapping[str, Any], span: Span) -> str:
-        if target not in self.labels:
-            raise NndslError(f"tied=: no layer is labelled '{target}'", span,
-                             hint=did_you_mean(target, self.labels)
-                             or "label the layer to tie to, e.g. `enc: dense(3)`")
-        wname = self.labels[target][1].get("weight")
-        if wname is None or wname not in self.weights:
-            raise NndslError(f"tied=: layer '{target}' has no weight to tie to", span)
-        have, want = self.weights[wname].shape, tuple(specs["weight"].shape)
-        if have != want:
-            raise NndslError(f"tied=: '{target}.weight' has shape {list(have)}, this layer "
-                             f"needs its transpose of shape {list(want)}", span,
-                             expected=str(list(want)), received=str(list(have)))
-        return wname
+        """Create a node inside `scope` (a model body or a block expansion)."""
+        return self.add(opdef, inputs, params, span, label=label, options=options, name=name,
+                        prefix=scope.prefix, via=scope.via)
 
     # ------------------------------------------------------------ expressions
     def lower(self, expr: ast.Expr, scope: Scope) -> Operand:
@@ -332,16 +243,12 @@ class ModelBuilder:
     def declare_input(self, item: ast.TypedName) -> None:
         if item.name in self.types:
             raise NndslError(f"'{item.name}' is already defined", item.span)
-        self.types[item.name] = None  # poisoned unless the type checks
-        ty = tensor_type(item.type)
-        other = next((n for n, t in self.inputs if {t.dtype, ty.dtype} == {"f32", "f64"}), None)
-        if other is not None:  # weights take one precision; NumPy would promote, ONNX refuse
-            raise NndslError(f"input '{item.name}' is {ty.dtype} but '{other}' is "
-                             f"{dict(self.inputs)[other].dtype}", item.type.span,
-                             hint="a model computes in one float precision: declare every "
-                             "float input f32, or every one f64")
-        self.inputs.append((item.name, ty))
-        self.types[item.name] = ty
+        try:
+            ty = tensor_type(item.type)
+        except NndslError:
+            self.types[item.name] = None  # poisoned: later uses are skipped silently
+            raise
+        self.add_input(item.name, ty, item.type.span)
 
     def set_defaults(self, stmt: ast.Defaults) -> None:
         for setting in stmt.settings:
@@ -352,13 +259,10 @@ class ModelBuilder:
             opdef = _DefaultsHolder(setting.name)
             bound = bind_params(opdef, (), (), (ast.Keyword(setting.name, setting.value,
                                 setting.span),), setting.span, None,
-                                {setting.name: LAYER_OPTIONS[setting.name]})
-            self.defaults[setting.name] = bound[setting.name]
-
-    def graph(self, outputs: list[str]) -> Graph:
-        return Graph(self.name, tuple(self.inputs), tuple(self.nodes), tuple(outputs),
-                     tuple(self.weights.values()), self.span)
-
+                                {setting.name: DEFAULT_OPTIONS[setting.name]})
+            if setting.name == "weights":
+                _weights_file(bound["weights"], setting.span)
+            self.set_default(setting.name, bound[setting.name])
 
 @dataclass
 class _DefaultsHolder:
@@ -379,14 +283,16 @@ def tensor_type(t: ast.TypeExpr) -> TensorType:
     return TensorType(tuple(t.dims), dtype)
 
 
-def _check_arity(opdef: OpDef, n: int, span: Span) -> None:
-    want = len(opdef.inputs)
-    if opdef.variadic and n < max(want, 1):
-        raise NndslError(f"{opdef.name} needs at least {max(want, 1)} inputs, got {n}", span)
-    if not opdef.variadic and n != want:
-        noun = "input" if want == 1 else "inputs"
-        hint = f"apply it with '->': `x -> {opdef.name}(...)`" if n < want and want == 1 else None
-        raise NndslError(f"{opdef.name} takes {want} tensor {noun}, got {n}", span, hint=hint)
+def _weights_file(call: Call, span: Span) -> None:
+    """`defaults { weights = ... }` reads every weight from one file, by the weight's name."""
+    if call.name not in FILE_PARAMS:
+        raise NndslError(f"defaults `weights` reads every weight from a file, not from "
+                         f"{call.name}", span, expected='weights = from_npz("file.npz")',
+                         hint="to draw weights at random, set `init` and `bias_init`")
+    if call.get("array"):
+        raise NndslError("defaults `weights` reads each weight's own array: leave out array=",
+                         span, expected='weights = from_npz("file.npz")',
+                         hint="each weight reads the array named after it, `<label>.<param>`")
 
 
 def _bind_block_args(block: ast.BlockDef, args: list[ast.Expr], call: ast.CallExpr,

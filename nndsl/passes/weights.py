@@ -32,6 +32,15 @@ def literal_init(value: Any, shape: tuple[int, ...], where: str, span: Span) -> 
     return Call("literal", (("value", value),), span)
 
 
+def from_file(default: Call | None, name: str) -> Call | None:
+    """`defaults { weights = from_npz("model.npz") }`: this weight's array in that file (the
+    array named after the weight, `<label>.<param>`), positioned at the defaults line."""
+    if default is None:
+        return None
+    return Call(default.name, (*(kv for kv in default.kwargs if kv[0] != "array"),
+                               ("array", name)), default.span)
+
+
 def make_weights(opdef: OpDef, specs: Mapping[str, WeightSpec], label: str,
                  options: Mapping[str, Any], defaults: Mapping[str, Call],
                  span: Span, dtype: str = "f32") -> tuple[list[WeightDecl], dict[str, str]]:
@@ -47,6 +56,7 @@ def make_weights(opdef: OpDef, specs: Mapping[str, WeightSpec], label: str,
         else:
             key = ROLE_INIT_KEY.get(spec.role)
             init = options.get(key) if key else None
+            init = init or from_file(defaults.get("weights"), name)
             init = init or spec.init or (defaults.get(key) if key else None)
             init = init or ROLE_FALLBACK.get(spec.role) or Call("zeros")
         penalised = spec.role == "weight"
