@@ -88,9 +88,10 @@ def torch_cases():  # type: ignore[no-untyped-def]
     from bench.models import SineLSTM, WithSoftmax, digits_cnn, digits_mlp
 
     class Sequence(nn.Module):
-        def __init__(self, kind: str, bidirectional: bool = False) -> None:
+        def __init__(self, kind: str, bidirectional: bool = False, layers: int = 1) -> None:
             super().__init__()
-            self.rnn = getattr(nn, kind)(3, 5, batch_first=True, bidirectional=bidirectional)
+            self.rnn = getattr(nn, kind)(3, 5, batch_first=True, bidirectional=bidirectional,
+                                         num_layers=layers)
             self.head = nn.Linear(5 * (1 + bidirectional), 2)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -133,7 +134,8 @@ def torch_cases():  # type: ignore[no-untyped-def]
     return [("mlp", WithSoftmax(digits_mlp()), image), ("cnn", WithSoftmax(digits_cnn()), image),
             ("lstm", SineLSTM(), (7, 1)), ("lstm_steps", Sequence("LSTM"), sequence),
             ("bilstm", Sequence("LSTM", True), sequence), ("gru", Sequence("GRU"), sequence),
-            ("rnn", Sequence("RNN"), sequence), ("conv1d", Conv1d(), (2, 4)),
+            ("rnn", Sequence("RNN"), sequence), ("lstm2", Sequence("LSTM", layers=2), sequence),
+            ("bigru2", Sequence("GRU", True, 2), sequence), ("conv1d", Conv1d(), (2, 4)),
             ("conv2d", Conv2d(), image), ("dense", Dense(), (6,))]
 
 

@@ -12,8 +12,9 @@ from nndsl.commands._common import load_spec, print_error
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", metavar="SPEC")
-    parser.add_argument("--emit", choices=["ir", "onnx"], default="ir",
-                        help="what to produce (default: ir; onnx when -o ends in .onnx)")
+    parser.add_argument("--emit", choices=["ir", "onnx", "torch"], default="ir",
+                        help="what to produce (default: ir; onnx when -o ends in .onnx, torch "
+                        "(a standalone nn.Module file) when it ends in .py)")
     parser.add_argument("-o", "--output", help="write to this file instead of stdout")
     parser.add_argument("--model", help="which model of the spec to export")
 
@@ -30,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERRORS
     if args.emit == "onnx" or (args.output or "").endswith(".onnx"):
         return _compile_onnx(args, program, sources)
+    if args.emit == "torch" or (args.output or "").endswith(".py"):
+        return _compile_torch(args, program, sources)
     text = "\n\n".join(format_graph(g) for g in program.models)
     if args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
@@ -59,4 +62,29 @@ def _compile_onnx(args: argparse.Namespace, program, sources) -> int:  # type: i
     return EXIT_OK
 
 
-register(Command("compile", "lower a spec (to IR text or ONNX)", add_arguments, run, order=20))
+def _compile_torch(args: argparse.Namespace, program, sources) -> int:  # type: ignore[no-untyped-def]
+    """A standalone torch.nn.Module source file (backends/torch/source.py)."""
+    from nndsl.backends.torch.source import module_source
+    from nndsl.errors import NndslError
+    from nndsl.export import pick_model
+
+    try:
+        graph = pick_model(program, args.model)
+        text = module_source(graph, sources, args.spec)
+    except NndslError as e:
+        print_error(e, sources, args.spec)
+        return EXIT_ERRORS
+    if not args.output:
+        print(text, end="")
+        return EXIT_OK
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as e:
+        print(f"nndsl compile: cannot write {args.output}: {e.strerror}", file=sys.stderr)
+        return EXIT_ERRORS
+    print(f"wrote {args.output} (model {graph.name} as a torch.nn.Module)")
+    return EXIT_OK
+
+
+register(Command("compile", "lower a spec (to IR text, ONNX or a torch module)", add_arguments,
+                 run, order=20))

@@ -69,6 +69,8 @@ class Importer:
         self.consumed: set[int] = set()  # ids of ONNX nodes a rule has taken
         self.arrays: dict[str, np.ndarray] = {}  # nndsl weight name -> trained array
         self.owner: dict[str, str] = {}  # ONNX initializer -> nndsl weight reading it
+        self.time_major: set[str] = set()  # ONNX sequences [time, batch, F] between stacked
+        # recurrent nodes, held as the batch-first nndsl value of the layer that made them
         self.short_names: dict[str, str | None] = {}  # last path part -> its stem if unique
         for name in self.view.initializers:
             stem = _stem(name)

@@ -121,8 +121,9 @@ class OnnxView:
         args = [self.const(name) if name else None for name in node.input]
         if any(a is None for a, name in zip(args, node.input, strict=True) if name):
             return None
-        if any(isinstance(a, Filled) for a in args):
-            return None
+        if any(isinstance(a, Filled) for a in args):  # a slice or view of a constant fill
+            keeps = node.op_type in FILL_VIEWS and isinstance(args[0], Filled)
+            return Filled((), args[0].value) if keeps else None
         try:
             result = FOLD[node.op_type](args, attrs(node))
         except (ValueError, TypeError, IndexError) as e:
@@ -220,6 +221,7 @@ def _numeric(fn: Callable[..., Any]) -> Callable[[list[Any], dict[str, Any]], An
     return fold
 
 
+FILL_VIEWS = ("Slice", "Squeeze", "Unsqueeze", "Reshape", "Gather", "Identity", "Transpose")
 FOLD: dict[str, Callable[[list[Any], dict[str, Any]], Any]] = {
     "Constant": _constant,
     "Identity": lambda args, a: args[0],

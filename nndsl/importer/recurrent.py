@@ -110,7 +110,10 @@ def _default_activations(imp: Importer, node: onnx.NodeProto, default: list[str]
 
 
 def _sequence_source(imp: Importer, node: onnx.NodeProto) -> str:
-    """The batch-first tensor behind X (X = Transpose(x, [1, 0, 2]))."""
+    """The batch-first tensor behind X (X = Transpose(x, [1, 0, 2]), or the steps of the
+    recurrent layer below in a stack)."""
+    if node.input[0] in imp.time_major:
+        return imp.values[node.input[0]]
     producer = imp.view.producer.get(node.input[0])
     if producer is None or producer.op_type != "Transpose" or \
             list(imp.attr(producer, "perm", [])) != [1, 0, 2]:
@@ -151,6 +154,8 @@ def recurrent(imp: Importer, node: onnx.NodeProto) -> None:
     label = imp.label_for(source_name(imp, node.input[1]), op)
     for sequences, out, taken in forms:
         imp.take(*taken)
+        if sequences and _stacked(imp, out):
+            imp.time_major.add(out)
         imp.emit(node, op, [x], {"units": units, "bidirectional": directions == 2,
                                  "sequences": sequences, **params}, out,
                  weights=weights, label=label)
@@ -218,11 +223,23 @@ def _first_direction(imp: Importer, n: onnx.NodeProto, d: int, u: int) -> bool:
         index.ndim == 0 and int(index) in (0, -1)
 
 
+def _stacked(imp: Importer, value: str) -> bool:
+    """Whether `value` is read only as the sequence of another recurrent node."""
+    user = imp.view.only_user(value)
+    return user is not None and user.op_type in RECURRENT and user.input[0] == value
+
+
+def _into_next_layer(check: Any) -> Any:
+    return lambda imp, n, d, u: check(imp, n, d, u) and _stacked(imp, n.output[0])
+
+
 SEQUENCE_FORMS = (  # Y [T, D, B, H] -> [B, T, D·H]
     (("Transpose", _perm(2, 0, 1, 3)), ("Reshape", _target(0, 0, "DH"))),  # nndsl
     (("Squeeze", _squeeze_axis), ("Transpose", _perm(1, 0, 2))),  # torch, batch_first
     (("Transpose", _perm(0, 2, 1, 3)), ("Reshape", _target(0, 0, "DH")),
      ("Transpose", _perm(1, 0, 2))),  # torch, batch_first, bidirectional
+    (("Squeeze", _into_next_layer(_squeeze_axis)),),  # torch, num_layers > 1: [T, B, H]
+    (("Transpose", _perm(0, 2, 1, 3)), ("Reshape", _into_next_layer(_target(0, 0, "DH")))),
 )
 LAST_FORMS = (  # Y_h [D, B, H] -> [B, D·H]
     (("Transpose", _perm(1, 0, 2)), ("Reshape", _target(0, "DH"))),  # nndsl
