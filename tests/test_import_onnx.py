@@ -179,6 +179,39 @@ def test_torch_exports_import_and_match_onnxruntime(tmp_path: Path) -> None:
         assert set(weights) == set(imported.weights), name
 
 
+def test_torch_decoder_and_transformer_layers_import(tmp_path: Path) -> None:
+    """ConvTranspose2d, F.interpolate, LayerNorm and GELU as torch exports them."""
+    import torch
+    from nndsl.backends.numpy.prims import make_numpy_prims
+    from nndsl.backends.onnx.runtime import session
+    from torch import nn
+
+    from nndsl.ops import OPS
+
+    if not {"conv_transpose2d", "upsample", "layer_norm", "gelu"} <= set(OPS):
+        pytest.skip("the decoder and transformer layers are not in this op catalog")
+
+    class Decoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.up = nn.ConvTranspose2d(2, 3, 4, stride=2, padding=1)
+            self.norm = nn.LayerNorm(8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = nn.functional.interpolate(self.up(x), scale_factor=2, mode="nearest")
+            return nn.functional.gelu(self.norm(nn.functional.avg_pool2d(h, 2)))
+
+    model = torch_onnx(Decoder(), (2, 4, 4))
+    imported, program, _ = import_into(tmp_path, model, "decoder")
+    assert "conv_transpose2d(3, kernel=4, stride=2, padding=1)" in imported.spec
+    assert "upsample(2)" in imported.spec and "layer_norm" in imported.spec
+    assert "gelu" in imported.spec
+    graph = program.models[0]
+    x = np.random.default_rng(2).standard_normal((3, 2, 4, 4)).astype(np.float32)
+    got = run(graph, make_numpy_prims(), {"x": x}, initialize(graph)).outputs(graph)[0]
+    np.testing.assert_allclose(got, session(model).run(None, {"x": x})[0], atol=1e-5)
+
+
 def test_torch_lstm_reads_the_last_state_and_names_its_head(tmp_path: Path) -> None:
     from bench.models import SineLSTM
 

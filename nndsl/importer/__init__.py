@@ -22,7 +22,13 @@ import onnx
 from nndsl import ops
 from nndsl.builder import GraphBuilder
 from nndsl.errors import NndslError
-from nndsl.importer import elementwise, patterns, recurrent, rules  # noqa: F401  (rules register)
+from nndsl.importer import (  # noqa: F401  (the rule modules register themselves)
+    decoder,
+    elementwise,
+    patterns,
+    recurrent,
+    rules,
+)
 from nndsl.importer.context import RULES, Importer, identifier
 from nndsl.importer.graph import FLOAT_DTYPES, describe, node_error
 from nndsl.importer.spec_text import spec_text

@@ -136,9 +136,12 @@ ARITHMETIC = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div"}
 @rule(*ARITHMETIC)
 def arithmetic(imp: Importer, node: onnx.NodeProto) -> None:
     """a + b, a − b, a · b, a / b of two tensors, or of a tensor and a scalar constant."""
+    from nndsl.importer.decoder import gelu_pattern
     from nndsl.importer.patterns import batchnorm_decomposed
 
     if node.op_type == "Sub" and batchnorm_decomposed(imp, node):
+        return
+    if node.op_type in ("Mul", "Div") and gelu_pattern(imp, node):
         return
     operands = []
     for value in node.input:

@@ -90,6 +90,7 @@ def gemm(imp: Importer, node: onnx.NodeProto) -> None:
 @rule("MatMul")
 def matmul(imp: Importer, node: onnx.NodeProto) -> None:
     """MatMul(x, W) (+ Add(b)): a dense layer on [batch, in] or [batch, time, in]."""
+    from nndsl.importer.attention import mha_after
     from nndsl.importer.patterns import attention_matmul, hopfield_after, maxout_after
 
     if not imp.view.is_const(node.input[1]):
@@ -102,7 +103,7 @@ def matmul(imp: Importer, node: onnx.NodeProto) -> None:
     bias, out, extra = bias_after(imp, node.output[0], w.shape[1])
     x = imp.tensor(node.input[0], node)
     if maxout_after(imp, node, x, w, bias, out, extra) or \
-            hopfield_after(imp, node, x, bias, out, extra):
+            hopfield_after(imp, node, x, bias, out, extra) or mha_after(imp, node, w, out, extra):
         return
     imp.take(*extra)
     direct = node.input[1] in imp.view.initializers  # nndsl's tied form: x @ W, W [in, units]
