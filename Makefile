@@ -35,6 +35,7 @@ bench: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python -m nndsl.docgen
+	$(BIN)/python -m nndsl.editor.textmate
 
 clean:
 	rm -rf $(VENV) build *.egg-info

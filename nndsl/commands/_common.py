@@ -37,7 +37,12 @@ def print_error(error: Exception, sources: Any, spec: str | None) -> None:
                 sources[str(Path(spec).resolve())] = sources[spec]
             except (OSError, UnicodeDecodeError):
                 pass
-    print(error.render(sources), file=sys.stderr)  # type: ignore[attr-defined]
+    text = error.render(sources)  # type: ignore[attr-defined]
+    if sys.stderr.isatty():  # coloured only on a terminal: piped and captured text is plain
+        from nndsl.editor.terminal import highlight_quoted_lines, wants_colour
+
+        text = highlight_quoted_lines(text) if wants_colour(sys.stderr) else text
+    print(text, file=sys.stderr)
 
 
 def box_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]],

@@ -1,0 +1,1 @@
+"""Editor support: a Pygments lexer and a TextMate grammar, from one token table."""
