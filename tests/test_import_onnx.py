@@ -271,5 +271,6 @@ def test_cli_writes_a_spec_that_checks(tmp_path: Path, monkeypatch: pytest.Monke
     assert 'defaults { weights = from_npz("tied.npz") }' in text
     assert "dense(8, tied=enc)" in text
     assert main(["check", "out/tied.nn"]) == 0
+    assert main(["fmt", "--check", "out/tied.nn"]) == 0  # written in the canonical layout
     assert main(["import", "missing.onnx", "-o", "x.nn"]) == 1
     assert "no such model file" in capsys.readouterr().err

@@ -2,8 +2,9 @@
 
 Layers run together as chains (`h = x -> flatten -> fc1: dense(128) -> relu`) while each value
 feeds exactly one single-input layer; a value read twice, read by a layer with several inputs,
-or returned by the model gets a name. Every layer with weights is printed with its label, so its
-weights keep the names `<label>.<param>` under which the .npz holds them.
+or returned by the model gets a name. Every layer with weights is printed with its label, so
+its weights keep the names `<label>.<param>` under which the .npz holds them. The text is laid
+out as `nndsl fmt` lays out every spec.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nndsl import ops
+from nndsl.format import format_text
 from nndsl.importer.context import RESERVED, identifier
 from nndsl.ir import Graph, Node, format_shape
 from nndsl.ops.registry import OpDef
 
 INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
-WIDTH = 96  # a chain longer than this continues on the next line, before an `->`
 
 
 def value_text(value: Any) -> str:
@@ -115,7 +116,7 @@ class SpecWriter:
             else:
                 chain = [self.start(node)]
             if self.bound(node.name):
-                lines.extend(wrap(f"{self._fresh(node.name)} = ", chain))
+                lines.append(f"{self._fresh(node.name)} = " + " -> ".join(chain))
             else:
                 open_chains[node.name] = chain
         return lines
@@ -128,18 +129,6 @@ class SpecWriter:
         if node.op == "neg":
             return f"-{args[0]}"
         return call_text(node, args)
-
-
-def wrap(head: str, chain: list[str]) -> list[str]:
-    """`head` + the chain joined by `->`, continued on indented lines past WIDTH."""
-    lines, current = [], head + chain[0]
-    for link in chain[1:]:
-        if len(current) + len(link) + 4 > WIDTH:
-            lines.append(current)
-            current = " " * (len(head) - 2) + "-> " + link
-        else:
-            current += " -> " + link
-    return [*lines, current]
 
 
 def spec_text(graph: Graph, hints: Mapping[str, str], header: Sequence[str] = (),
@@ -157,7 +146,7 @@ def spec_text(graph: Graph, hints: Mapping[str, str], header: Sequence[str] = ()
     lines += [f"  {line}" for line in writer.body()]
     lines.append(f"  output {', '.join(writer.names[o] for o in graph.outputs)}")
     lines.append("}")
-    return "\n".join(lines) + "\n"
+    return format_text("\n".join(lines) + "\n", f"{graph.name}.nn")
 
 
 def value_text_quoted(text: str) -> str:
