@@ -17,8 +17,8 @@ from nndsl.data.dataset import Dataset, load_dataset
 from nndsl.initialize import initialize
 from nndsl.ir import Graph, Program, TrainSpec
 from nndsl.program import load
-from nndsl.train_run import pick_train
-from nndsl.trainer import DEFAULTS
+from nndsl.training.run import pick_train
+from nndsl.training.stages import DEFAULTS
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 
@@ -132,7 +132,8 @@ def load_workload(name: str, rows: int | None = None) -> Workload:
     program, _ = load(spec_file)
     train = pick_train(program, None)
     graph = program.model(train.model)
-    data = load_dataset(graph, train, Path(spec_file).parent)
+    wanted = {**dict(graph.inputs), **dict(train.targets)}
+    data = load_dataset(wanted, [graph], train, Path(spec_file).parent)
     if rows is not None:
         data = Dataset({k: v[:rows] for k, v in data.train.items()},
                        {k: v[:rows // 2] for k, v in data.val.items()})

@@ -4,7 +4,7 @@ bench/handwritten.py, on the same model, initial weights, optimizer, batch size 
 Two nndsl figures: `nndsl train` is everything the command does in-process (load the data,
 train with the per-epoch metrics, a checkpoint written and fsynced after every epoch, then
 metrics.csv, loss.png, weights.npz and model.onnx checked against NumPy), which is what a user
-pays; `nndsl Trainer.run` is the training loop alone (per-epoch metrics, no files), the same
+pays; `nndsl training loop` is the training loop alone (per-epoch metrics, no files), the same
 work the hand-written loops do.
 """
 
@@ -20,20 +20,19 @@ from bench import handwritten
 from bench.models import Workload
 from bench.report import Row, ratio_at_most, row
 from bench.timing import Settings, synced
-from nndsl.train_run import train_spec
-from nndsl.trainer import Trainer
+from nndsl.training.run import train_in_memory, train_spec
 
 WORKLOADS = ("digits_mlp", "digits_cnn", "sine_lstm")
-FULL, LOOP = "nndsl train", "nndsl Trainer.run"
+FULL, LOOP = "nndsl train", "nndsl training loop"
 DATALOADER, INDEXED = "DataLoader loop", "indexed loop"
 GOALS = {DATALOADER: 1.0, INDEXED: 1.1}
 
 
 def nndsl_loop(w: Workload, epochs: int, device: str) -> int:
     """The trainer alone, as `nndsl train` runs it; returns the epochs run (early stopping)."""
-    trainer = Trainer(w.graph, w.train, TorchEngine(w.graph, device), dict(w.weights))
-    trainer.run(w.data, epochs)
-    return len(trainer.history.series("loss"))
+    session = train_in_memory(w.program, w.train, TorchEngine(device), w.data,
+                              {w.graph.name: dict(w.weights)}, epochs)
+    return len(session.history.series("loss"))
 
 
 def nndsl_train(w: Workload, epochs: int, device: str, runs: Path,

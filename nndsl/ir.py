@@ -149,6 +149,10 @@ class Phase:
     loss: Graph | None = None
     freeze: tuple[str, ...] = ()
     span: Span | None = field(default=None, compare=False)
+    spans: tuple[tuple[str, Span], ...] = field(default=(), compare=False)  # where each is set
+
+    def where(self, key: str) -> Span | None:
+        return dict(self.spans).get(key, self.span)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,9 +169,14 @@ class TrainSpec:
     loss: Graph | None = None
     phases: tuple[Phase, ...] = ()
     span: Span | None = field(default=None, compare=False)
+    spans: tuple[tuple[str, Span], ...] = field(default=(), compare=False)  # where each is set
 
     def get(self, key: str, default: Any = None) -> Any:
         return dict(self.settings).get(key, default)
+
+    def where(self, key: str) -> Span | None:
+        """Where setting `key` (or `loss`) is written, else the block."""
+        return dict(self.spans).get(key, self.span)
 
 
 @dataclass(frozen=True, slots=True)

@@ -246,7 +246,7 @@ def load(path: str | Path, text: str | None = None) -> tuple[Program, SourceMap]
 
 
 def _load(path: Path, text: str | None, sources: SourceMap) -> Program:
-    from nndsl.train import lower_train
+    from nndsl.lower_train import lower_train
 
     sink = ErrorSink()
     loader = Loader(sources, sink)
@@ -275,6 +275,11 @@ def _load(path: Path, text: str | None, sources: SourceMap) -> Program:
         _guard(sink, lower)
         if spec is not None:
             trains.append(spec)
+    if len(by_name) == len(defs.main_models):  # a failed model has reported its own errors
+        from nndsl.training.validate import validate_train
+
+        for spec in trains:
+            _guard(sink, lambda spec=spec: validate_train(spec, by_name, sink))
     if not defs.main_models and not sink.errors:
         start = Span(os.path.normpath(path), 1, 1, 1, 2)  # the file as a whole: its start
         sink.add(NndslError("this spec defines no model", start,

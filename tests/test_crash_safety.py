@@ -17,11 +17,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from nndsl import checkpoint
 from nndsl.cli import main
 from nndsl.errors import NndslError
-from nndsl.train_run import Checkpointer
-from nndsl.trainer import Position, Trainer
+from nndsl.training import checkpoint
+from nndsl.training.run import Checkpointer
+from nndsl.training.session import Position
+from nndsl.training.trainers.backprop import BackpropLoop
 
 from .conftest import ROOT
 
@@ -153,38 +154,42 @@ def test_ctrl_c_mid_epoch_checkpoints_that_step(tmp_path: Path,
     """The stop lands after step 17, inside epoch 1: the checkpoint holds that exact position."""
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
     assert main(_args(whole)) == 0
-    update = Trainer.update
+    update = BackpropLoop.update
 
-    def update_then_interrupt(self: Trainer, *args: object) -> float:
+    def update_then_interrupt(self: BackpropLoop, *args: object) -> float:
         loss = update(self, *args)  # type: ignore[arg-type]
-        if self.step == 17:
+        if self.s.step == 17:
             signal.raise_signal(signal.SIGINT)
         return loss
 
-    monkeypatch.setattr(Trainer, "update", update_then_interrupt)
+    monkeypatch.setattr(BackpropLoop, "update", update_then_interrupt)
     assert main(_args(stopped)) == 130
     assert "stopped at epoch 1, step 17: checkpoint written" in capsys.readouterr().err
     meta = checkpoint.load(stopped / checkpoint.NAME).meta
-    assert (meta["epoch"], meta["batch"], meta["step"], len(meta["losses"])) == (0, 17, 17, 17)
+    record = meta["record"]
+    assert (meta["epoch"], record["batch"], meta["step"], len(record["losses"])) == \
+        (0, 17, 17, 17)
     assert not (stopped / "weights.npz").exists()
     assert (stopped / "metrics.csv").exists()
-    monkeypatch.setattr(Trainer, "update", update)
+    monkeypatch.setattr(BackpropLoop, "update", update)
     assert main(["train", "--resume", str(stopped), "--quiet"]) == 0
     _assert_same_run(whole, stopped)
 
 
 def test_epoch_checkpoints_are_rate_limited_but_phase_ends_and_stops_are_not(
         tmp_path: Path) -> None:
-    trainer = SimpleNamespace(weights={"w": np.ones(2)}, step=0, history=SimpleNamespace(rows=[]))
-    hook = Checkpointer(tmp_path, trainer, {"backend": "numpy"}, every=3600.0)  # type: ignore[arg-type]
+    session = SimpleNamespace(weights={"m": {"w": np.ones(2)}}, step=0,
+                              history=SimpleNamespace(rows=[]))
+    hook = Checkpointer(tmp_path, session, {"backend": "numpy"}, every=3600.0)  # type: ignore[arg-type]
     epochs = []
     for epoch in range(1, 4):
-        trainer.step = 10 * epoch
-        hook(Position(0, epoch, {}, None), must=False)
+        session.step = 10 * epoch
+        hook(Position(0, epoch, {"rng": None}), must=False)
         epochs.append(checkpoint_meta(tmp_path)["epoch"])
     assert epochs == [1, 1, 1]  # the first epoch's, until an hour has passed
-    hook(Position(0, 3, {}, None, batch=4), must=True)
-    assert (checkpoint_meta(tmp_path)["epoch"], checkpoint_meta(tmp_path)["batch"]) == (3, 4)
+    hook(Position(0, 3, {"rng": None, "batch": 4}), must=True)
+    meta = checkpoint_meta(tmp_path)
+    assert (meta["epoch"], meta["record"]["batch"]) == (3, 4)
 
 
 def checkpoint_meta(folder: Path) -> dict:

@@ -25,7 +25,7 @@ def test_every_user_facing_op_is_documented() -> None:
 
 
 def test_language_reference_mentions_every_train_setting() -> None:
-    from nndsl.train import SETTINGS
+    from nndsl.lower_train import SETTINGS
 
     text = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
     for key in [*SETTINGS, "loss", "target", "phase"]:

@@ -70,8 +70,8 @@ def test_torch_engine_gives_the_same_step_without_the_closed_form(
             for w in graph.weights if w.role == "weight"}
 
     def step() -> tuple[float, dict[str, Any]]:
-        loss, grads, _ = TorchEngine(graph, "cpu").loss_and_grad(train.loss, feeds, weights, (),
-                                                                 7, regs)
+        loss, grads, _ = TorchEngine("cpu").loss_and_grad(graph, train.loss, feeds, weights, (),
+                                                          7, regs)
         return loss, grads
 
     closed = step()

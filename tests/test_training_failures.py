@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from nndsl.backends.numpy.engine import NumpyEngine
 
-from nndsl import checkpoint, files
+from nndsl import files
 from nndsl.cli import main
-from nndsl.trainer import NumpyEngine
+from nndsl.training import checkpoint
 
 from .conftest import ROOT
 
@@ -49,7 +50,7 @@ def test_an_exploding_loss_keeps_the_last_good_checkpoint(tmp_path: Path, write_
     assert "or add `clip = norm(1.0)`" in err and "RuntimeWarning" not in err
     saved = checkpoint.load(run_dir / checkpoint.NAME)
     assert f"the last good checkpoint (epoch {saved.meta['epoch']}" in err
-    assert all(np.isfinite(w).all() for w in saved.weights.values())
+    assert all(np.isfinite(w).all() for ws in saved.weights.values() for w in ws.values())
     assert not (run_dir / "weights.npz").exists()
     assert (run_dir / "metrics.csv").exists()
 
@@ -71,7 +72,7 @@ class PoisonedEngine(NumpyEngine):
 def test_a_non_finite_gradient_with_a_finite_loss_names_the_weight(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr("nndsl.train_run.NumpyEngine", PoisonedEngine)
+    monkeypatch.setattr("nndsl.backends.numpy.engine.NumpyEngine", PoisonedEngine)
     code = main(["train", str(ROOT / "specs" / "xor.nn"), "--backend", "numpy", "--run-dir",
                  str(tmp_path / "run"), "--quiet"])
     err = capsys.readouterr().err

@@ -18,7 +18,6 @@ from nndsl.backends.numpy.prims import make_numpy_prims
 import nndsl.data.builtin as builtin_data
 import nndsl.ops.optimizers  # noqa: F401  (registrations)
 import nndsl.ops.schedules  # noqa: F401
-import nndsl.ops.trainers as trainers
 from nndsl.errors import NndslError
 from nndsl.ops.registry import get
 
@@ -763,77 +762,3 @@ def test_npz_errors(tmp_path: Path) -> None:
     np.save(tmp_path / "one.npy", np.zeros(3))
     with pytest.raises(NndslError, match=r"\.npy"):
         get("npz", "data").compute(tmp_path, path="one.npy")
-
-
-# --- trainers ----------------------------------------------------------------------------------
-
-
-def trainer(name: str, **params: Any) -> Any:
-    return get(name, "trainer").compute(**params)
-
-
-def test_trainer_configs_are_frozen_dataclasses() -> None:
-    assert trainer("backprop") == trainers.Backprop()
-    gan = trainer("adversarial", generator="G", discriminator="D", k=2)
-    assert (gan.generator, gan.discriminator, gan.k, gan.generator_loss) == ("G", "D", 2,
-                                                                              "non_saturating")
-    assert trainer("contrastive_divergence", k=3).k == 3
-    with pytest.raises(AttributeError):
-        gan.k = 5  # type: ignore[misc]
-    z = gan.sample_prior(np.random.default_rng(0), (1000, 4))
-    assert z.shape == (1000, 4) and z.dtype == np.float32 and abs(z.std() - 1) < 0.05
-    u = trainer("adversarial", generator="G", discriminator="D", prior="uniform")
-    assert np.abs(u.sample_prior(np.random.default_rng(0), (100,))).max() <= 1.0
-
-
-@pytest.mark.parametrize(("name", "params", "word"), [
-    ("adversarial", {"generator": "G", "discriminator": "G"}, "discriminator"),
-    ("adversarial", {"generator": "G", "discriminator": "D", "k": 0}, "k"),
-    ("contrastive_divergence", {"k": 0}, "k"),
-    ("anneal", {"t0": 0.0}, "t0"),
-    ("evolve", {"population": 1}, "population"),
-    ("evolve", {"population": 8, "elite": 8}, "elite"),
-    ("evolve", {"sigma": 0.0}, "sigma"),
-])
-def test_trainer_rejects_bad_params(name: str, params: dict, word: str) -> None:
-    with pytest.raises(NndslError, match=word):
-        trainer(name, **params)
-
-
-def test_hebbian_storage_rule() -> None:
-    patterns = np.array([[1, -1, 1, -1], [1, 1, -1, -1]], dtype=float)
-    weight, bias = trainer("hebbian").store(patterns)
-    want = (np.outer(patterns[0], patterns[0]) + np.outer(patterns[1], patterns[1])) / 2
-    np.fill_diagonal(want, 0)
-    np.testing.assert_array_equal(weight, want)
-    np.testing.assert_array_equal(bias, 0)
-    raw, mean_bias = trainer("hebbian", normalize=False, zero_diagonal=False,
-                             bias="mean_activity").store(patterns)
-    np.testing.assert_array_equal(np.diag(raw), [2, 2, 2, 2])
-    np.testing.assert_array_equal(mean_bias, [1, 0, 0, -1])
-
-
-def test_annealing_temperatures_acceptance_and_steps() -> None:
-    boltzmann = trainer("anneal", t0=1.0, cooling="boltzmann")
-    cauchy = trainer("anneal", t0=1.0)
-    assert [boltzmann.temperature(t) for t in (1, 2, 3)] == pytest.approx(
-        [1.4427, 0.9102, 0.7213], abs=1e-4)  # PROC-04 (derived values)
-    assert [cauchy.temperature(t) for t in (1, 2, 3)] == pytest.approx([0.5, 1 / 3, 0.25])
-    assert cauchy.accept(-1.0, 1, 0.999) and not cauchy.accept(1.0, 1, 0.2)
-    assert cauchy.accept(1.0, 1, math.exp(-2.0) - 1e-9)  # P = exp(-c / (k T)), T = 0.5
-    rng = np.random.default_rng(0)
-    steps = trainer("anneal", t0=4.0, rho=0.5).step(rng, (100_000,), 1)
-    assert np.median(np.abs(steps)) == pytest.approx(0.5 * 2.0, rel=0.03)  # rho T tan(pi/4)
-    gauss = boltzmann.step(rng, (100_000,), 1)
-    assert np.var(gauss) == pytest.approx(boltzmann.temperature(1) ** 2 / 2, rel=0.03)
-
-
-def test_evolve_keeps_the_elite_and_refills_the_population() -> None:
-    config = trainer("evolve", population=10, sigma=0.05, elite=3)
-    rng = np.random.default_rng(0)
-    genomes = rng.normal(size=(10, 4))
-    fitness = -np.arange(10.0)  # genome 0 is the fittest
-    nxt = config.next_generation(rng, genomes, fitness)
-    assert nxt.shape == (10, 4)
-    np.testing.assert_array_equal(nxt[:3], genomes[:3])
-    assert trainer("evolve").elite == 16

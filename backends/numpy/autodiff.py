@@ -31,6 +31,7 @@ from nndsl.backends.numpy.vjps import VJPS, sum_to
 from nndsl.interpreter import RunResult, run
 from nndsl.ir import Graph, TrainSpec
 from nndsl.prims import PRIMS
+from nndsl.training.core import run_loss, trainable
 
 
 class Var:
@@ -210,17 +211,6 @@ class Gradients:
     updates: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def trainable(graph: Graph, frozen: Iterable[str] = ()) -> list[str]:
-    """Names of the weights that get gradients: trainable, not buffers, not frozen.
-
-    `frozen` holds weight names (`enc.weight`) or layer labels (`enc`: all of its weights).
-    """
-    frozen = set(frozen)
-    return [w.name for w in graph.weights
-            if w.trainable and w.role != "buffer"
-            and w.name not in frozen and w.name.rsplit(".", 1)[0] not in frozen]
-
-
 def _leaves(arrays: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
     """`arrays` with the named ones turned into leaves."""
     names = set(names)
@@ -261,19 +251,6 @@ def grad(graph: Graph, feeds: Mapping[str, Any], weights: Mapping[str, Any], *,
     fvars = _leaves({n: feeds[n] for n, _ in graph.inputs}, inputs)
     result = run(graph, P, fvars, wvars)
     return _gradients(P, result.env[output], wvars, fvars, result, graph, cotangent)
-
-
-def run_loss(P: Any, model: Graph, loss: Graph, feeds: Mapping[str, Any],
-             weights: Mapping[str, Any]) -> tuple[Any, RunResult]:
-    """The model, then its loss graph, with table P: (loss value, the model's run).
-
-    The loss graph reads model values (inputs, bindings, outputs) by name, then targets from
-    `feeds`, then weights (a loss may name one, e.g. `contractive(code, enc.weight)`).
-    """
-    result = run(model, P, {n: feeds[n] for n, _ in model.inputs}, weights)
-    sources = (result.env, feeds, weights)
-    loss_feeds = {n: next(s[n] for s in sources if n in s) for n, _ in loss.inputs}
-    return run(loss, P, loss_feeds, weights).env[loss.outputs[0]], result
 
 
 def loss_graph(train: TrainSpec | Graph) -> Graph:

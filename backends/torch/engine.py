@@ -1,60 +1,87 @@
 """The torch training engine: the same graphs and update rules as the NumPy reference, run on
-torch tensors (CPU or CUDA) with autograd. Data lives on the device and is batched by index."""
+torch tensors (CPU or CUDA) with autograd. Data lives on the device and is batched by index.
+
+Random arrays come from a torch generator on the device, reseeded for every use; with
+`rng="reference"` they are drawn from the NumPy stream the reference engine uses (the same seed
+gives the same numbers) and moved to the device, so a run can be compared with NumPy's.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
-from nndsl.backends.numpy.autodiff import run_loss, trainable
 from nndsl.backends.torch.prims import make_torch_prims
 
 from nndsl import ops
-from nndsl.interpreter import run
+from nndsl.errors import NndslError
+from nndsl.interpreter import RunResult, run
 from nndsl.ir import Call, Graph
+from nndsl.training.core import run_loss, trainable
 
 
 def resolve_device(device: str) -> torch.device:
-    """`auto` picks CUDA when a GPU is usable, else the CPU."""
+    """`auto` picks CUDA when a GPU is usable, else the CPU; `cuda:N` must exist."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        from nndsl.errors import NndslError
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise NndslError(f"--device {device}: no CUDA device is available here",
+                             hint="use --device cpu or --device auto")
+        index = device.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise NndslError(f"--device {device}: this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s)",
+                             hint="devices count from cuda:0")
+    try:
+        return torch.device(device)
+    except RuntimeError as e:
+        raise NndslError(f"--device {device}: {e}") from None
 
-        raise NndslError("--device cuda: no CUDA device is available here",
-                         hint="use --device cpu or --device auto")
-    return torch.device(device)
+
+class _Stream:
+    """The source of a table's random draws: a torch generator, or a NumPy one (reference)."""
+
+    def __init__(self, device: torch.device, reference: bool) -> None:
+        self.reference = reference
+        self.torch = torch.Generator(device=device).manual_seed(0)
+        self.numpy = np.random.default_rng(0)
+
+    def reseed(self, seed: int) -> None:
+        if self.reference:
+            self.numpy = np.random.default_rng(seed)
+        else:
+            self.torch.manual_seed(seed)
 
 
 class TorchEngine:
     """Gradients by torch autograd over the interpreter's torch table."""
 
-    def __init__(self, model: Graph, device: str = "auto") -> None:
-        self.model = model
+    name = "torch"
+
+    def __init__(self, device: str = "auto", rng: str = "device") -> None:
         self.device = resolve_device(device)
-        self.P = make_torch_prims(training=True, generator=self._generator(0), device=self.device)
-        # one table per mode, made once: a step only reseeds the generator of its forward pass
-        self._step_rng = self._generator(0)
-        self._step_P = make_torch_prims(training=True, generator=self._step_rng,
-                                        device=self.device)
-        self._inference_P = make_torch_prims(training=False, device=self.device)
-        self._trainable: dict[tuple[str, ...], list[str]] = {}
+        # one training table, made once: a use only reseeds its stream
+        self._stream = _Stream(self.device, rng == "reference")
+        source = (lambda: self._stream.numpy) if self._stream.reference else None
+        self._step_P = make_torch_prims(training=True, generator=self._stream.torch,
+                                        device=self.device, numpy_source=source)
+        self.P = make_torch_prims(training=False, device=self.device)
+        self._trainable: dict[tuple[str, tuple[str, ...]], list[str]] = {}
         self._rules: dict[Call, tuple[Any, Any, dict[str, Any]]] = {}
         self._index: tuple[Any, Any] = (None, None)  # the last batch index, and on the device
 
-    def _generator(self, seed: int) -> torch.Generator:
-        return torch.Generator(device=self.device).manual_seed(seed)
+    def to_backend(self, arrays: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v if isinstance(v, torch.Tensor) and v.device == self.device
+                else torch.as_tensor(np.asarray(v)).to(self.device) for k, v in arrays.items()}
 
-    def to_backend(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-        return {k: torch.as_tensor(np.asarray(v)).to(self.device) for k, v in arrays.items()}
-
-    def to_numpy(self, arrays: dict[str, Any]) -> dict[str, np.ndarray]:
+    def to_numpy(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
         return {k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
                 for k, v in arrays.items()}
 
-    def to_backend_state(self, state: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def to_backend_state(self, state: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         return {k: {key: torch.as_tensor(v).to(self.device) if isinstance(v, np.ndarray) else v
                     for key, v in s.items()} for k, s in state.items()}
 
@@ -63,31 +90,36 @@ class TorchEngine:
             self._index = (index, torch.as_tensor(index, device=self.device))
         return array[self._index[1]]
 
-    def loss_and_grad(self, loss: Graph, feeds: dict[str, Any], weights: dict[str, Any],
-                      frozen: tuple[str, ...], seed: int,
-                      penalties: dict[str, list[Call]] | None = None) -> tuple[float, dict, dict]:
+    def table(self, seed: int) -> Any:
+        self._stream.reseed(seed)
+        return self._step_P
+
+    def run(self, graph: Graph, feeds: Mapping[str, Any], weights: Mapping[str, Any], *,
+            training: bool = False, seed: int = 0) -> RunResult:
+        P = self.table(seed) if training else self.P
+        with torch.no_grad():
+            return run(graph, P, feeds, weights)
+
+    def loss_and_grad(self, model: Graph, loss: Graph, feeds: Mapping[str, Any],
+                      weights: Mapping[str, Any], frozen: tuple[str, ...], seed: int,
+                      penalties: Mapping[str, list[Call]] | None = None
+                      ) -> tuple[float, dict[str, Any], dict[str, Any]]:
         """The loss's gradient by autograd. A penalty whose regularizers give their gradient in
         closed form is added outside autograd, as torch's weight_decay is (on the graph it cost
         more than the rest of a small model's backward pass); any other is taken on the same
         backward pass. A penalty reads one weight, so each gradient is the reference's sum of
         loss gradient and penalty gradient."""
-        self._step_rng.manual_seed(seed)  # the same stream as a fresh generator of that seed
-        names = self._trainable.get(frozen)
+        P = self.table(seed)
+        names = self._trainable.get((model.name, frozen))
         if names is None:
-            names = self._trainable[frozen] = trainable(self.model, frozen)
+            names = self._trainable[(model.name, frozen)] = trainable(model, frozen)
         regs = {k: calls for k, calls in (penalties or {}).items() if k in names}
         traced = {k for k, calls in regs.items() if not all(self._rule(c)[1] for c in calls)}
         leaves = {k: v.detach().requires_grad_(True) if k in names else v
                   for k, v in weights.items()}
-        value, result = run_loss(self._step_P, self.model, loss, feeds, leaves)
+        value, result = run_loss(P, model, loss, feeds, leaves)
         taken = {k: self._penalty(regs[k], leaves[k]) for k in regs if k in traced}
-        roots = [t for t in (value, *taken.values())
-                 if isinstance(t, torch.Tensor) and t.requires_grad]
-        grads: Any = [None] * len(names)
-        if roots and names:  # else nothing trainable reaches the loss
-            grads = torch.autograd.grad(roots, [leaves[k] for k in names], allow_unused=True)
-        out = {k: g if g is not None else torch.zeros_like(leaves[k])
-               for k, g in zip(names, grads, strict=True)}
+        out = self._grads([value, *taken.values()], leaves, names)
         total = _float(value)
         with torch.no_grad():
             for k, calls in regs.items():  # the reference's order, summed in float64
@@ -95,6 +127,25 @@ class TorchEngine:
                 if k not in traced:
                     out[k] = out[k] + self._penalty(calls, weights[k], part=1)
         return total, out, {k: v.detach() for k, v in result.updates.items()}
+
+    def value_and_grad(self, fn: Callable[[Any, dict[str, Any]], Any],
+                       weights: Mapping[str, Any], wrt: list[str], seed: int
+                       ) -> tuple[float, dict[str, Any]]:
+        P = self.table(seed)
+        leaves = {k: v.detach().requires_grad_(True) if k in wrt else v
+                  for k, v in weights.items()}
+        value = fn(P, leaves)
+        return _float(value), self._grads([value], leaves, wrt)
+
+    def _grads(self, roots: list[Any], leaves: Mapping[str, Any],
+               names: list[str]) -> dict[str, Any]:
+        """d(sum of roots)/d leaf for each named leaf; zeros where nothing reaches it."""
+        roots = [t for t in roots if isinstance(t, torch.Tensor) and t.requires_grad]
+        grads: Any = [None] * len(names)
+        if roots and names:  # else nothing trainable reaches the value
+            grads = torch.autograd.grad(roots, [leaves[k] for k in names], allow_unused=True)
+        return {k: g if g is not None else torch.zeros_like(leaves[k])
+                for k, g in zip(names, grads, strict=True)}
 
     def _rule(self, call: Call) -> tuple[Any, Any, dict[str, Any]]:
         """A regularizer call's (penalty, closed-form gradient or None, hyper-parameters)."""
@@ -108,7 +159,7 @@ class TorchEngine:
         """The penalty on w (part 0) or its closed-form gradient (part 1), summed over calls."""
         return _added(self._rule(c)[part](self.P, w, **self._rule(c)[2]) for c in calls)
 
-    def nonfinite(self, arrays: dict[str, Any]) -> str | None:
+    def nonfinite(self, arrays: Mapping[str, Any]) -> str | None:
         """One concatenation, one sum and one device sync for all arrays (of one dtype); only
         when that finds a NaN or infinity are they looked at one by one, for the name."""
         values = list(arrays.values())
@@ -116,11 +167,15 @@ class TorchEngine:
             return None
         return next((k for k, v in arrays.items() if not _finite([v])), None)
 
-    def predict(self, feeds: dict[str, np.ndarray], weights: dict[str, Any]) -> dict[str, Any]:
-        inputs = self.to_backend({n: feeds[n] for n, _ in self.model.inputs})
+    def predict(self, model: Graph, feeds: Mapping[str, np.ndarray],
+                weights: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        inputs = self.to_backend({n: feeds[n] for n, _ in model.inputs})
         with torch.no_grad():
-            result = run(self.model, self._inference_P, inputs, weights)
+            result = run(model, self.P, inputs, weights)
         return self.to_numpy(result.env)
+
+    def scalar(self, x: Any) -> float:
+        return _float(x)
 
 
 def _finite(values: list[torch.Tensor]) -> bool:

@@ -118,8 +118,11 @@ def make_torch_prims(
     training: bool = False,
     generator: torch.Generator | None = None,
     device: str | torch.device = "cpu",
+    numpy_source: Callable[[], np.random.Generator] | None = None,
 ) -> SimpleNamespace:
-    """A torch primitive table; `generator` seeds the training-mode random primitives."""
+    """A torch primitive table; `generator` seeds the training-mode random primitives, unless
+    `numpy_source` gives the NumPy generator to draw them from instead (the reference stream:
+    the same draws as the NumPy table, moved to the device)."""
     dev = torch.device(device)
     h = _make_tensor_helpers(dev)
     tensor, promote = h.tensor, h.promote
@@ -267,12 +270,20 @@ def make_torch_prims(
         idx = torch.sort(order.narrow(axis, 0, k), dim=axis).values
         return torch.gather(x, axis, idx)
 
+    def from_numpy(draw: Callable[[tuple[int, ...]], np.ndarray], x: torch.Tensor) -> Any:
+        array = draw(tuple(x.shape)).astype(str(x.dtype).removeprefix("torch."))
+        return torch.as_tensor(array).to(x.device)
+
     def random_uniform_like(x: Any) -> torch.Tensor:
         x = tensor(x)
+        if numpy_source is not None:
+            return from_numpy(numpy_source().random, x)
         return torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
 
     def random_normal_like(x: Any) -> torch.Tensor:
         x = tensor(x)
+        if numpy_source is not None:
+            return from_numpy(numpy_source().standard_normal, x)
         return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
 
     return SimpleNamespace(

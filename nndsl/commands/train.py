@@ -12,11 +12,18 @@ from nndsl.commands._common import load_spec, print_error
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", metavar="SPEC", nargs="?")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
-    parser.add_argument("--backend", choices=["torch", "numpy"], default="torch",
-                        help="torch (default): PyTorch on CPU or GPU; numpy: the pure-NumPy "
-                        "reference trainer")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                        help="torch backend: auto picks CUDA when present")
+    from nndsl.backend import RNG_MODES, default_backend, training_backends
+
+    known = training_backends()
+    parser.add_argument("--backend", choices=list(known), default=None,
+                        help="; ".join(f"{name}: {b.summary}" for name, b in known.items())
+                        + f" (default {default_backend()})")
+    parser.add_argument("--device", default="auto", metavar="DEVICE",
+                        help="auto (CUDA when present, else the CPU), cpu, cuda or cuda:N")
+    parser.add_argument("--rng", choices=RNG_MODES, default="device",
+                        help="device (default): each backend draws dropout masks, noise and "
+                        "samples from its own generator; reference: from the NumPy stream, "
+                        "so torch repeats the NumPy run's numbers")
     parser.add_argument("--epochs", type=int, help="override the number of epochs")
     parser.add_argument("--steps", type=int, help="train this many steps (metrics per step)")
     parser.add_argument("--run-dir", help="where to write the run (default runs/MODEL-TIME/)")
@@ -31,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nndsl.errors import NndslError
-    from nndsl.train_run import train_spec
-    from nndsl.trainer import Interrupted
+    from nndsl.training.run import resume_run, train_spec
+    from nndsl.training.session import Interrupted
 
     sources = None
     if args.resume is None and args.spec is None:
@@ -41,15 +48,13 @@ def run(args: argparse.Namespace) -> int:
     run_dir = args.resume or args.run_dir
     try:
         if args.resume is not None:
-            from nndsl.train_run import resume_run
-
             print(f"trained model written to {resume_run(args.resume, args.quiet)}")
             return EXIT_OK
         program, sources = load_spec(args.spec)
         run_dir = train_spec(program, args.spec, backend=args.backend, epochs=args.epochs,
                              steps=args.steps, run_dir=args.run_dir, model=args.model,
-                             quiet=args.quiet, device=args.device, overwrite=args.overwrite,
-                             checkpoint_every=args.checkpoint_every)
+                             quiet=args.quiet, device=args.device, rng=args.rng,
+                             overwrite=args.overwrite, checkpoint_every=args.checkpoint_every)
     except NndslError as e:
         print_error(e, sources or getattr(e, "sources", None), args.spec)
         return EXIT_ERRORS

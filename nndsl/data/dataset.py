@@ -101,12 +101,12 @@ def _integral(name: str, array: np.ndarray, spec: TrainSpec) -> None:
                          expected="whole numbers", received=f"{array[at]} at index {at}")
 
 
-def index_bounds(graph: Graph, spec: TrainSpec) -> dict[str, tuple[int, Node]]:
+def index_bounds(graphs: list[Graph], spec: TrainSpec,
+                 fed: set[str]) -> dict[str, tuple[int, Node]]:
     """Data arrays read as indices (class labels, token ids): name -> (bound, the reader)."""
-    fed = {*dict(graph.inputs), *dict(spec.targets)}
     out: dict[str, tuple[int, Node]] = {}
     losses = [spec.loss, *(phase.loss for phase in spec.phases)]
-    for g in [graph, *(loss for loss in losses if loss is not None)]:
+    for g in [*graphs, *(loss for loss in losses if loss is not None)]:
         types = g.types()
         for node in g.nodes:
             opdef = ops.OPS.get(node.op)
@@ -137,9 +137,10 @@ def _in_range(name: str, array: np.ndarray, bound: int, node: Node, spec: TrainS
                          received=f"{array[at]} at index {at}", hint=hint)
 
 
-def bind(graph: Graph, spec: TrainSpec, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The arrays for the model's inputs and the block's targets, checked, by name."""
-    wanted = {**dict(graph.inputs), **dict(spec.targets)}
+def bind(wanted: dict[str, TensorType], graphs: list[Graph], spec: TrainSpec,
+         arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays the trainers read (the model's inputs and the block's targets, for
+    backprop), checked, by name; `graphs` are the models that read them."""
     missing = [n for n in wanted if n not in arrays]
     if missing:
         raise NndslError(f"the data has no array for {', '.join(map(repr, missing))}",
@@ -148,7 +149,7 @@ def bind(graph: Graph, spec: TrainSpec, arrays: dict[str, np.ndarray]) -> dict[s
                          hint="name inputs and targets after the data's arrays, or map them: "
                          'npz("f.npz", x="X", y="labels")')
     bound = {n: _check(n, np.asarray(arrays[n]), ty, n, spec) for n, ty in wanted.items()}
-    for name, (limit, node) in index_bounds(graph, spec).items():
+    for name, (limit, node) in index_bounds(graphs, spec, set(wanted)).items():
         _in_range(name, bound[name], limit, node, spec)
     rows = {n: len(a) for n, a in bound.items()}
     if len(set(rows.values())) > 1:
@@ -171,6 +172,7 @@ def split(arrays: dict[str, np.ndarray], fraction: float, seed: int) -> Dataset:
                    {k: v[val] for k, v in arrays.items()} if held else {})
 
 
-def load_dataset(graph: Graph, spec: TrainSpec, base_dir: Path) -> Dataset:
-    arrays = bind(graph, spec, load_arrays(spec, base_dir))
+def load_dataset(wanted: dict[str, TensorType], graphs: list[Graph], spec: TrainSpec,
+                 base_dir: Path) -> Dataset:
+    arrays = bind(wanted, graphs, spec, load_arrays(spec, base_dir))
     return split(arrays, spec.get("split", 0.0), spec.get("seed", 0))

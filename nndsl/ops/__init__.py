@@ -15,7 +15,6 @@ from nndsl.ops import (  # noqa: F401  (imported for their registrations)
     regularizers,
     schedules,
     stopping,
-    trainers,
 )
 from nndsl.ops.registry import OPS, TABLES, OpDef, all_ops, get, names
 

@@ -30,6 +30,7 @@ LAYER_LIKE = frozenset({"activation", "layer"})
 
 Weight = Annotated[Any, "weight"]  # a tensor owned by the layer (kernel, bias, ...)
 Label = Annotated[str, "label"]  # a reference to a labelled layer (`tied=enc`)
+ModelName = Annotated[str, "model"]  # a model of the spec (`adversarial(generator=G)`)
 Init = Annotated[Call, "initializer"]
 Regularizer = Annotated[Call, "regularizer"]
 Constraint = Annotated[Call, "constraint"]
@@ -137,6 +138,18 @@ def _need_floats(name: str, inputs: tuple[TensorType, ...]) -> None:
 
 TABLES: dict[str, dict[str, OpDef]] = {}  # namespace -> name -> op
 OPS: dict[str, OpDef] = TABLES.setdefault("tensor", {})  # the ops graph nodes can apply
+# Kinds registered by packages that themselves build on the ops (trainers use the training
+# session, which uses the ops): imported the first time their kind is looked up.
+PROVIDERS: dict[str, str] = {"trainer": "nndsl.training.trainers"}
+
+
+def _provide(*kinds: str) -> None:
+    for kind in kinds or tuple(PROVIDERS):
+        module = PROVIDERS.pop(kind, None)
+        if module is not None:
+            import importlib
+
+            importlib.import_module(module)
 
 
 def namespace(kind: str) -> str:
@@ -146,11 +159,13 @@ def namespace(kind: str) -> str:
 
 
 def table(kind: str) -> dict[str, OpDef]:
+    _provide(kind)
     return TABLES.setdefault(namespace(kind), {})
 
 
 def all_ops() -> list[OpDef]:
     """Every registered op of every kind."""
+    _provide()
     return [d for t in TABLES.values() for d in t.values()]
 
 
@@ -212,6 +227,7 @@ def get(name: str, kinds: tuple[str, ...] | str | None = None, span: Span | None
         return OPS[name]
     if isinstance(kinds, str):
         kinds = (kinds,)
+    _provide(*(kinds or ()))
     spaces = {namespace(k) for k in kinds} if kinds else {"tensor"}
     opdef = next((TABLES[s][name] for s in sorted(spaces) if name in TABLES.get(s, {})), None)
     if opdef is None:  # a known name of another kind: say which
@@ -244,6 +260,8 @@ def describe(annotation: Any) -> str:
     meta = _meta(annotation)
     if meta == "label":
         return "a layer label"
+    if meta == "model":
+        return "a model name"
     if meta == "names":
         return 'NAME="value" pairs'
 

@@ -131,7 +131,7 @@ def _coerce_scalar(expr: ast.Expr, ann: Any, consts: Consts | None) -> Any:
 
 def _coerce_annotated(expr: ast.Expr, ann: Any, consts: Consts | None) -> Any:
     base, meta = get_args(ann)[0], ann.__metadata__[0]
-    if meta == "label":
+    if meta in ("label", "model"):
         if isinstance(expr, ast.Name) and expr.id not in BOOLS:
             return expr.id
         raise Mismatch

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nndsl.ir import TensorType
+from nndsl.lower_train import PHASE_ONLY_FORBIDDEN, SETTINGS
 from nndsl.ops.registry import OPS
-from nndsl.train import PHASE_ONLY_FORBIDDEN, SETTINGS
 
 from .blocks import activation
 from .models import ModelGen

@@ -99,6 +99,9 @@ def draw_value(d: Drawer, ann: Any, name: str, ctx: Context) -> Arg:
     if meta == "label":
         label = d.pick(ctx.labels) if ctx.labels else "nolabel"
         return Arg(label, label, bool(ctx.labels))
+    if meta == "model":  # generated specs name their models m1, m2
+        model = d.pick(("m1", "m2", "nomodel"))
+        return Arg(model, model, model != "nomodel")
     if meta == "weight":
         value = d.pick(NUMBERS)
         return Arg(number_text(value), value)

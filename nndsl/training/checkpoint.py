@@ -1,9 +1,10 @@
-"""Checkpoints: one .npz file, written atomically after every epoch, read without pickle.
+"""Checkpoints: one .npz file, written atomically, read without pickle.
 
-It holds the weights (`w::NAME`), the optimizer state (`s::WEIGHT::KEY`) and a JSON record
-(`meta`): where training stands (stage, epoch, step), the batch-order generator's state, the
-metrics so far and how the run was started — everything `nndsl train --resume` needs to continue
-exactly where it stopped.
+It holds the weights of every model the run trains (`w::MODEL::NAME`), the trainer's state
+arrays by slot (`s::SLOT::KEY`: optimizer moments per weight, a persistent Gibbs chain) and a
+JSON record (`meta`): where training stands (stage, epoch, step), the trainer's own record
+(generator states, the batch reached), the metrics so far and how the run was started —
+everything `nndsl train --resume` needs to continue exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -20,15 +21,15 @@ import numpy as np
 from nndsl.errors import NndslError
 from nndsl.files import atomic_write
 from nndsl.ir import NUMPY_DTYPE, WeightDecl
-from nndsl.trainer import Position
+from nndsl.training.session import Position
 
-FORMAT = "nndsl-checkpoint-1"
+FORMAT = "nndsl-checkpoint-2"
 NAME = "checkpoint.npz"
 
 
 @dataclass
 class Checkpoint:
-    weights: dict[str, np.ndarray]
+    weights: dict[str, dict[str, np.ndarray]]  # model -> weight name -> array
     state: dict[str, dict[str, Any]]
     meta: dict[str, Any]
 
@@ -39,10 +40,11 @@ def _array(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def save(path: Path, weights: dict[str, Any], state: dict[str, dict[str, Any]],
+def save(path: Path, weights: dict[str, dict[str, Any]], state: dict[str, dict[str, Any]],
          meta: dict[str, Any]) -> None:
     """Write to a temporary file, flush it to disk, then rename over the old checkpoint."""
-    arrays = {f"w::{k}": _array(v) for k, v in weights.items()}
+    arrays = {f"w::{model}::{k}": _array(v) for model, ws in weights.items()
+              for k, v in ws.items()}
     scalars = []
     for wname, entries in state.items():
         for key, value in entries.items():
@@ -72,7 +74,11 @@ def load(path: Path) -> Checkpoint:
         raise NndslError(f"{path} is not an nndsl checkpoint", expected=FORMAT,
                          received=str(meta.get("format") if isinstance(meta, dict) else meta))
     _check_meta(path, meta)
-    weights = {k[3:]: v for k, v in arrays.items() if k.startswith("w::")}
+    weights: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in arrays.items():
+        if key.startswith("w::"):
+            model, _, name = key[3:].partition("::")
+            weights.setdefault(model, {})[name] = value
     state: dict[str, dict[str, Any]] = {}
     scalars = set(meta.get("scalars", ()))
     for key, value in arrays.items():
@@ -85,10 +91,13 @@ def load(path: Path) -> Checkpoint:
 
 # The record's fields and their types: a checkpoint is data from disk and is checked like any.
 META: dict[str, type | tuple[type, ...]] = {
-    "model": str, "backend": str, "device": str, "base_dir": str, "epochs": (int, type(None)),
-    "steps": (int, type(None)), "stage": int, "epoch": int, "step": int, "batch": int,
-    "rng": (dict, type(None)), "losses": list, "history": list, "scalars": list,
+    "model": str, "backend": str, "device": str, "rng_mode": str, "base_dir": str,
+    "epochs": (int, type(None)), "steps": (int, type(None)), "stage": int, "epoch": int,
+    "step": int, "record": dict, "history": list, "scalars": list,
 }
+# The fields of a trainer's record that the epoch loops read, and their types.
+RECORD: dict[str, type | tuple[type, ...]] = {"rng": (dict, type(None)), "batch": int,
+                                              "losses": list}
 
 
 def _check_meta(path: Path, meta: dict[str, Any]) -> None:
@@ -99,24 +108,33 @@ def _check_meta(path: Path, meta: dict[str, Any]) -> None:
             raise NndslError(f"{path} is damaged: its record's '{key}' is {value!r}",
                              expected=" or ".join(t.__name__ for t in names),
                              hint="start the run again; checkpoints are written by nndsl only")
-    if meta["backend"] not in ("numpy", "torch") or min(meta["stage"], meta["epoch"],
-                                                        meta["step"], meta["batch"]) < 0:
+    for key, kind in RECORD.items():
+        value = meta["record"].get(key)
+        if key in meta["record"] and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise NndslError(f"{path} is damaged: its trainer record's '{key}' is {value!r}",
+                             hint="start the run again; checkpoints are written by nndsl only")
+    from nndsl.backend import training_backends
+
+    batch = meta["record"].get("batch", 0)
+    if meta["backend"] not in training_backends() or min(meta["stage"], meta["epoch"],
+                                                         meta["step"], batch) < 0:
         raise NndslError(f"{path} is damaged: backend {meta['backend']!r}, stage "
                          f"{meta['stage']}, epoch {meta['epoch']}, step {meta['step']}")
 
 
-def check_weights(saved: Checkpoint, declared: Sequence[WeightDecl]) -> None:
-    """The checkpoint's weights must be the spec's: same names, shapes and dtypes."""
+def check_weights(saved: Checkpoint, model: str, declared: Sequence[WeightDecl]) -> None:
+    """The checkpoint's weights of `model` must be the spec's: same names, shapes, dtypes."""
     names = {w.name for w in declared}
-    missing = sorted(names - set(saved.weights))
-    extra = sorted(set(saved.weights) - names)
+    have = saved.weights.get(model, {})
+    missing = sorted(names - set(have))
+    extra = sorted(set(have) - names)
     if missing or extra:
         raise NndslError("the checkpoint's weights do not match the spec",
                          expected=", ".join(missing) or "no other weights",
                          received=", ".join(extra) or "none of them",
                          hint="resume with the spec.nn the run was started with")
     for w in declared:
-        got, dtype = saved.weights[w.name], np.dtype(NUMPY_DTYPE[w.dtype])
+        got, dtype = have[w.name], np.dtype(NUMPY_DTYPE[w.dtype])
         if got.shape != w.shape or got.dtype != dtype:
             raise NndslError(f"the checkpoint's weight '{w.name}' does not match the spec",
                              w.span, expected=f"{dtype}{list(w.shape)}",
@@ -127,5 +145,4 @@ def check_weights(saved: Checkpoint, declared: Sequence[WeightDecl]) -> None:
 def position(saved: Checkpoint) -> Position:
     """Where the checkpointed run stands, for the trainer."""
     meta = saved.meta
-    return Position(meta["stage"], meta["epoch"], saved.state, meta["rng"], meta["batch"],
-                    [float(x) for x in meta["losses"]])
+    return Position(meta["stage"], meta["epoch"], dict(meta["record"]), saved.state)

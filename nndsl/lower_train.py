@@ -42,7 +42,7 @@ RANGES: dict[str, tuple[Any, str]] = {
     "steps": (lambda v: v >= 1, "an integer >= 1"),
     "seed": (lambda v: v >= 0, "an integer >= 0"),
 }
-PHASE_ONLY_FORBIDDEN = ("data", "split", "seed", "trainer")
+PHASE_ONLY_FORBIDDEN = ("data", "split", "seed")
 
 
 def describe_setting(key: str) -> str:
@@ -87,8 +87,10 @@ class TrainLowerer:
             return None
 
     def settings(self, body: tuple, phase: bool) -> tuple[dict[str, Any], ast.Setting | None]:
-        """Check each setting; remembers where each was written in `self.spans`."""
+        """Check each setting; remembers where each was written in `self.spans` (and this
+        block's or phase's own in `self.local`)."""
         values: dict[str, Any] = {}
+        self.local: dict[str, Span] = {}
         loss: ast.Setting | None = None
         seen: dict[str, Span] = {}
         for stmt in body:
@@ -104,6 +106,7 @@ class TrainLowerer:
                 continue
             seen[stmt.name] = stmt.span
             self.spans[stmt.name] = stmt.value.span
+            self.local[stmt.name] = stmt.span
             if phase and stmt.name in PHASE_ONLY_FORBIDDEN:
                 self.sink.add(NndslError(f"'{stmt.name}' cannot change inside a phase", stmt.span,
                                          hint="set it once in the train block"))
@@ -197,6 +200,7 @@ def lower_train(tdef: ast.TrainDef, defs: Any, models: dict[str, Graph],
         return None
     low = TrainLowerer(tdef, model, sink)  # model None: it failed; still check the settings
     settings, loss_stmt = low.settings(tdef.body, phase=False)
+    block_spans = dict(low.local)
     if "freeze" in settings:
         low.guard(lambda: low.check_freeze(settings["freeze"], low.spans["freeze"]))
     loss = low.loss_graph(loss_stmt) if loss_stmt else None
@@ -207,15 +211,9 @@ def lower_train(tdef: ast.TrainDef, defs: Any, models: dict[str, Graph],
         where = low.spans.get("freeze", stmt.span)
         low.guard(lambda freeze=freeze, where=where: low.check_freeze(freeze, where))
         graph = low.loss_graph(phase_loss) if phase_loss else None
-        if graph is None and loss is None and phase_loss is None:
-            sink.add(NndslError(f"phase '{stmt.name}' has no loss", stmt.span,
-                                hint="set `loss = ...` in the phase or in the train block"))
         phases.append(Phase(stmt.name, tuple(phase_settings.items()), graph, tuple(freeze),
-                            stmt.span))
-    if loss_stmt is None and not phases and "trainer" not in settings:
-        sink.add(NndslError(f"train block '{tdef.name}' has no loss", tdef.span,
-                            hint="add e.g. `loss = mse(out, y)`"))
+                            stmt.span, tuple(low.local.items())))
     if len(sink.errors) > before or model is None:
         return None
     return TrainSpec(tdef.name, tuple(settings.items()), tuple(low.targets.items()), loss,
-                     tuple(phases), tdef.span)
+                     tuple(phases), tdef.span, tuple(block_spans.items()))

@@ -1,0 +1,120 @@
+"""What a run directory holds, each file written whole or not at all: metrics.csv, loss.png,
+weights.npz, config.json, and model.onnx checked against NumPy on held-out rows."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nndsl.errors import NndslError
+from nndsl.files import atomic_write, atomic_write_text
+from nndsl.ir import NUMPY_DTYPE, Call, Graph, Program
+from nndsl.training.session import Session
+from nndsl.training.stages import History
+
+LOSS_SERIES = ("loss", "val_loss", "d_loss", "g_loss")  # drawn in loss.png when recorded
+
+
+def save_history(path: Path, history: History) -> None:
+    """metrics.csv and loss.png: also written when a run stops early, to show how far it got."""
+    from nndsl.plot import plot_losses
+
+    atomic_write_text(path / "metrics.csv", history.csv())
+    series = {k: history.series(k) for k in LOSS_SERIES if history.series(k)}
+    atomic_write(path / "loss.png", plot_losses(series or {"loss": []}))
+
+
+def weights_file(model: str, main: str) -> str:
+    """weights.npz holds the exported model's weights; another trained model's (a GAN's
+    discriminator) go to MODEL.weights.npz beside it."""
+    return "weights.npz" if model == main else f"{model}.weights.npz"
+
+
+def save_run(path: Path, session: Session, weights: dict[str, dict[str, np.ndarray]]) -> None:
+    """The history, the weights (one array per `<label>.<param>`) and the run's config."""
+    save_history(path, session.history)
+    for model, arrays in weights.items():
+        atomic_write(path / weights_file(model, session.spec.model), lambda f, a=arrays:
+                     np.savez(f, **{k: np.asarray(v) for k, v in a.items()}), sync=True)
+    config = {key: str(value) if isinstance(value, Call) else value
+              for key, value in session.spec.settings}
+    atomic_write_text(path / "config.json", json.dumps({"model": session.spec.model, **config},
+                                                       indent=2, default=str))
+
+
+def class_labels(graph: Graph, data: Any) -> list[str] | None:
+    """The classes a classifier's first output ranks, when its first target holds class ids."""
+    targets = [k for k in data.train if k not in dict(graph.inputs)]
+    out = graph.types()[graph.outputs[0]]
+    if not targets or not out.shape or not isinstance(out.shape[-1], int):
+        return None
+    y = np.concatenate([part[targets[0]] for part in (data.train, data.val) if part])
+    if y.ndim != 1 or not np.all(y == np.round(y)):
+        return None
+    classes = np.unique(y.astype(np.int64))
+    if classes.min() < 0 or classes.max() >= out.shape[-1] or out.shape[-1] < 2:
+        return None
+    return [str(c) for c in range(out.shape[-1])]
+
+
+def sample_feeds(graph: Graph, data: Any, rows: int = 64) -> dict[str, np.ndarray]:
+    """Inputs to check an export on: held-out rows where the data has the model's inputs, else
+    draws from N(0, 1) (a generator's latent z) in the declared shape."""
+    from nndsl.check import concrete
+
+    part = data.val or data.train
+    n = min(rows, data.rows)
+    rng = np.random.default_rng(0)
+    return {name: part[name][:n] if name in part else
+            rng.standard_normal(concrete(ty.shape, {"batch": n})).astype(NUMPY_DTYPE[ty.dtype])
+            for name, ty in graph.inputs}
+
+
+def export_run(program: Program, spec_file: str, run: Any, weights: dict[str, dict[str, Any]],
+               data: Any, path: Path, quiet: bool) -> None:
+    """model.onnx of the trained model (and NAME.onnx for each other model its trainers
+    export), each checked against NumPy first. A few held-out input rows are saved as
+    heldout_x.npy, for `nndsl predict`."""
+    main = program.model(run.spec.model)
+    exports = [run.spec.model, *(m for t in run.trainers for m in t.exports())]
+    for name in dict.fromkeys(exports):
+        graph = program.model(name)
+        file = "model.onnx" if name == main.name else f"{name}.onnx"
+        feeds = sample_feeds(graph, data)
+        if _export(program, spec_file, graph, weights[name], feeds, data, path / file, quiet) \
+                and name == main.name and len(graph.inputs) == 1:
+            atomic_write(path / "heldout_x.npy",
+                         lambda f, x=feeds[graph.inputs[0][0]]: np.save(f, x[:5]))
+
+
+def _export(program: Program, spec_file: str, graph: Graph, weights: dict[str, np.ndarray],
+            feeds: dict[str, np.ndarray], data: Any, file: Path, quiet: bool) -> bool:
+    from nndsl.errors import SourceMap
+    from nndsl.export import export_onnx
+
+    try:
+        model = export_onnx(program, SourceMap({program.file: Path(spec_file).read_text(
+            encoding="utf-8")}), graph, weights)
+    except NndslError as e:
+        if not quiet:
+            print(f"{file.name} not written: {e.message}", file=sys.stderr)
+        return False
+    from nndsl.backends.numpy.engine import NumpyEngine
+    from nndsl.backends.onnx.runtime import run_onnx
+
+    want = NumpyEngine().predict(graph, feeds, weights)
+    got = run_onnx(model, feeds)
+    for name, value in zip(graph.outputs, got, strict=True):
+        worst = float(np.max(np.abs(value - want[name]))) if value.size else 0.0
+        if worst > 1e-4:
+            raise NndslError(f"the exported model disagrees with NumPy on '{name}' by {worst:.3g}")
+    labels = class_labels(graph, data)
+    if labels is not None:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "class_labels", ",".join(labels)
+    atomic_write(file, model.SerializeToString())
+    return True

@@ -1,0 +1,243 @@
+"""`nndsl train`: the orchestration. Check the spec can run, load and bind the data, prepare the
+run directory, run each stage with its trainer (checkpointing on the way), then write the run's
+files and the export. A failure keeps the last good checkpoint."""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nndsl import ops
+from nndsl.backend import default_backend, make_engine
+from nndsl.data.dataset import load_dataset
+from nndsl.errors import NndslError
+from nndsl.files import atomic_write, prepare_run_dir
+from nndsl.initialize import initialize
+from nndsl.ir import NUMPY_DTYPE, Graph, Program, TensorType, TrainSpec
+from nndsl.progress import Reporter
+from nndsl.training import checkpoint
+from nndsl.training.outputs import export_run, save_history, save_run
+from nndsl.training.registry import CheckContext, Trainer
+from nndsl.training.session import Interrupted, Position, Session
+from nndsl.training.stages import Stage, stages
+
+CHECKPOINT_SECONDS = 10.0  # a killed run repeats at most this much work (or one epoch)
+
+
+def pick_train(program: Program, model: str | None) -> TrainSpec:
+    specs = [t for t in program.trains if model in (None, t.model)]
+    if not specs:
+        raise NndslError(f"{program.file} has no train block" + (f" for '{model}'" if model
+                                                                   else ""),
+                         hint="add `train MODEL { data = ...; loss = ...; optimizer = ... }`")
+    if len(specs) > 1:
+        raise NndslError(f"{program.file} has several train blocks",
+                         hint="pick one with --model " + " | ".join(t.model for t in specs))
+    return specs[0]
+
+
+@dataclass
+class Plan:
+    """A train block as it will run: its stages, each stage's trainer, the models trained and
+    the data arrays read."""
+
+    spec: TrainSpec
+    stages: list[Stage]
+    trainers: list[Trainer]
+    models: list[str]
+    data: dict[str, TensorType] = field(default_factory=dict)
+
+
+def make_trainer(stage: Stage) -> Trainer:
+    call = stage.trainer_call
+    trainer: Trainer = ops.get(call.name, "trainer", call.span).compute(**dict(call.kwargs))
+    return trainer
+
+
+def plan(program: Program, spec: TrainSpec) -> Plan:
+    """Stages with their trainers; the models and arrays they need (checked by `nndsl check`
+    already: see nndsl/training/validate.py)."""
+    models = {m.name: m for m in program.models}
+    out = Plan(spec, stages(spec), [], [spec.model])
+    for stage in out.stages:
+        trainer = make_trainer(stage)
+        out.trainers.append(trainer)
+        ctx = CheckContext(spec, stage, models, stage.trainer_call.span)
+        out.data.update(trainer.data(ctx))
+        out.models += [m for m in trainer.models() if m not in out.models]
+    return out
+
+
+def _bytes_needed(graphs: list[Graph]) -> int:
+    """A generous estimate of the run's files: the checkpoint (weights and up to two optimizer
+    slots each) twice while it is replaced, weights.npz and model.onnx."""
+    return 8 * sum(int(np.prod(w.shape)) * np.dtype(NUMPY_DTYPE[w.dtype]).itemsize
+                   for g in graphs for w in g.weights)
+
+
+@contextmanager
+def stop_on_interrupt(session: Session) -> Iterator[None]:
+    """The first Ctrl-C asks the trainer to checkpoint after its current step and stop; a second
+    one interrupts at once (the last checkpoint on disk stays whole either way)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def ask(signum: int, frame: Any) -> None:
+        session.stop_requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, ask)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@dataclass
+class Checkpointer:
+    """The session's checkpoint hook: writes when it must (a stage ends, a stop was asked for),
+    else after an epoch once `every` seconds have passed since the last write — a checkpoint
+    costs a millisecond or more (it is flushed to disk), which short epochs would feel."""
+
+    path: Path
+    session: Session
+    meta: dict[str, Any]
+    every: float
+    last: float = -math.inf
+    written: tuple[int, int] | None = None  # the (epoch, step) last written by this run
+
+    def __call__(self, position: Position, must: bool) -> None:
+        if not must and time.monotonic() - self.last < self.every:
+            return
+        s = self.session
+        checkpoint.save(self.path / checkpoint.NAME, s.weights, position.state, {
+            **self.meta, "stage": position.stage, "epoch": position.epoch, "step": s.step,
+            "record": position.record, "history": s.history.rows})
+        self.last, self.written = time.monotonic(), (position.epoch, s.step)
+
+    def kept(self) -> str:
+        """Where the last good checkpoint is, and how to go on from it."""
+        place = self.path / checkpoint.NAME
+        when = f"epoch {self.written[0]}, step {self.written[1]}" if self.written else \
+            "the one this run resumed from"
+        return (f"the last good checkpoint ({when}) is kept in {place}; after fixing "
+                f"{self.path / 'spec.nn'}, `nndsl train --resume {self.path}` continues from it")
+
+
+def resume_run(run_dir: str, quiet: bool = False) -> Path:
+    """Continue a run from its checkpoint, with the spec and options it was started with."""
+    from nndsl.program import load
+
+    saved = checkpoint.load(Path(run_dir) / checkpoint.NAME)
+    spec_file = Path(run_dir) / "spec.nn"
+    if not spec_file.is_file():
+        raise NndslError(f"{spec_file} is missing", hint="a run directory written by "
+                         "`nndsl train` keeps the spec it was started with as spec.nn")
+    program, _ = load(spec_file)
+    meta = saved.meta
+    every = meta.get("checkpoint_every")
+    return train_spec(program, str(spec_file), backend=meta["backend"], epochs=meta["epochs"],
+                      steps=meta["steps"], run_dir=run_dir, model=meta["model"], quiet=quiet,
+                      device=meta["device"], rng=meta["rng_mode"], resume=saved,
+                      checkpoint_every=float(every) if isinstance(every, int | float) else None)
+
+
+def _check_backend(run: Plan, backend: str) -> None:
+    for stage, trainer in zip(run.stages, run.trainers, strict=True):
+        if backend not in trainer.backends:
+            call = stage.trainer_call
+            raise NndslError(f"trainer '{call.name}' does not run on the {backend} backend",
+                             call.span, hint=f"use --backend {' or '.join(trainer.backends)}")
+
+
+def train_spec(program: Program, spec_file: str, *, backend: str | None = None,
+               epochs: int | None = None, steps: int | None = None, run_dir: str | None = None,
+               model: str | None = None, quiet: bool = False, device: str = "auto",
+               rng: str = "device", resume: checkpoint.Checkpoint | None = None,
+               overwrite: bool = False, checkpoint_every: float | None = None) -> Path:
+    """Validate the data, prepare the run directory, train with checkpoints (one before the
+    first epoch, then after an epoch at most every `checkpoint_every` seconds, and at the end of
+    each stage), then write the run's files. A failure keeps the last good checkpoint."""
+    spec = pick_train(program, model)
+    backend = backend or default_backend()
+    run = plan(program, spec)
+    _check_backend(run, backend)
+    graphs = [program.model(name) for name in run.models]
+    base_dir = Path(resume.meta["base_dir"]) if resume else Path(spec_file).resolve().parent
+    data = load_dataset(run.data, graphs, spec, base_dir)  # before anything is written
+    engine = make_engine(backend, device, rng)
+    if resume:
+        for g in graphs:
+            checkpoint.check_weights(resume, g.name, g.weights)
+        path, weights = Path(run_dir or "."), resume.weights
+    else:
+        path = prepare_run_dir(spec.model, run_dir, _bytes_needed(graphs), overwrite)
+        atomic_write(path / "spec.nn", Path(spec_file).read_bytes())
+        seed = int(spec.get("seed", 0))
+        weights = {g.name: initialize(g, seed + i) for i, g in enumerate(graphs)}
+    reporter = Reporter(spec.model, epochs or spec.get("epochs"), quiet)
+    session = Session(program, spec, engine, data,
+                      {m: engine.to_backend(w) for m, w in weights.items()}, epochs, steps,
+                      step_rows=steps is not None, on_row=reporter)
+    meta = {"model": spec.model, "backend": backend, "device": device, "rng_mode": rng,
+            "epochs": epochs, "steps": steps, "base_dir": str(base_dir),
+            "checkpoint_every": CHECKPOINT_SECONDS if checkpoint_every is None
+            else checkpoint_every}
+    hook = Checkpointer(path, session, meta, meta["checkpoint_every"])
+    session.on_checkpoint = hook
+    start = checkpoint.position(resume) if resume else None
+    if resume:
+        session.step = int(resume.meta["step"])
+        session.history.rows = list(resume.meta["history"])
+    else:
+        hook(Position(0), True)  # a run killed before its first epoch resumes
+    try:
+        with stop_on_interrupt(session):
+            _run_stages(session, run, start)
+    except NndslError as e:
+        save_history(path, session.history)
+        raise e.with_note(hook.kept(), None) from None
+    except Interrupted as stop:
+        save_history(path, session.history)
+        stop.run_dir = path
+        raise
+    finally:
+        reporter.stop()
+    reporter.summary()
+    trained = {m: engine.to_numpy(w) for m, w in session.weights.items()}
+    save_run(path, session, trained)
+    export_run(program, spec_file, run, trained, data, path, quiet)
+    return path
+
+
+def train_in_memory(program: Program, spec: TrainSpec, engine: Any, data: Any,
+                    weights: dict[str, dict[str, np.ndarray]], epochs: int | None = None,
+                    steps: int | None = None) -> Session:
+    """The training loop alone: every stage on `engine`, no files, no checkpoints (the
+    benchmark's `Trainer.run` case, and tests)."""
+    run = plan(program, spec)
+    session = Session(program, spec, engine, data,
+                      {m: engine.to_backend(w) for m, w in weights.items()}, epochs, steps,
+                      step_rows=steps is not None)
+    _run_stages(session, run, None)
+    session.weights = {m: engine.to_numpy(w) for m, w in session.weights.items()}
+    return session
+
+
+def _run_stages(session: Session, run: Plan, start: Position | None) -> None:
+    for index, (stage, trainer) in enumerate(zip(run.stages, run.trainers, strict=True)):
+        if start is not None and index < start.stage:
+            continue
+        here = start if start is not None and index == start.stage else None
+        trainer.run(session, stage, index, here)
+        session.checkpoint(Position(index + 1), must=True)  # the stage is done

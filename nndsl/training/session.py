@@ -1,0 +1,109 @@
+"""What every trainer shares during one run: the engine, the weights of each model, the data on
+the device, the metrics so far, the update counter, and the checkpoint and stop hooks that the
+orchestration (run.py) installs. A trainer writes nothing itself."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nndsl.backend import Engine
+from nndsl.data.dataset import Dataset
+from nndsl.errors import NndslError
+from nndsl.ir import Graph, Program, TrainSpec
+from nndsl.training.stages import History, Stage
+
+
+@dataclass
+class Position:
+    """Where training stands: with the weights, enough to continue exactly — after an epoch
+    or, for a stop asked for mid-epoch (Ctrl-C), after any step of it.
+
+    `record` is the trainer's JSON-able part (generator states, the batch reached, its losses),
+    `state` its arrays by slot (optimizer moments per weight, a persistent Gibbs chain)."""
+
+    stage: int
+    epoch: int = 0  # epochs completed in this stage
+    record: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class Interrupted(Exception):
+    """Training stopped on request (a signal) after its position was checkpointed."""
+
+    def __init__(self, position: Position, step: int) -> None:
+        super().__init__(f"stopped at epoch {position.epoch + 1}, step {step}")
+        self.position, self.step = position, step
+        self.run_dir: Path | None = None  # filled in by whoever wrote the checkpoint
+
+
+@dataclass
+class Session:
+    """One run's shared state. `weights[model]` holds backend arrays while training."""
+
+    program: Program
+    spec: TrainSpec
+    engine: Engine
+    data: Dataset
+    weights: dict[str, dict[str, Any]]
+    epochs: int | None = None  # --epochs: overrides every stage's
+    steps: int | None = None  # --steps: a budget of updates for the whole run
+    step_rows: bool = False
+    history: History = field(default_factory=History)
+    step: int = 0  # updates applied so far, across stages and resumes
+    on_row: Callable[[dict[str, Any]], None] = lambda row: None
+    # (position, must): an epoch's end may be skipped (the hook decides how often to write);
+    # a stage's end and a requested stop must be written.
+    on_checkpoint: Callable[[Position, bool], None] = lambda position, must: None
+    stop_requested: bool = False  # set by a signal handler; honoured after the current step
+    _rows: dict[str, Any] | None = None
+
+    @property
+    def model(self) -> Graph:
+        """The model the train block is named after (the one exported as model.onnx)."""
+        return self.graph(self.spec.model)
+
+    def graph(self, name: str) -> Graph:
+        return self.program.model(name)
+
+    @property
+    def rows(self) -> dict[str, Any]:
+        """The training rows on the backend (moved there once, batched by index)."""
+        if self._rows is None:
+            self._rows = self.engine.to_backend(self.data.train)
+        return self._rows
+
+    def epochs_for(self, stage: Stage) -> float:
+        if self.epochs is not None:
+            return self.epochs
+        given = stage.settings.get("epochs")
+        return int(given) if given is not None else (math.inf if self.steps else
+                                                     int(stage.get("epochs")))
+
+    def budget_left(self) -> bool:
+        return self.steps is None or self.step < self.steps
+
+    def record(self, row: dict[str, Any]) -> None:
+        self.history.rows.append(row)
+        self.on_row(row)
+
+    def checkpoint(self, position: Position, must: bool) -> None:
+        """Hand the position to the hook, never with a non-finite weight: the last good
+        checkpoint must stay good."""
+        for model, weights in self.weights.items():
+            bad = self.engine.nonfinite(weights)
+            if bad is not None:
+                where = bad if model == self.spec.model else f"{model}'s {bad}"
+                raise NndslError(f"weight '{where}' became non-finite by step {self.step}",
+                                 self.spec.span, hint="lower the learning rate or add "
+                                 "`clip = norm(1.0)`")
+        self.on_checkpoint(position, must)
+
+    def stop_here(self, position: Position) -> None:
+        """If a stop was asked for: checkpoint this position and end the run."""
+        if self.stop_requested:
+            self.checkpoint(position, must=True)
+            raise Interrupted(position, self.step)

@@ -1,0 +1,111 @@
+"""`nndsl check` refuses what `nndsl train` could not run, at the line: each stage's trainer
+must run on this spec (its models, its loss), every setting must be read by a trainer that
+runs, and every monitored series must be one the run records."""
+
+from __future__ import annotations
+
+from nndsl import ops
+from nndsl.errors import ErrorSink, NndslError, Span
+from nndsl.ir import Graph, Phase, TrainSpec
+from nndsl.training.registry import ALWAYS_READ, CheckContext, Trainer
+from nndsl.training.stages import Stage, stages
+
+
+def _trainer(stage: Stage) -> Trainer:
+    call = stage.trainer_call
+    made: Trainer = ops.get(call.name, "trainer", call.span).compute(**dict(call.kwargs))
+    return made
+
+
+def _setting_errors(spec: TrainSpec, phases: list[tuple[Phase | None, Stage, Trainer]]
+                    ) -> list[NndslError]:
+    """A setting the trainer of its stage (or of no stage, for the block's) never reads."""
+    errors = []
+    block = {k for k, _ in spec.settings} | ({"loss"} if spec.loss is not None else set())
+    used: set[str] = set()
+    for phase, stage, trainer in phases:
+        own = ({k for k, _ in phase.settings} | ({"loss"} if phase.loss is not None else set())
+               if phase is not None else block)
+        for key in sorted(own - ALWAYS_READ - trainer.reads):
+            where = phase.where(key) if phase is not None else spec.where(key)
+            errors.append(_unread(key, stage, where))
+        used |= trainer.reads | ALWAYS_READ
+    if spec.phases:
+        for key in sorted(block - used):
+            errors.append(_unread(key, None, spec.where(key)))
+    return errors
+
+
+def _unread(key: str, stage: Stage | None, where: Span | None) -> NndslError:
+    if stage is None:
+        return NndslError(f"no phase's trainer reads '{key}'", where,
+                          hint="remove it, or set it in a phase whose trainer uses it")
+    name = stage.trainer_call.name
+    return NndslError(f"trainer '{name}' does not use '{key}'", where,
+                      hint=f"remove it; {name} reads: "
+                      + (", ".join(sorted(_reads(stage))) or "no train settings"))
+
+
+def _reads(stage: Stage) -> set[str]:
+    return set(_trainer(stage).reads)
+
+
+def _stage_errors(spec: TrainSpec, phase: Phase | None, stage: Stage, trainer: Trainer,
+                  models: dict[str, Graph]) -> list[NndslError]:
+    errors = []
+    owner = phase or spec
+    if trainer.needs_loss and stage.loss is None:
+        what = f"phase '{stage.name}'" if phase is not None else f"train block '{spec.model}'"
+        errors.append(NndslError(f"{what} has no loss", owner.span,
+                                 hint="set `loss = ...`" + (" in the phase or in the train "
+                                                             "block" if phase else "")))
+    ctx = CheckContext(spec, stage, models, stage.trainer_call.span or owner.span)
+    try:
+        trainer.check(ctx)
+    except NndslError as e:
+        e.span = e.span or ctx.call_span
+        errors.append(e)
+    metrics = stage.get("metrics") or ()
+    if metrics and not spec.targets:
+        errors.append(NndslError("metrics compare the model's output with a target; this "
+                                 "block declares none", owner.where("metrics"),
+                                 hint="declare one: `target y: [batch]`"))
+    return errors + _monitor_errors(spec, owner, stage, trainer)
+
+
+def _monitor_errors(spec: TrainSpec, owner: TrainSpec | Phase, stage: Stage,
+                    trainer: Trainer) -> list[NndslError]:
+    rule = stage.get("early_stop")
+    if rule is None:
+        return []
+    monitor = rule.get("monitor", "val_loss")
+    held_out = bool(spec.get("split", 0.0))
+    metrics = tuple(stage.get("metrics") or ())
+    recorded = {"loss", *metrics, *trainer.records}
+    if held_out:
+        recorded |= {"val_loss", *(f"val_{m}" for m in metrics)}
+    if monitor in recorded:
+        return []
+    where = rule.span or owner.where("early_stop")
+    if monitor.startswith("val_") and not held_out:
+        return [NndslError(f"early_stop monitors '{monitor}', but no validation rows are held "
+                           "out", where, hint="set `split = 0.2` (a fraction of the rows), or "
+                           "monitor `loss`")]
+    return [NndslError(f"early_stop monitors '{monitor}', which this run does not record",
+                       where, expected=", ".join(sorted(recorded)), received=monitor)]
+
+
+def validate_train(spec: TrainSpec, models: dict[str, Graph], sink: ErrorSink) -> None:
+    """Add every reason `nndsl train` could not run this block to `sink`."""
+    plan: list[tuple[Phase | None, Stage, Trainer]] = []
+    for phase, stage in zip(spec.phases or (None,), stages(spec), strict=True):
+        try:
+            plan.append((phase, stage, _trainer(stage)))
+        except NndslError as e:
+            e.span = e.span or stage.trainer_call.span
+            sink.add(e)
+    for error in _setting_errors(spec, plan):
+        sink.add(error)
+    for phase, stage, trainer in plan:
+        for error in _stage_errors(spec, phase, stage, trainer, models):
+            sink.add(error)
