@@ -222,6 +222,48 @@ def gradient_check(target: Program | Graph, train: TrainSpec | None = None, *,
                          max_elements=max_elements, tiny=tiny, training=training, seed=seed)
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A layer `check --grad` did not check, and why."""
+
+    model: str
+    layer: str
+    reason: str
+
+
+def skipped_layers(program: Program) -> list[Skipped]:
+    """The layers with weights whose gradients are not checked: in a model with an op that
+    has no gradient (each layer named with the op that blocks it), and buffers."""
+    from nndsl.training.gradient_flow import gradient_flow
+
+    out: list[Skipped] = []
+    for model in program.models:
+        seen: set[str] = set()
+        blocked = {} if differentiable(model) else gradient_flow(model).blocked
+        for w in model.weights:
+            layer = w.name.rsplit(".", 1)[0]
+            if layer in seen:
+                continue
+            if w.role == "buffer" or not w.trainable:
+                reason = "holds state, not trained weights" if w.role == "buffer" else \
+                    "declared trainable=false"
+            elif not differentiable(model):
+                node = blocked.get(w.name)
+                op = node.op if node is not None else next(
+                    n.op for n in model.nodes if not ops.OPS[n.op].differentiable)
+                where = f" (line {node.span.line})" if node is not None and node.span else ""
+                reason = f"the model has no gradient: {op}{where} has none"
+            else:
+                continue
+            seen.add(layer)
+            out.append(Skipped(model.name, layer, reason))
+    return out
+
+
+def format_skipped(rows: Iterable[Skipped]) -> str:
+    return "\n".join(f"skipped {r.model}.{r.layer}: {r.reason}" for r in rows)
+
+
 def worst_by_layer(rows: Iterable[CheckRow]) -> dict[str, float]:
     """The largest relative error of each layer label (over its weights)."""
     worst: dict[str, float] = {}

@@ -40,11 +40,20 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_gradients(program, quiet: bool) -> bool:  # type: ignore[no-untyped-def]
     """Analytic vs central-difference gradients (float64); False when any is over tolerance."""
-    from nndsl.backends.numpy.gradcheck import TOLERANCE, format_report, gradient_check
+    from nndsl.backends.numpy.gradcheck import (
+        TOLERANCE,
+        format_report,
+        format_skipped,
+        gradient_check,
+        skipped_layers,
+    )
 
     rows = gradient_check(program)
+    skipped = skipped_layers(program)
     if not quiet:
-        print(format_report(rows))
+        print(format_report(rows) if rows else "no gradients to check")
+        if skipped:
+            print(format_skipped(skipped))
     return all(r.max_rel_error <= TOLERANCE for r in rows)
 
 

@@ -1,7 +1,8 @@
 """Data sets shipped with nndsl or generated on the spot (never downloaded): `builtin(name)`.
 
-Each set is a registered generator `make(rng, n) -> {name: array}`; its docstring is the line
-the docs show. Data ops take `fn(base_dir, *, params) -> {name: ndarray}`.
+Each set is a generator `make(rng, n) -> {name: array}` registered with `@dataset(name)`; its
+docstring is the line the docs show. Adding a set is adding one decorated function here.
+Data ops take `fn(base_dir, *, params) -> {name: ndarray}`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,30 @@ from nndsl.ops.registry import op
 
 Arrays = dict[str, np.ndarray]
 F32 = np.float32
+Make = Callable[[np.random.Generator, int | None], Arrays]
+
+
+@dataclass(frozen=True, slots=True)
+class _Builtin:
+    make: Make
+    doc: str
+    noise: float = 0.0  # default std of the Gaussian noise added to "x"
+
+
+BUILTINS: dict[str, _Builtin] = {}
+
+
+def dataset(name: str, noise: float = 0.0, doc: str | None = None) -> Callable[[Make], Make]:
+    """Register a built-in data set; a second registration of a name is an error."""
+
+    def register(make: Make) -> Make:
+        if name in BUILTINS:
+            raise ValueError(f"built-in data set {name!r} is defined twice")
+        BUILTINS[name] = _Builtin(make, " ".join((doc or make.__doc__ or "").split()), noise)
+        return make
+
+    return register
+
 
 def _classes(x: np.ndarray, labels: np.ndarray, depth: int) -> Arrays:
     labels = labels.astype(np.int64)
@@ -37,6 +62,12 @@ def _table(x: list[list[int]], y: list[list[int]]) -> Callable[..., Arrays]:
 
 
 _XOR_X = [[0, 0], [0, 1], [1, 0], [1, 1]]
+dataset("xor", doc="x f32 [4, 2] (00, 01, 10, 11), y f32 [4, 1] = x1 XOR x2.")(
+    _table(_XOR_X, [[0], [1], [1], [0]]))
+dataset("and", doc="x f32 [4, 2] (00, 01, 10, 11), y f32 [4, 1] = x1 AND x2.")(
+    _table(_XOR_X, [[0], [0], [0], [1]]))
+dataset("or", doc="x f32 [4, 2] (00, 01, 10, 11), y f32 [4, 1] = x1 OR x2.")(
+    _table(_XOR_X, [[0], [1], [1], [1]]))
 _PATTERNS8 = np.eye(8, dtype=int).tolist()
 # PROC-44's own patterns sit in a table this catalog copy lacks; these five are nndsl's.
 _BINARY_WORLD = [
@@ -47,17 +78,24 @@ _BINARY_WORLD = [
     [1, 1, 0, 0, 0, 0, 1, 1],
 ]
 _SINE_STEPS, _SINE_DT = 20, 0.3
+dataset("patterns8", doc="x = y = the 8 one-hot 8-bit patterns (the 8-3-8 autoencoder).")(
+    _table(_PATTERNS8, _PATTERNS8))
+dataset("binary_world", doc="x = y = 5 distinct 8-bit patterns of nndsl's choosing (the "
+        "lecture's own are lost).")(_table(_BINARY_WORLD, _BINARY_WORLD))
 
 
+@dataset("hopfield16")
 def _hopfield16(rng: np.random.Generator, n: int | None) -> Arrays:
-    """PROC-45's toy: four mutually orthogonal ±1 patterns of 16 bits (Hadamard rows 1-4)."""
+    """x = y = four mutually orthogonal ±1 patterns of 16 bits (Hadamard rows 1-4)."""
     h = np.array([[1]])
     while len(h) < 16:
         h = np.block([[h, h], [h, -h]])
     return _table(h[1:5].tolist(), h[1:5].tolist())(rng, n)
 
 
+@dataset("spirals")
 def _spirals(rng: np.random.Generator, n: int | None) -> Arrays:
+    """two interleaved spirals, n = 200 points, x f32 [n, 2], y f32 [n, 1] in {0, 1}."""
     n = n if n is not None else 200
     i = np.arange(n)
     label = i % 2
@@ -67,20 +105,26 @@ def _spirals(rng: np.random.Generator, n: int | None) -> Arrays:
     return {"x": x.astype(F32), "y": label[:, None].astype(F32)}
 
 
+@dataset("sine")
 def _sine(rng: np.random.Generator, n: int | None) -> Arrays:
+    """n = 64 windows of sin(phase + 0.3 k), x f32 [n, 20, 1], y f32 [n, 1] the next value."""
     n = n if n is not None else 64
     phase = rng.uniform(0.0, 2 * np.pi, size=(n, 1))
     wave = np.sin(phase + _SINE_DT * np.arange(_SINE_STEPS + 1))
     return {"x": wave[:, :-1, None].astype(F32), "y": wave[:, -1:].astype(F32)}
 
 
+@dataset("discrete_mapping", noise=0.1)
 def _discrete_mapping(rng: np.random.Generator, n: int | None) -> Arrays:
+    """n = 300 samples of 3 random prototypes in R^6 (the lecture's example), noise 0.1."""
     prototypes = 3.0 * (rng.random((3, 6)) - 0.5)  # seed 001's intended 3 (rand - 0.5)
     labels = rng.integers(0, 3, n if n is not None else 300)
     return _classes(prototypes[labels], labels, 3)
 
 
+@dataset("digits")
 def _digits(rng: np.random.Generator, n: int | None) -> Arrays:
+    """the UCI 8x8 digits (shipped), x f32 [1797, 1, 8, 8] in [0, 1]; n keeps the first n."""
     with resources.as_file(resources.files("nndsl.data") / "digits.npz") as path:
         with np.load(path, allow_pickle=False) as archive:
             x, y = archive["X"], archive["y"]
@@ -88,43 +132,65 @@ def _digits(rng: np.random.Generator, n: int | None) -> Arrays:
     return _classes(x[:n], y[:n], 10)
 
 
-@dataclass(frozen=True, slots=True)
-class _Builtin:
-    make: Callable[[np.random.Generator, int | None], Arrays]
-    noise: float = 0.0  # default std of the Gaussian noise added to "x"
+_MAJORITY_VOCAB, _MAJORITY_STEPS = 4, 12
 
 
-BUILTINS: dict[str, _Builtin] = {
-    "xor": _Builtin(_table(_XOR_X, [[0], [1], [1], [0]])),
-    "patterns8": _Builtin(_table(_PATTERNS8, _PATTERNS8)),
-    "binary_world": _Builtin(_table(_BINARY_WORLD, _BINARY_WORLD)),
-    "spirals": _Builtin(_spirals),
-    "sine": _Builtin(_sine),
-    "discrete_mapping": _Builtin(_discrete_mapping, noise=0.1),
-    "digits": _Builtin(_digits),
-    "hopfield16": _Builtin(_hopfield16),
-}
-BuiltinName = Literal[
-    "xor", "patterns8", "binary_world", "spirals", "sine", "discrete_mapping", "digits",
-    "hopfield16",
-]
+@dataset("majority")
+def _majority(rng: np.random.Generator, n: int | None) -> Arrays:
+    """n = 600 sequences of 12 tokens from {0, 1, 2, 3}, x i64 [n, 12]; the class y is the
+    token that occurs most often (rows with a tie are never drawn)."""
+    n = n if n is not None else 600
+    rows: list[np.ndarray] = []
+    while sum(len(r) for r in rows) < n:
+        x = rng.integers(0, _MAJORITY_VOCAB, size=(2 * n, _MAJORITY_STEPS))
+        counts = np.stack([(x == t).sum(axis=1) for t in range(_MAJORITY_VOCAB)], axis=1)
+        top = np.sort(counts, axis=1)
+        rows.append(x[top[:, -1] > top[:, -2]])  # a unique majority
+    x = np.concatenate(rows)[:n]
+    labels = np.argmax(np.stack([(x == t).sum(axis=1) for t in range(_MAJORITY_VOCAB)], 1), 1)
+    return {"x": x.astype(np.int64), "y": labels.astype(np.int64),
+            "onehot": np.eye(_MAJORITY_VOCAB, dtype=F32)[labels]}
+
+
+@dataset("bars_stripes")
+def _bars_stripes(rng: np.random.Generator, n: int | None) -> Arrays:
+    """the 30 distinct 4x4 bars-and-stripes images, x f32 [30, 16] in {0, 1} (row-major): each
+    set of rows on (16 stripes), then each set of columns but none or all (14 bars); n draws n
+    of them uniformly."""
+    masks = (np.arange(16)[:, None] >> np.arange(4)) & 1  # [16, 4]: every on/off choice
+    stripes = np.repeat(masks, 4, axis=1)  # row r of the image is on when masks[:, r] is
+    bars = np.tile(masks[1:-1], 4)  # column c is on when masks[:, c] is
+    x = np.concatenate([stripes, bars]).astype(F32)
+    return {"x": x if n is None else x[rng.integers(0, len(x), n)]}
+
+
+_RING_MODES, _RING_RADIUS = 8, 2.0
+
+
+@dataset("ring8", noise=0.05)
+def _ring8(rng: np.random.Generator, n: int | None) -> Arrays:
+    """n = 2000 points of a mixture of 8 Gaussians (std = noise, 0.05) centred on a circle of
+    radius 2 at angles 2πk/8, x f32 [n, 2]; the mode k as c i64 [n] and c_onehot f32 [n, 8]
+    (a GAN's test of mode coverage, and its condition)."""
+    mode = rng.integers(0, _RING_MODES, n if n is not None else 2000)
+    angle = 2 * np.pi * mode / _RING_MODES
+    x = _RING_RADIUS * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    return {"x": x.astype(F32), "c": mode.astype(np.int64),
+            "c_onehot": np.eye(_RING_MODES, dtype=F32)[mode]}
+
+
+BuiltinName = Literal[tuple(BUILTINS)]  # type: ignore[valid-type]  # every set above
 
 
 @op("builtin", "data")
 def builtin(base_dir: Path, *, name: BuiltinName, n: int | None = None,
-            noise: float | None = None, seed: int = 0) -> Arrays:
+            noise: float | None = None, seed: int = 0, bipolar: bool = False) -> Arrays:
     """A shipped or generated data set {x, y, ...}; x += noise N(0, 1); same arguments, same arrays.
 
-    - xor: x f32 [4, 2] (00, 01, 10, 11), y f32 [4, 1] = x1 XOR x2.
-    - patterns8: x = y = the 8 one-hot 8-bit patterns (the 8-3-8 autoencoder).
-    - binary_world: x = y = 5 distinct 8-bit patterns of nndsl's choosing (PROC-44's are lost).
-    - spirals: two interleaved spirals, n = 200 points, x f32 [n, 2], y f32 [n, 1] in {0, 1}.
-    - sine: n = 64 windows of sin(phase + 0.3 k), x f32 [n, 20, 1], y f32 [n, 1] the next value.
-    - discrete_mapping (PROC-43): n = 300 samples of 3 random prototypes in R^6, noise 0.1.
-    - digits: the UCI 8x8 digits (shipped), x f32 [1797, 1, 8, 8] in [0, 1]; n keeps the first n.
-    - hopfield16: x = y = four mutually orthogonal ±1 patterns of 16 bits (PROC-45).
     Class data sets give y i64 [n] labels and onehot f32 [n, classes]. For the fixed tables
-    (xor, patterns8, binary_world) n draws n rows uniformly. Targets never get the noise.
+    (xor, and, or, patterns8, binary_world) n draws n rows uniformly. Targets never get the
+    noise. `bipolar = true` maps a set of 0/1 values to -1/+1 (2v - 1), the encoding of sign
+    units and Hopfield nets. The sets are listed below (from their registrations).
     """
     spec = BUILTINS.get(name)
     if spec is None:
@@ -134,6 +200,16 @@ def builtin(base_dir: Path, *, name: BuiltinName, n: int | None = None,
     require(std >= 0, "noise", std, "a number >= 0")
     rng = np.random.default_rng(seed)
     data = spec.make(rng, n)
+    if bipolar:
+        binary = all(np.isin(a, (0, 1)).all() for a in data.values() if a.dtype.kind == "f")
+        require(binary, "bipolar", bipolar, f"false: {name} is not a set of 0/1 values")
+        data = {k: (2 * v - 1).astype(v.dtype) if v.dtype.kind == "f" else v
+                for k, v in data.items()}
     if std > 0:
+        require(data["x"].dtype.kind == "f", "noise", std, f"0: {name} holds integer tokens")
         data["x"] = (data["x"] + std * rng.standard_normal(data["x"].shape)).astype(F32)
     return data
+
+
+builtin.__doc__ = (builtin.__doc__ or "") + "".join(
+    f"\n    - {name}: {spec.doc}" for name, spec in BUILTINS.items())

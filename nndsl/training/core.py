@@ -98,11 +98,12 @@ class Updater:
     graph: Graph
     stage: Stage
     seed: int
-    optimizer: Call = DEFAULT_OPTIMIZER
+    optimizer: Call | None = None  # a trainer's own (a GAN's per model), else the stage's
     state: dict[str, dict[str, Any]] = field(default_factory=dict)
+    noise_stream: int = NOISE_STREAM  # two updaters stepping together draw different noise
 
     def __post_init__(self) -> None:
-        self.optimizer = self.stage.get("optimizer") or self.optimizer
+        self.optimizer = self.optimizer or self.stage.get("optimizer") or DEFAULT_OPTIMIZER
         self.rule = ops.get(self.optimizer.name, "optimizer", self.optimizer.span)\
             .function_for(self.engine.P)
         self.params = dict(self.optimizer.kwargs)
@@ -133,7 +134,7 @@ class Updater:
         P, rate = self.engine.P, self.rate(step, epoch)
         if self.noise is not None:
             fn, params = self.noise
-            table = self.engine.table(stream_seed(self.seed, step, NOISE_STREAM))
+            table = self.engine.table(stream_seed(self.seed, step, self.noise_stream))
             grads = {k: fn(table, g, step, **params) for k, g in grads.items()}
         if self.clip is not None:
             names = list(grads)

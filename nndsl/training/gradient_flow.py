@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from nndsl import ops
 from nndsl.errors import NndslError
 from nndsl.ir import Graph, Node
+
+if TYPE_CHECKING:
+    from nndsl.training.registry import CheckContext
 
 
 @dataclass(frozen=True)
@@ -54,13 +58,27 @@ def gradient_flow(model: Graph, loss: Graph | None = None) -> Flow:
     return Flow(frozenset(trained), blocked, unused)
 
 
-def _gradient_free() -> list[str]:
+def _gradient_free(ctx: CheckContext | None) -> list[str]:
+    """The gradient-free trainers that would accept this model (made with their defaults)."""
+    from dataclasses import replace
+
     from nndsl.training.registry import TRAINERS
 
-    return sorted(name for name, cls in TRAINERS.items() if cls.gradient_free)
+    fits = []
+    for name, cls in sorted(TRAINERS.items()):
+        if not cls.gradient_free:
+            continue
+        try:
+            if ctx is not None:
+                cls().check(replace(ctx, call_span=None))
+        except (NndslError, TypeError):  # refuses the model, or needs arguments it lacks
+            continue
+        fits.append(name)
+    return fits
 
 
-def check_gradient_flow(model: Graph, loss: Graph, frozen: Iterable[str] = ()) -> None:
+def check_gradient_flow(model: Graph, loss: Graph, frozen: Iterable[str] = (),
+                        ctx: CheckContext | None = None) -> None:
     """Backprop refuses a model in which a trainable weight could only be reached through an
     op without a gradient (unless that layer is frozen)."""
     from nndsl.training.core import trainable
@@ -77,4 +95,4 @@ def check_gradient_flow(model: Graph, loss: Graph, frozen: Iterable[str] = ()) -
         f"{', '.join(layers)} would receive no gradient"
     raise NndslError(f"backprop cannot train this model: {lead}; {node.op} has no gradient",
                      node.span, hint=f"train it with a trainer that needs no gradient "
-                     f"({', '.join(_gradient_free())}), or freeze {', '.join(layers)}")
+                     f"({', '.join(_gradient_free(ctx))}), or freeze {', '.join(layers)}")

@@ -26,14 +26,14 @@ def _setting_errors(spec: TrainSpec, phases: list[tuple[Phase | None, Stage, Tra
     for phase, stage, trainer in phases:
         own = ({k for k, _ in phase.settings} | ({"loss"} if phase.loss is not None else set())
                if phase is not None else block)
-        for key in sorted(own - ALWAYS_READ - trainer.reads):
+        for key in own - ALWAYS_READ - trainer.reads:
             where = phase.where(key) if phase is not None else spec.where(key)
             errors.append(_unread(key, stage, where))
         used |= trainer.reads | ALWAYS_READ
     if spec.phases:
-        for key in sorted(block - used):
+        for key in block - used:
             errors.append(_unread(key, None, spec.where(key)))
-    return errors
+    return sorted(errors, key=lambda e: (e.span.line, e.span.column) if e.span else (0, 0))
 
 
 def _unread(key: str, stage: Stage | None, where: Span | None) -> NndslError:
@@ -61,6 +61,7 @@ def _stage_errors(spec: TrainSpec, phase: Phase | None, stage: Stage, trainer: T
                                                              "block" if phase else "")))
     ctx = CheckContext(spec, stage, models, stage.trainer_call.span or owner.span)
     try:
+        _check_model_names(stage, ctx)
         trainer.check(ctx)
     except NndslError as e:
         e.span = e.span or ctx.call_span
@@ -71,6 +72,17 @@ def _stage_errors(spec: TrainSpec, phase: Phase | None, stage: Stage, trainer: T
                                  "block declares none", owner.where("metrics"),
                                  hint="declare one: `target y: [batch]`"))
     return errors + _monitor_errors(spec, owner, stage, trainer)
+
+
+def _check_model_names(stage: Stage, ctx: CheckContext) -> None:
+    """Every trainer parameter typed as a model name must name a model of the spec."""
+    from nndsl.ops.registry import describe
+
+    call = stage.trainer_call
+    for param in ops.get(call.name, "trainer").params:
+        value = call.get(param.name)
+        if value is not None and describe(param.annotation) == "a model name":
+            ctx.model_named(value, f"{call.name}'s {param.name}")
 
 
 def _monitor_errors(spec: TrainSpec, owner: TrainSpec | Phase, stage: Stage,

@@ -28,7 +28,7 @@ class Backprop(Trainer):
         from nndsl.training.gradient_flow import check_gradient_flow
 
         if ctx.stage.loss is not None:
-            check_gradient_flow(ctx.model, ctx.stage.loss, ctx.stage.frozen)
+            check_gradient_flow(ctx.model, ctx.stage.loss, ctx.stage.frozen, ctx)
 
     def run(self, session: Session, stage: Stage, index: int, start: Position | None) -> None:
         BackpropLoop(session, stage, index, start).run()
