@@ -86,6 +86,8 @@ class Backend:
     engine: Callable[[str, str], Engine] | None = None
     # (graph, feeds, weights) -> {output: ndarray}, inference mode, for `nndsl verify`
     forward: Callable[..., dict[str, np.ndarray]] | None = None
+    # (objective(P, weights), weights, names) -> [d objective / d weight], for `nndsl verify`
+    gradients: Callable[..., list[np.ndarray]] | None = None
     devices: tuple[str, ...] = ("cpu",)
     differentiable: bool = False
     distributed: bool = False

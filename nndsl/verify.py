@@ -44,9 +44,27 @@ from nndsl.ir import NUMPY_DTYPE, Graph, Program, TrainSpec
 BATCHES = (1, 7)
 TIMES = (3, 11)  # only for models with an input that has a `time` axis
 
-FORWARD_TORCH = "forward numpy↔torch"
 FORWARD_ONNX = "forward numpy↔onnxruntime"
-GRAD_TORCH = "grad numpy↔torch"
+
+
+def forward_label(backend: str) -> str:
+    return f"forward numpy↔{backend}"
+
+
+def grad_label(backend: str) -> str:
+    return f"grad numpy↔{backend}"
+
+
+FORWARD_TORCH, GRAD_TORCH = forward_label("torch"), grad_label("torch")
+
+
+def compared_backends(what: str) -> dict[str, Any]:
+    """The registered backends compared with the NumPy reference: those with a forward runner
+    (`what="forward"`) or a gradient runner (`what="gradients"`)."""
+    from nndsl.backend import backends
+
+    return {name: getattr(b, what) for name, b in backends().items()
+            if getattr(b, what) is not None and not b.extra.get("reference")}
 
 
 @dataclass(frozen=True)
@@ -237,35 +255,6 @@ def numpy_forward(graph: Graph, feeds: Mapping[str, Any],
     return {name: np.asarray(env[name]) for name in graph.outputs}
 
 
-def _torch_value(value: Any) -> np.ndarray:
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
-def torch_forward(graph: Graph, feeds: Mapping[str, Any],
-                  weights: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The same interpreter on the torch table (CPU, inference mode)."""
-    import torch
-
-    from nndsl.backends.torch.prims import make_torch_prims
-
-    with torch.no_grad():
-        env = run(graph, make_torch_prims(training=False), _tensors(feeds),
-                  _tensors(weights)).env
-    return {name: _torch_value(env[name]) for name in graph.outputs}
-
-
-def _tensors(arrays: Mapping[str, Any], grad: Iterable[str] = ()) -> dict[str, Any]:
-    """Torch copies of NumPy arrays; the named ones require grad."""
-    import torch
-
-    grad = set(grad)
-    return {k: torch.tensor(np.asarray(v), requires_grad=k in grad) for k, v in arrays.items()}
-
-
 @dataclass
 class OnnxRunner:
     """An onnxruntime session on the exported (or given) model, fed by input name."""
@@ -362,33 +351,20 @@ def numpy_gradients(objective: Any, weights: Mapping[str, Any],
     return P.tape.gradients(value, [traced[k] for k in names])
 
 
-def torch_gradients(objective: Any, weights: Mapping[str, Any],
-                    names: list[str]) -> list[np.ndarray]:
-    """torch autograd through the same interpreter and objective (inference mode)."""
-    import torch
-
-    from nndsl.backends.torch.prims import make_torch_prims
-
-    leaves = _tensors(weights, names)
-    value = objective(make_torch_prims(training=False), leaves)
-    if not isinstance(value, torch.Tensor) or not value.requires_grad:
-        return [np.zeros(np.shape(weights[k])) for k in names]
-    grads = torch.autograd.grad(value, [leaves[k] for k in names], allow_unused=True)
-    return [np.zeros(np.shape(weights[k])) if g is None else g.numpy()
-            for k, g in zip(names, grads, strict=True)]
-
-
 def gradient_rows(program: Program, graph: Graph, case: Case, feeds: Mapping[str, Any],
                   weights: Mapping[str, Any], rng: np.random.Generator) -> list[Row]:
-    """NumPy against torch gradients of one objective, per trainable weight, in float64."""
-    from nndsl.backends.numpy.autodiff import trainable
+    """NumPy against each backend's gradients of one objective, per trainable weight, in
+    float64."""
     from nndsl.backends.numpy.gradcheck import model_objective, synthetic_targets
+    from nndsl.training.core import trainable
 
     names = trainable(graph)
+    runners = compared_backends("gradients")
     if not differentiable(graph):
         ops_ = sorted({n.op for n in graph.nodes if not ops.OPS[n.op].differentiable})
-        return [Row(graph.name, GRAD_TORCH, "(all)", case.batch, case.time, None, None,
-                    GRADIENT, True, f"skipped: {', '.join(ops_)} has no gradient")]
+        return [Row(graph.name, grad_label(b), "(all)", case.batch, case.time, None, None,
+                    GRADIENT, True, f"skipped: {', '.join(ops_)} has no gradient")
+                for b in runners]
     train = train_block(program, graph)
     feeds = dict(feeds)
     if train is not None:
@@ -396,12 +372,13 @@ def gradient_rows(program: Program, graph: Graph, case: Case, feeds: Mapping[str
     feeds, weights = _float64(feeds), _float64(weights)
     objective = model_objective(graph, train, feeds, weights, rng)
     ref = numpy_gradients(objective, weights, names)
-    got = torch_gradients(objective, weights, names)
     rows = []
-    for name, g, r in zip(names, got, ref, strict=True):
-        max_abs, max_rel, ok = compare(g, r, GRADIENT)
-        rows.append(Row(graph.name, GRAD_TORCH, name, case.batch, case.time, max_abs, max_rel,
-                        GRADIENT, ok))
+    for backend, gradients in runners.items():
+        got = gradients(objective, weights, names)
+        for name, g, r in zip(names, got, ref, strict=True):
+            max_abs, max_rel, ok = compare(g, r, GRADIENT)
+            rows.append(Row(graph.name, grad_label(backend), name, case.batch, case.time,
+                            max_abs, max_rel, GRADIENT, ok))
     return rows
 
 
@@ -435,8 +412,9 @@ def verify_graph(program: Program, sources: SourceMap, graph: Graph,
         rng = np.random.default_rng([seed, case.batch, case.time or 0])
         feeds = random_inputs(graph, rng, case.sizes)
         ref = numpy_forward(graph, feeds, weights)
-        rows += forward_rows(graph, case, FORWARD_TORCH, torch_forward(graph, feeds, weights),
-                             ref)
+        for backend, forward in compared_backends("forward").items():
+            rows += forward_rows(graph, case, forward_label(backend),
+                                 forward(graph, feeds, weights), ref)
         if runner is not None:
             rows += onnx_rows(graph, case, runner, feeds, ref)
         rows += gradient_rows(program, graph, case, feeds, weights, rng)

@@ -34,7 +34,23 @@ def _forward(graph: Any, feeds: Mapping[str, Any],
             else np.asarray(env[name]) for name in graph.outputs}
 
 
+def _gradients(objective: Any, weights: Mapping[str, Any], names: list[str]) -> list[np.ndarray]:
+    """torch autograd through the same interpreter and objective (inference mode)."""
+    import torch
+    from nndsl.backends.torch.prims import make_torch_prims
+
+    leaves = {k: torch.tensor(np.asarray(v), requires_grad=k in names)
+              for k, v in weights.items()}
+    value = objective(make_torch_prims(training=False), leaves)
+    if not isinstance(value, torch.Tensor) or not value.requires_grad:
+        return [np.zeros(np.shape(weights[k])) for k in names]
+    grads = torch.autograd.grad(value, [leaves[k] for k in names], allow_unused=True)
+    return [np.zeros(np.shape(weights[k])) if g is None else g.numpy()
+            for k, g in zip(names, grads, strict=True)]
+
+
 register_backend(Backend(
     "torch", "PyTorch on the CPU or a CUDA device, gradients by autograd", engine=_engine,
-    forward=_forward, devices=("cpu", "cuda"), differentiable=True, distributed=True,
+    forward=_forward, gradients=_gradients, devices=("cpu", "cuda"), differentiable=True,
+    distributed=True,
     is_default=True, order=10))
