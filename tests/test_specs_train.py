@@ -1,4 +1,6 @@
-"""Every spec with a backprop train block trains with `nndsl train` (torch) and lowers its loss."""
+"""Every shipped spec trains with `nndsl train` and its own trainer, and meets a stated
+criterion: backprop specs lower each phase's loss (here); the others have their own tests,
+listed in OWN_TESTS, which a test checks covers every spec."""
 
 from __future__ import annotations
 
@@ -15,15 +17,56 @@ from .conftest import SPECS
 pytest.importorskip("torch")
 
 
+# spec -> the test module that trains it with its own trainer and states its criterion
+OWN_TESTS = {
+    "hopfield": "test_specs_train.py",  # below: recall of the stored patterns
+    "perceptron_and": "test_trainer_checks.py",
+    "adaline_or": "test_trainer_checks.py",
+    "gan": "test_adversarial.py",
+    "cgan": "test_adversarial.py",
+    "rbm_bars": "test_contrastive_divergence.py",
+    "dbn_digits": "test_contrastive_divergence.py",
+    "xor_anneal": "test_gradient_free.py",
+    "xor_evolve": "test_gradient_free.py",
+    "xor_cauchy_backprop": "test_gradient_free.py",
+}
+
+
+def _trainers(path: Path) -> set[str]:
+    from nndsl.training.stages import stages
+
+    program, _ = load(path)
+    return {stage.trainer_call.name for t in program.trains for stage in stages(t)}
+
+
 def _backprop_specs() -> list[Path]:
-    out = []
+    return [path for path in SPECS if _trainers(path) == {"backprop"}]
+
+
+def test_every_spec_is_trained_by_some_test() -> None:
+    here = Path(__file__).parent
     for path in SPECS:
-        program, _ = load(path)
-        if any(t.loss is not None or t.phases for t in program.trains):
-            if all(t.get("trainer") is None or t.get("trainer").name == "backprop"
-                   for t in program.trains):
-                out.append(path)
-    return out
+        if _trainers(path) == {"backprop"}:
+            continue
+        assert path.stem in OWN_TESTS, f"{path.name} trains with {_trainers(path)}: no test"
+        assert path.stem in (here / OWN_TESTS[path.stem]).read_text(encoding="utf-8")
+
+
+def test_hebbian_storage_recalls_every_pattern_from_a_corrupted_copy(tmp_path: Path) -> None:
+    """specs/hopfield.nn stores the four 16-bit patterns; each comes back with 2 bits flipped."""
+    import numpy as np
+
+    from nndsl.backends.onnx.runtime import run_onnx
+    from nndsl.data.builtin import builtin
+    from nndsl.export import load_onnx
+
+    assert main(["train", str(SPECS[0].parent / "hopfield.nn"), "--run-dir", str(tmp_path),
+                 "--quiet"]) == 0
+    patterns = builtin(Path("."), name="hopfield16")["x"]
+    noisy = patterns.copy()
+    noisy[:, [1, 6]] *= -1
+    (recalled,) = run_onnx(load_onnx(tmp_path / "model.onnx"), {"x": noisy})
+    np.testing.assert_array_equal(recalled, patterns)
 
 
 @pytest.mark.slow
