@@ -36,3 +36,28 @@ def assert_arrays_match(got: Any, want: Any, tolerance: dict[str, float], what: 
         np.testing.assert_array_equal(got, want, err_msg=what)
     else:
         np.testing.assert_allclose(got, want, **tolerance, err_msg=what)
+
+
+def stop_after_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    """Make training stop (as Ctrl-C does) once `step` updates are done: any trainer that
+    offers its position after each step then checkpoints exactly there and exits 130."""
+    from nndsl.training.session import Session
+
+    original = Session.stop_here
+
+    def stop_here(self: Session, position: Any) -> None:
+        if self.step == step:
+            self.stop_requested = True
+        original(self, position)
+
+    monkeypatch.setattr(Session, "stop_here", stop_here)
+
+
+def assert_same_run(want: Any, got: Any) -> None:
+    """Two run directories hold the same weights (bit for bit) and the same metrics.csv."""
+    for file in sorted(p.name for p in want.glob("*weights.npz")):
+        a, b = np.load(want / file), np.load(got / file)
+        assert sorted(a.files) == sorted(b.files), file
+        for name in a.files:
+            np.testing.assert_array_equal(b[name], a[name], err_msg=f"{file}: {name}")
+    assert (want / "metrics.csv").read_text() == (got / "metrics.csv").read_text()

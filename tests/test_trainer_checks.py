@@ -180,3 +180,18 @@ def test_a_backend_without_the_device_is_an_error(tmp_path: Path, capsys) -> Non
     assert code == 1
     assert "--device cuda: the numpy backend runs on cpu only" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("spec", "step"), [("perceptron_and", 6), ("adaline_or", 9)])
+def test_a_stopped_rule_run_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            spec: str, step: int) -> None:
+    from .conftest import assert_same_run, stop_after_step
+
+    args = ["train", str(ROOT / "specs" / f"{spec}.nn"), "--backend", "numpy", "--quiet",
+            "--checkpoint-every", "0", "--run-dir"]
+    assert main([*args, str(tmp_path / "whole")]) == 0
+    with monkeypatch.context() as patch:
+        stop_after_step(patch, step)
+        assert main([*args, str(tmp_path / "stopped")]) == 130
+    assert main(["train", "--resume", str(tmp_path / "stopped"), "--quiet"]) == 0
+    assert_same_run(tmp_path / "whole", tmp_path / "stopped")
