@@ -5,6 +5,7 @@ listed in OWN_TESTS, which a test checks covers every spec."""
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -92,8 +93,11 @@ def test_frozen_encoder_keeps_its_pretrained_weights(tmp_path: Path) -> None:
     spec = SPECS[0].parent / "pretrain_finetune.nn"
     text = spec.read_text(encoding="utf-8")
     only_pretrain = tmp_path / "pre.nn"
-    only_pretrain.write_text(text.replace("phase finetune", "phase finetune_off").replace(
-        "freeze = [enc]; epochs = 20", "freeze = [enc, head]; epochs = 1"), encoding="utf-8")
+    finetune = text[text.index("phase finetune"):]  # as `nndsl fmt` lays it out
+    frozen = re.sub(r"epochs(\s*)= 20", r"epochs\1= 1",
+                    re.sub(r"freeze(\s*)= \[enc\]", r"freeze\1= [enc, head]", finetune))
+    assert frozen.count("[enc, head]") == 1 and frozen.count("= 1\n") == 1, finetune
+    only_pretrain.write_text(text.replace(finetune, frozen), encoding="utf-8")
     for name, path in (("both", spec), ("pre", only_pretrain)):
         assert main(["train", str(path), "--device", "cpu", "--run-dir", str(tmp_path / name),
                      "--quiet"]) == 0
