@@ -15,8 +15,8 @@ from typing import Any
 
 from nndsl.errors import NndslError, Span, did_you_mean
 from nndsl.ir import Call, Graph, Node, TensorType, WeightDecl
-from nndsl.ops.initializers import FILE_PARAMS
 from nndsl.ops.registry import OpDef
+from nndsl.ops.weight_files import FILE_PARAMS
 from nndsl.passes.weights import make_weights
 
 MAX_NODES = 200_000

@@ -16,8 +16,8 @@ from nndsl.builder import GraphBuilder, Poisoned
 from nndsl.errors import ErrorSink, NndslError, Span, did_you_mean
 from nndsl.grammar import ast
 from nndsl.ir import DTYPES, Call, TensorType
-from nndsl.ops.initializers import FILE_PARAMS
 from nndsl.ops.registry import Constraint, Init, OpDef, Regularizer
+from nndsl.ops.weight_files import FILE_PARAMS
 from nndsl.passes.bind import BOOLS, Consts, bind_params, literal
 
 TENSOR_KINDS = ("activation", "layer", "loss", "metric")

@@ -25,6 +25,7 @@ from nndsl.errors import NndslError
 from nndsl.importer import (  # noqa: F401  (the rule modules register themselves)
     decoder,
     elementwise,
+    generic,
     patterns,
     recurrent,
     rules,
@@ -63,11 +64,7 @@ def import_model(model: onnx.ModelProto, name: str, weights_file: str | None = N
     for node in model.graph.node:
         if id(node) in imp.consumed or all(imp.view.is_const(o) for o in node.output if o):
             continue
-        fn = RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-        if fn is None:
-            raise node_error(node, "is not an op nndsl imports",
-                             hint="supported: " + ", ".join(supported_ops()))
-        fn(imp, node)
+        _import_node(imp, node)
         imp.take(node)
     outputs = _outputs(imp, model)
     graph = builder.graph(outputs)
@@ -79,6 +76,26 @@ def import_model(model: onnx.ModelProto, name: str, weights_file: str | None = N
         header.append(f"Weights: {weights_file} ({len(imp.arrays)} arrays named "
                       "<label>.<param>, as `nndsl train` writes weights.npz).")
     return Imported(graph, spec_text(graph, hints, header, weights_file), dict(imp.arrays))
+
+
+def _import_node(imp: Importer, node: onnx.NodeProto) -> None:
+    """A weightless catalog op whose own export is the several nodes found here (silu, selu,
+    step, ...; nndsl/importer/generic.py), else the rule for the node's op type, else (when there
+    is none or it refuses the node) such an op of one node."""
+    if generic.match(imp, node, min_nodes=2):
+        return
+    fn = RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+    if fn is None:
+        if not generic.match(imp, node):
+            raise node_error(node, "is not an op nndsl imports",
+                             hint="supported: " + ", ".join(supported_ops()) + ", and the "
+                             "node sequences nndsl exports for its weightless layers")
+        return
+    try:
+        fn(imp, node)
+    except NndslError:
+        if not generic.match(imp, node):
+            raise
 
 
 def _check_opset(model: onnx.ModelProto) -> None:
