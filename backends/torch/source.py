@@ -150,7 +150,7 @@ class ModuleWriter:
 
     def decomposed(self, node: Node, ctx: Ctx) -> list[str]:
         """The op's own decomposition run on the source table: its lines of tensor code."""
-        tracer = Tracer(self.fresh)
+        tracer = Tracer(self.fresh, self.var[self.graph.inputs[0][0]])
         kwargs = {**dict(node.params), **self.weights(node)}
         value = ops.get(node.op).compute(make_source_prims(tracer), *ctx.inputs, **kwargs)
         value = value.value if isinstance(value, WithUpdates) else value

@@ -175,7 +175,7 @@ def recurrent_loop(c: Ctx) -> list[str]:
                                     ("weight_ih", "weight_hh", "bias_ih", "bias_hh",
                                      "weight_peephole")))
         xw, h, cell, seq = (f"{c.out}_{s}{d}" for s in ("xw", "h", "c", "steps"))
-        tracer = Tracer(c.fresh)
+        tracer = Tracer(c.fresh, x.text)
         P = make_source_prims(tracer)
         blocks = np.shape(direction.weight_ih.samples[0])[0]
         state = [np.zeros((b, units), np.float32) for b in batch]

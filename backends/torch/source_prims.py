@@ -106,11 +106,13 @@ def render(a: Any) -> str:
 
 
 class Tracer:
-    """Collects the lines an op writes; names its temporaries `t1`, `t2`, ... via `fresh`."""
+    """Collects the lines an op writes; names its temporaries `t1`, `t2`, ... via `fresh`.
 
-    def __init__(self, fresh: Callable[[], str]) -> None:
+    `device` is a tensor expression whose device new constants are made on (a model input)."""
+
+    def __init__(self, fresh: Callable[[], str], device: str | None = None) -> None:
         self.lines: list[str] = []
-        self.fresh = fresh
+        self.fresh, self.device = fresh, device
 
     def assign(self, expr: str, samples: Sequence[Any]) -> Code:
         name = self.fresh()
@@ -218,7 +220,9 @@ def _one_hot(t: Tracer, indices: Any, depth: Any, dtype: str = "f32") -> str:
 
 
 def _constant(t: Tracer, value: Any, dtype: str = "f32") -> str:
-    return f"torch.tensor({render(np.asarray(value).tolist())}, dtype={TORCH_DTYPE[dtype]})"
+    device = f", device={t.device}.device" if t.device else ""
+    return (f"torch.tensor({render(np.asarray(value).tolist())}, dtype={TORCH_DTYPE[dtype]}"
+            f"{device})")
 
 
 def _conv(t: Tracer, x: Any, w: Any, stride: Any, padding: Any, dilation: Any) -> str:
