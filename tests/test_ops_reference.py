@@ -15,6 +15,7 @@ from nndsl.backends.numpy.prims import make_numpy_prims
 import nndsl.ops.activations as activations
 import nndsl.ops.initializers as initializers
 import nndsl.ops.losses as losses
+import nndsl.ops.metrics as metrics
 import nndsl.ops.regularizers as regularizers
 from nndsl.errors import NndslError
 from nndsl.ir import TensorType
@@ -22,7 +23,7 @@ from nndsl.ops.registry import OPS, OpDef, all_ops, get
 
 P = make_numpy_prims()
 EXTREMES = np.array([-300.0, -30.0, -2.0, -1.0, -1e-3, 0.0, 1e-3, 1.0, 2.0, 30.0, 300.0])
-MODULES = (activations, losses, initializers, regularizers)
+MODULES = (activations, losses, metrics, initializers, regularizers)
 
 
 def mine_all() -> list[OpDef]:
@@ -113,7 +114,8 @@ def test_kinds() -> None:
     assert set(mine("loss")) >= {"mse", "sse", "bce", "cross_entropy", "cross_entropy_logits",
                                  "nll", "hinge", "logistic", "max_margin", "kl_normal",
                                  "l1_activity", "contractive"}
-    assert set(mine("metric")) == {"accuracy", "mae"}
+    assert set(mine("metric")) == {"accuracy", "precision", "recall", "f1", "top_k_accuracy",
+                                   "roc_auc", "mae", "rmse", "r2"}
     assert {"zeros", "he_normal", "glorot_uniform", "orthogonal", "sparse"} <= set(
         mine("initializer"))
     assert set(mine("regularizer")) == {"l1", "l2", "elastic"}

@@ -10,6 +10,7 @@ from nndsl.ops import (  # noqa: F401  (imported for their registrations)
     initializers,
     layers,
     losses,
+    metrics,
     optimizers,
     recurrent,
     regularizers,

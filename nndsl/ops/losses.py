@@ -1,4 +1,4 @@
-"""Losses (kind `loss`) and metrics (kind `metric`): `fn(P, y, t, *, ...)` -> a 0-d value.
+"""Losses (kind `loss`): `fn(P, y, t, *, ...)` -> a 0-d value (metrics: nndsl/ops/metrics.py).
 
 Conventions (catalog §3, CONV-03, CONV-06, CONV-33):
 
@@ -287,29 +287,3 @@ def contractive(P: Any, code: Any, weight: Any, *, strength: float = 1.0,
     row_norms = P.sum(P.mul(weight, weight), axis=1)
     per_example = P.sum(P.mul(P.mul(slope, slope), row_norms), axis=-1)
     return P.mul(strength, _reduce(P, per_example, reduction))
-
-
-# ---- metrics -------------------------------------------------------------------------------
-
-@op("accuracy", "metric", infer=_classes("accuracy"), differentiable=False,
-    sample_inputs=_probs_and_indices)
-def accuracy(P: Any, y: Any, t: Any) -> Any:
-    """Fraction of correct predictions: argmax_k y = class, or (y > 0.5) = (t > 0.5) for 1 output.
-
-    Multi-class targets are class indices or one-hot; a single output ([batch, 1] or [batch])
-    is thresholded at 0.5 (exactly 0.5 counts as class 0), its targets are 0/1.
-    """
-    shape_y = P.shape(y)
-    if len(shape_y) == 1 or shape_y[-1] == 1:
-        hit = P.eq(P.gt(P.reshape(y, (-1,)), 0.5), P.gt(P.reshape(t, (-1,)), 0.5))
-    elif len(P.shape(t)) == len(shape_y):
-        hit = P.eq(P.argmax(y, axis=-1), P.argmax(t, axis=-1))
-    else:
-        hit = P.eq(P.argmax(y, axis=-1), P.cast(t, "i64"))
-    return P.mean(P.cast(hit, "f32"))
-
-
-@op("mae", "metric", infer=_matching("mae"), sample_inputs=_pair)
-def mae(P: Any, y: Any, t: Any) -> Any:
-    """mean over all elements of |y - t|."""
-    return P.mean(P.abs(P.sub(y, t)))
