@@ -12,6 +12,7 @@ from nndsl.ops import (  # noqa: F401  (imported for their registrations)
     losses,
     metrics,
     optimizers,
+    rbm,
     recurrent,
     regularizers,
     schedules,
