@@ -31,7 +31,7 @@ from typing import Any
 
 from nndsl import ops
 from nndsl.errors import NndslError
-from nndsl.ir import Graph, Node
+from nndsl.ir import Call, Graph, Node
 from nndsl.ops.optimizers import require
 from nndsl.ops.rbm import bernoulli, free_energy, hidden_probs, visible_probs
 from nndsl.ops.registry import Label
@@ -42,7 +42,7 @@ from nndsl.training.session import Position, Session
 from nndsl.training.stages import Stage, stream_seed
 
 STREAM = 2  # the Gibbs draws of one update: stream_seed(seed, step, STREAM)
-CHAIN = "persistent_chain"  # the checkpoint slot of PCD's visible states (no weight has no dot)
+CHAIN = "persistent_chain"  # PCD's checkpoint slot (weight names hold a dot: no clash)
 MEASURES = ("reconstruction", "free_energy")
 
 
@@ -123,8 +123,8 @@ class CDLoop(EpochLoop):
         self.dtype = self.model.weight(self.names["weight"]).dtype
         self.below = _inputs_of(self.model, node)
         self.updater = Updater(session.engine, self.model, stage, self.seed)
-        regs = penalties(self.model, stage.get("regularize")).get(self.names["weight"], [])
-        self.regs = [(ops.get(c.name, "regularizer", c.span).grad, dict(c.kwargs)) for c in regs]
+        self.regs = [_penalty_gradient(c) for c in penalties(
+            self.model, stage.get("regularize")).get(self.names["weight"], [])]
         saved = session.engine.to_backend_state(start.state) if start is not None else {}
         self.chain = saved.pop(CHAIN, {}).get("v")
         self.updater.state = saved
@@ -232,6 +232,15 @@ class CDLoop(EpochLoop):
             out.update({f"val_{k}": v for k, v in val.items()})
             out["val_loss"] = val["reconstruction"]
         return out
+
+
+def _penalty_gradient(call: Call) -> tuple[Any, dict[str, Any]]:
+    """A regularizer's closed-form gradient (CD has no loss to differentiate) and its params."""
+    grad = ops.get(call.name, "regularizer", call.span).grad
+    if grad is None:
+        raise NndslError(f"regularizer '{call.name}' gives no closed-form gradient, which "
+                         "contrastive divergence needs", call.span, hint="use l1, l2 or elastic")
+    return grad, dict(call.kwargs)
 
 
 def _mean_outer(P: Any, h: Any, v: Any) -> Any:
