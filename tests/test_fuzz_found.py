@@ -62,3 +62,12 @@ def test_blocks_nested_past_the_limit_are_an_error() -> None:
         "  y = x -> b0(2)\n  output y\n}\n"
     with pytest.raises(NndslError, match="blocks nested more than 50 deep"):
         load("deep.nn", text)
+
+
+def test_shared_prelu_on_a_scalar_is_refused(write_spec: Callable[[str], Path]) -> None:
+    """A shared α is an array [1]: on a scalar it made a [1] where the checker said []."""
+    spec = write_spec("model m {\n  input x: [batch, 3]\n  s = mse(x, x)\n"
+                      "  y = s -> prelu(shared=true)\n  output y\n}\n")
+    with pytest.raises(NndslError, match="prelu expects an input with at least 1 axes") as e:
+        load(spec)
+    assert e.value.span is not None and e.value.span.line == 4

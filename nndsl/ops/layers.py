@@ -430,6 +430,7 @@ def hopfield(P: Any, x: Any, *, steps: int = 10, mode: Literal["sync", "async"] 
 def _prelu_type(x: TensorType, *, shared: bool, **_: Any) -> TensorType:
     if not shared:
         _channels("prelu", x)
+    need_min_rank("prelu", x, 1, "[batch, ...]", BATCH_HINT)  # α [1] would make a scalar [1]
     return x
 
 
