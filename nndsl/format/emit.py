@@ -93,7 +93,7 @@ def render(lines: list[Line], source: Source) -> str:
         for k, c in enumerate(placement.before.get(i, ())):
             indent = line.indent if line.comment_indent is None else line.comment_indent
             comment_mode = FIRST_COMMENT[mode] if k == 0 else NEVER if mode == NEVER else KEEP
-            add(Row(indent, c.text, code=False), comment_mode, c.pos, c.pos + len(c.text))
+            add(Row(indent, c.text, code=False), comment_mode, *_extent(c, line))
         if i in placement.before:
             mode = AFTER_COMMENTS[mode]
         trailing = placement.trailing.get(i, [])
@@ -104,6 +104,13 @@ def render(lines: list[Line], source: Source) -> str:
         add(Row(0, c.text, code=False), KEEP, c.pos, c.pos + len(c.text))
     text = "\n".join(_aligned(rows))
     return text + "\n" if text else ""
+
+
+def _extent(c: Comment, line: Line) -> tuple[int, int]:
+    """Where a comment put before `line` counts as being when blank lines are looked for: a
+    comment from within the line's statement counts as at its start, since blank lines inside
+    a statement are not blank lines between statements."""
+    return (line.start, line.start) if c.pos > line.start else (c.pos, c.pos + len(c.text))
 
 
 def _aligned(rows: list[Row | None]) -> list[str]:
