@@ -3,26 +3,34 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 
-def load_spec(spec: str) -> Any:
-    """The checked program and its sources. The cycle collector is paused meanwhile: the AST
-    and IR are many small objects that all stay alive, and its full passes over them made a
-    10,000-layer check 1.6x slower (super-linear; make bench, case 4)."""
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cycle collector paused: a parse tree, AST and IR are many small objects that all
+    stay alive, and its full passes over them made a 10,000-layer check 1.6x slower
+    (super-linear; make bench, case 4)."""
     import gc
-
-    from nndsl.program import load
 
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return load(Path(spec))
+        yield
     finally:
         if enabled:
             gc.enable()
+
+
+def load_spec(spec: str) -> Any:
+    """The checked program and its sources (the cycle collector paused meanwhile)."""
+    from nndsl.program import load
+
+    with collector_paused():
+        return load(Path(spec))
 
 
 def print_error(error: Exception, sources: Any, spec: str | None) -> None:

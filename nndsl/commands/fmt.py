@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from nndsl.commands import EXIT_ERRORS, EXIT_OK, Command, register
-from nndsl.commands._common import print_error
+from nndsl.commands._common import collector_paused, print_error
 
 STDIN = "-"
 
@@ -51,7 +51,8 @@ def _format_one(spec: str, text: str, args: argparse.Namespace, status) -> bool:
     """Format one spec as the options say; whether its text changes."""
     from nndsl.format import format_text
 
-    formatted = format_text(text, _name(spec))
+    with collector_paused():
+        formatted = format_text(text, _name(spec))
     changed = formatted != text
     if args.diff and changed:
         sys.stdout.write(unified_diff(text, formatted, _name(spec)))
