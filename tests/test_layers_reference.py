@@ -1,4 +1,5 @@
-"""Layers (layers.py, conv.py, recurrent.py) against independent references written here:
+"""Layers (layers.py, conv.py, recurrent.py; transformer.py and upsampling.py have their own
+references in tests/test_modern_layers.py) against independent references written here:
 plain loops, NumPy written differently, torch.nn.functional / torch.nn modules with the weights
 mapped per the documented layout, and the ONNX reference evaluator for the recurrent variants
 torch lacks (which also pins the documented ONNX mapping). Shape rules are checked against the
@@ -16,6 +17,8 @@ from nndsl.backends.numpy.prims import make_numpy_prims
 import nndsl.ops.conv as conv
 import nndsl.ops.layers as layers
 import nndsl.ops.recurrent as recurrent
+import nndsl.ops.transformer as transformer
+import nndsl.ops.upsampling as upsampling
 from nndsl.errors import NndslError
 from nndsl.ir import TensorType
 from nndsl.ops.registry import OPS, OpDef, WithUpdates
@@ -23,7 +26,7 @@ from nndsl.ops.registry import OPS, OpDef, WithUpdates
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-MODULES = {m.__name__ for m in (layers, conv, recurrent)}
+MODULES = {m.__name__ for m in (layers, conv, recurrent, transformer, upsampling)}
 MINE = sorted(name for name, d in OPS.items() if d.compute.__module__ in MODULES)
 
 
@@ -68,7 +71,8 @@ def test_the_catalog_of_layers() -> None:
         "dropout", "gaussian_noise", "mask_noise", "batchnorm", "reparameterize", "rbf",
         "hopfield", "prelu", "rrelu", "maxout", "conv1d", "conv2d", "maxpool1d", "avgpool1d",
         "maxpool2d", "avgpool2d", "l2pool2d", "global_avgpool", "global_maxpool", "kmaxpool",
-        "rnn", "lstm", "gru", "attention"}
+        "rnn", "lstm", "gru", "attention", "layer_norm", "multi_head_attention",
+        "conv_transpose2d", "upsample"}
     assert {OPS[n].kind for n in ("prelu", "rrelu", "maxout")} == {"activation"}
     assert {n for n in MINE if OPS[n].training_only} == {"dropout", "gaussian_noise",
                                                          "mask_noise"}

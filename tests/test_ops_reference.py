@@ -87,6 +87,7 @@ ACTIVATIONS: dict[str, tuple[dict[str, Any], Callable[[np.ndarray], np.ndarray]]
     "ricker": ({}, lambda x: (1 - x**2) * np.exp(-(x**2) / 2)),
     "gelu": ({}, lambda x: 0.5 * x * _erfc(-x / math.sqrt(2.0))),
     "silu": ({}, lambda x: x * _sig(x)),
+    "sine": ({"w0": 3.0}, lambda x: np.sin(3.0 * x)),
     "swish": ({"beta": 2.0}, lambda x: x * _sig(2.0 * x)),
     "lif_rate": ({"tau_ref": 0.003, "tau_m": 0.01},
                  np.vectorize(lambda v: _lif(v, 0.003, 0.01))),
@@ -221,6 +222,7 @@ DERIVATIVES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "elu": lambda x: np.where(x > 0, 1.0, np.exp(np.minimum(x, 0))),
     "arctan": lambda x: 1 / (1 + x**2),
     "silu": lambda x: _sig(x) * (1 + x * (1 - _sig(x))),
+    "sine": np.cos,
     "gaussian_rbf": lambda x: -2 * x * np.exp(-(x**2)),
 }
 

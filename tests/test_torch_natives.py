@@ -36,6 +36,19 @@ CASES: list[tuple[str, tuple[tuple[int, ...], ...], dict[str, Any]]] = [
                        "linear_before_reset": r}) for s in (True, False) for r in (True, False)],
     *[("rnn", (SEQ,), {"units": 4, "activation": a, "sequences": False, "bidirectional": True})
       for a in ("tanh", "relu", "sigmoid")],
+    *[("gelu", ((4, 6),), {"approximate": a}) for a in ("none", "tanh")],
+    ("silu", ((4, 6),), {}),
+    ("layer_norm", (SEQ,), {}),
+    ("layer_norm", ((2, 3, 4, 5),), {"axis": 2, "use_bias": False, "eps": 1e-3}),
+    ("conv_transpose2d", ((2, 3, 4, 5),), {"channels": 2, "kernel": 3, "stride": 2,
+                                           "padding": 1, "output_padding": 1}),
+    ("conv_transpose2d", ((2, 3, 4, 5),), {"channels": 2, "kernel": (3, 2), "stride": 2,
+                                           "padding": "same"}),  # odd k − s: the fallback
+    *[("upsample", ((2, 3, 4, 5),), {"scale": s, "mode": m})
+      for s in (2, (3, 1)) for m in ("nearest", "bilinear")],
+    ("multi_head_attention", (SEQ,), {"heads": 2}),
+    ("multi_head_attention", (SEQ,), {"heads": 4, "causal": True, "use_bias": False}),
+    ("multi_head_attention", ((3, 2, 4), (3, 5, 6)), {"heads": 2, "dim": 6, "causal": True}),
 ]
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from nndsl.backends.onnx.emitter import ValueType, emitter_of
 
 from nndsl.ops.conv import pads, sizes
+from nndsl.ops.upsampling import transpose_geometry
 
 
 def _unary(op_type: str) -> Callable[..., str]:
@@ -71,9 +73,54 @@ def flatten(P: Any, x: Any) -> str:
     return em.node("Flatten", [x], ValueType(xt.dtype, (xt.shape[0], size)), axis=1)
 
 
+def layer_norm(P: Any, x: Any, *, axis: int = -1, eps: float = 1e-5, use_bias: bool = True,
+               gamma: Any, beta: Any = None) -> str:
+    """One LayerNormalization node (opset 17): the same axes, epsilon and biased variance."""
+    em = emitter_of(P)
+    xt = em.type_of(x)
+    inputs = [x, em.cast(gamma, xt.dtype)] + ([em.cast(beta, xt.dtype)] if beta is not None
+                                              else [])
+    return em.node("LayerNormalization", inputs, xt, axis=axis % xt.rank, epsilon=eps)
+
+
+def conv_transpose2d(P: Any, x: Any, *, channels: int, kernel: Any, stride: Any = 1,
+                     padding: Any = "valid", output_padding: Any = 0, use_bias: bool = True,
+                     weight: Any, bias: Any = None) -> str:
+    """ConvTranspose with the border crops as `pads` and torch's output_padding as its own."""
+    em = emitter_of(P)
+    g = transpose_geometry(kernel, stride, padding, output_padding)
+    xt = em.type_of(x)
+    out = tuple(g.out_size(a, n) for a, n in enumerate(xt.shape[2:]))
+    inputs = [x, em.cast(weight, xt.dtype)] + ([em.cast(bias, xt.dtype)] if bias is not None
+                                               else [])
+    return em.node("ConvTranspose", inputs, ValueType(xt.dtype, (xt.shape[0], channels, *out)),
+                   kernel_shape=list(g.kernel), strides=list(g.stride),
+                   output_padding=list(g.extra),
+                   pads=[lo for lo, _ in g.crops] + [hi for _, hi in g.crops])
+
+
+RESIZE_MODES = {  # our mode -> Resize attributes giving torch's F.interpolate(align_corners=False)
+    "nearest": dict(mode="nearest", coordinate_transformation_mode="asymmetric",
+                    nearest_mode="floor"),
+    "bilinear": dict(mode="linear", coordinate_transformation_mode="pytorch_half_pixel"),
+}
+
+
+def upsample(P: Any, x: Any, *, scale: Any, mode: str = "nearest") -> str:
+    """One Resize node (opset 13 form) with constant scales [1, 1, s, t]."""
+    em = emitter_of(P)
+    xt = em.type_of(x)
+    sh, sw = sizes("upsample", "scale", scale, 2)
+    scales = em.const(np.asarray([1.0, 1.0, sh, sw], dtype=np.float32))
+    out = (*xt.shape[:2], *(n * f if isinstance(n, int) else None
+                           for n, f in zip(xt.shape[2:], (sh, sw), strict=True)))
+    return em.node("Resize", [x, "", scales], ValueType(xt.dtype, out), **RESIZE_MODES[mode])
+
+
 NATIVE: dict[str, Callable[..., Any]] = {
     "relu": _unary("Relu"), "sigmoid": _unary("Sigmoid"), "tanh": _unary("Tanh"),
     "softmax": _along_axis("Softmax"), "log_softmax": _along_axis("LogSoftmax"),
     "dense": dense, "conv1d": _conv(1, "conv1d"), "conv2d": _conv(2, "conv2d"),
-    "flatten": flatten,
+    "flatten": flatten, "layer_norm": layer_norm, "conv_transpose2d": conv_transpose2d,
+    "upsample": upsample,
 }

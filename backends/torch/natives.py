@@ -22,6 +22,8 @@ from nndsl.ops.conv import pads, sizes
 from nndsl.ops.layers import dropout_keep
 from nndsl.ops.optimizers import check_adam, require
 from nndsl.ops.registry import OPS, get
+from nndsl.ops.transformer import project, split_inputs
+from nndsl.ops.upsampling import transpose_geometry
 
 _CONV = {1: F.conv1d, 2: F.conv2d}
 _RNN = {"tanh": torch.rnn_tanh, "relu": torch.rnn_relu}
@@ -194,10 +196,71 @@ def clip_norm(P: Any, grads: list[Any], *, max: float) -> list[Any]:
     return list(torch._foreach_mul(grads, torch.clamp(max / (total + 1e-6), max=1.0)))
 
 
+def gelu(P: Any, x: Any, *, approximate: str = "none") -> Any:
+    return F.gelu(x, approximate=approximate) if _floats(x) else _decomposed("gelu")(
+        P, x, approximate=approximate)
+
+
+def silu(P: Any, x: Any) -> Any:
+    return F.silu(x) if _floats(x) else _decomposed("silu")(P, x)
+
+
+def layer_norm(P: Any, x: Any, *, axis: int = -1, eps: float = 1e-5, use_bias: bool = True,
+               gamma: Any, beta: Any = None) -> Any:
+    """F.layer_norm over the trailing axes from `axis` (gamma's shape)."""
+    if not _floats(x, gamma, beta):
+        return _decomposed("layer_norm")(P, x, axis=axis, eps=eps, use_bias=use_bias,
+                                         gamma=gamma, beta=beta)
+    return F.layer_norm(x, tuple(x.shape[axis % x.ndim:]), gamma, beta, eps)
+
+
+def conv_transpose2d(P: Any, x: Any, *, channels: int, kernel: Any, stride: Any = 1,
+                     padding: Any = "valid", output_padding: Any = 0, use_bias: bool = True,
+                     weight: Any, bias: Any = None) -> Any:
+    """F.conv_transpose2d with its bias, for equal crops before and after (not an odd `same`)."""
+    g = transpose_geometry(kernel, stride, padding, output_padding)
+    if not _floats(x, weight, bias) or any(lo != hi for lo, hi in g.crops):
+        return _decomposed("conv_transpose2d")(
+            P, x, channels=channels, kernel=kernel, stride=stride, padding=padding,
+            output_padding=output_padding, use_bias=use_bias, weight=weight, bias=bias)
+    return F.conv_transpose2d(x, weight, bias, stride=g.stride,
+                              padding=tuple(lo for lo, _ in g.crops), output_padding=g.extra)
+
+
+def upsample(P: Any, x: Any, *, scale: Any, mode: str = "nearest") -> Any:
+    """F.interpolate with integer scale factors (align_corners=False for bilinear)."""
+    if not _floats(x):
+        return _decomposed("upsample")(P, x, scale=scale, mode=mode)
+    factors = sizes("upsample", "scale", scale, 2)
+    corners = {"align_corners": False} if mode == "bilinear" else {}
+    return F.interpolate(x, scale_factor=tuple(float(f) for f in factors), mode=mode, **corners)
+
+
+def multi_head_attention(P: Any, *xs: Any, heads: int, dim: int | None = None,
+                         causal: bool = False, use_bias: bool = True, **weights: Any) -> Any:
+    """The projections with F.linear and the heads with F.scaled_dot_product_attention; a key
+    padding mask uses the decomposition (which attends evenly where every key is hidden)."""
+    query, keys, values, mask = split_inputs(xs, lambda a: a.ndim)
+    if mask is not None or not _floats(*xs, *weights.values()):
+        return _decomposed("multi_head_attention")(P, *xs, heads=heads, dim=dim, causal=causal,
+                                                   use_bias=use_bias, **weights)
+    w = weights.get
+
+    def split(x: Any, role: str) -> Any:  # [batch, T, dim] -> [batch, heads, T, dim / heads]
+        y = project(P, x, w(f"weight_{role}"), w(f"bias_{role}"))
+        return y.unflatten(-1, (heads, -1)).transpose(1, 2)
+
+    context = F.scaled_dot_product_attention(split(query, "q"), split(keys, "k"),
+                                             split(values, "v"), is_causal=causal)
+    return project(P, context.transpose(1, 2).flatten(-2), w("weight_out"), w("bias_out"))
+
+
 NATIVE: dict[str, Callable[..., Any]] = {
     "dense": dense, "relu": relu, "dropout": dropout, "softmax": softmax,
     "log_softmax": log_softmax, "cross_entropy_logits": cross_entropy_logits,
     "conv1d": _conv(1, "conv1d"), "conv2d": _conv(2, "conv2d"),
     "lstm": _recurrent("lstm", _lstm), "gru": _recurrent("gru", _gru),
     "rnn": _recurrent("rnn", _rnn), "adam": adam, "clip_norm": clip_norm,
+    "gelu": gelu, "silu": silu, "layer_norm": layer_norm, "conv_transpose2d": conv_transpose2d,
+    "upsample": upsample, "multi_head_attention": multi_head_attention,
 }

@@ -17,6 +17,8 @@ from nndsl.ops import (  # noqa: F401  (imported for their registrations)
     regularizers,
     schedules,
     stopping,
+    transformer,
+    upsampling,
 )
 from nndsl.ops.registry import OPS, TABLES, OpDef, all_ops, get, names
 

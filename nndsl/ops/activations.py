@@ -12,7 +12,7 @@ Every op is written once against the primitive namespace `P`. Conventions fixed 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 from nndsl.errors import NndslError
 from nndsl.ir import TensorType
@@ -217,16 +217,31 @@ def ricker(P: Any, x: Any) -> Any:
     return P.mul(P.sub(1.0, r2), P.exp(P.mul(-0.5, r2)))
 
 
-@op("gelu", "activation")
-def gelu(P: Any, x: Any) -> Any:
-    """x Φ(x) = 0.5 x (1 + erf(x / sqrt 2)), the exact (not tanh-approximated) GELU."""
+@op("gelu", "activation", native=natives("gelu", "torch"))
+def gelu(P: Any, x: Any, *, approximate: Literal["none", "tanh"] = "none") -> Any:
+    """x Φ(x) = ½x(1 + erf(x/√2)); tanh: ½x(1 + tanh(√(2/π)(x + 0.044715x³))) (Hendrycks 2016).
+
+    Hendrycks & Gimpel, "Gaussian Error Linear Units" (2016): `approximate="none"` (default) is
+    the exact erf form, torch's `F.gelu` default and BERT's; `"tanh"` is the paper's tanh
+    approximation (GPT-2, torch's `approximate="tanh"`). ONNX opset 17 has no Gelu node: both
+    export as Erf or Tanh and arithmetic.
+    """
+    if approximate == "tanh":
+        inner = P.mul(math.sqrt(2.0 / math.pi), P.add(x, P.mul(0.044715, P.mul(x, P.mul(x, x)))))
+        return P.mul(P.mul(0.5, x), P.add(1.0, P.tanh(inner)))
     return P.mul(P.mul(0.5, x), P.add(1.0, P.erf(P.mul(x, 1.0 / math.sqrt(2.0)))))
 
 
-@op("silu", "activation")
+@op("silu", "activation", native=natives("silu", "torch"))
 def silu(P: Any, x: Any) -> Any:
-    """x σ(x) (torch SiLU, swish with beta = 1)."""
+    """x σ(x), the sigmoid-weighted linear unit (Elfwing et al. 2018; swish with beta = 1)."""
     return P.mul(x, P.sigmoid(x))
+
+
+@op("sine", "activation")
+def sine(P: Any, x: Any, *, w0: float = 1.0) -> Any:
+    """sin(w0 x): the periodic node of CPPNs (Stanley 2007) and SIREN's layers (w0 = 30, 2020)."""
+    return P.sin(P.mul(w0, x))
 
 
 @op("swish", "activation")
