@@ -74,7 +74,7 @@ def test_predict_prints_nothing_on_stderr(tmp_path: Path) -> None:
                            "--input", str(x), "--output", str(tmp_path / "y.csv")],
                           capture_output=True, text=True)
     assert done.returncode == 0 and done.stderr == ""
-    assert np.loadtxt(tmp_path / "y.csv", delimiter=",").shape == (4,)
+    assert np.loadtxt(tmp_path / "y.csv", delimiter=",", skiprows=1).shape == (4,)  # a header
 
 
 @pytest.mark.parametrize("content", [b"", b"not a model", b"\x08\x07garbage\xff"])
@@ -116,7 +116,8 @@ def test_an_unwritable_prediction_output_is_a_clear_error(
     model, x = tmp_path / "m.onnx", tmp_path / "x.npy"
     assert main(["compile", str(ROOT / "specs" / "xor.nn"), "-o", str(model)]) == 0
     np.save(x, np.zeros((3, 2), dtype=np.float32))
-    assert main(["predict", str(model), "--input", str(x), "--output", target]) == 1
+    assert main(["predict", str(model), "--input", str(x), "--output", target,
+                 "--format", "npy"]) == 1
     assert f"error: cannot write {target}:" in capsys.readouterr().err
 
 
