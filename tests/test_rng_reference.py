@@ -64,7 +64,8 @@ def spec_file(name: str, tmp_path: Path) -> Path:
     return ROOT / "specs" / f"{name}.nn"
 
 
-@pytest.mark.parametrize("name", ["digits_mlp", "denoising_autoencoder", "vae", "grad_noise"])
+@pytest.mark.parametrize("name", ["digits_mlp", "denoising_autoencoder", "vae", "grad_noise",
+                                  "gan", "cgan"])
 def test_torch_with_the_reference_stream_repeats_the_numpy_run(name: str,
                                                                tmp_path: Path) -> None:
     spec = spec_file(name, tmp_path)

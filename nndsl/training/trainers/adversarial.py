@@ -142,7 +142,7 @@ def _check_gradients(pair: Pair, frozen: tuple[str, ...]) -> None:
                 raise NndslError(f"model '{graph.name}' keeps running statistics "
                                  f"('{w.name}'), which adversarial training does not update",
                                  w.span or graph.span, hint="use layer_norm instead of "
-                                 "batch_norm in a GAN")
+                                 "batchnorm in a GAN")
     if not _reaches(pair.discriminator, pair.real):
         raise NndslError(f"the generator gets no gradient: discriminator "
                          f"'{pair.discriminator.name}' reads '{pair.real}' only through ops "
@@ -267,7 +267,7 @@ class AdversarialLoop(EpochLoop):
                  losses: list[float] | None = None) -> Position:
         out = super().position(epoch, rng, batch)
         out.record.update({"updates": dict(self.updates), "pending": self.pending,
-                           "tally": {k: list(v) for k, v in self.tally.items()}})
+                           "tally": dict(self.tally)})  # read at once, never kept
         return out
 
     # -- one batch -----------------------------------------------------------------------------
