@@ -39,7 +39,7 @@ GENERATED_PATH = ROOT / "specs" / "generated.nn"  # beside specs/lib, which spec
 POSITION = re.compile(r"\s+# \S+:\d+:\d+$", re.M)
 FUZZ = settings(deadline=None, database=None, derandomize=True, print_blob=True,
                 suppress_health_check=list(HealthCheck))
-GENERATED, MUTATED, COMMENTED = 700, 900, 200
+GENERATED, MUTATED, COMMENTED = 750, 900, 200
 
 
 def outcome(path: Path, text: str) -> Any:
