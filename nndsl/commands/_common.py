@@ -53,6 +53,13 @@ def print_error(error: Exception, sources: Any, spec: str | None) -> None:
     print(text, file=sys.stderr)
 
 
+def console() -> Any:
+    """A rich console; printing to a file or pipe, tables keep their width (no wrapping)."""
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
 def box_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]],
               footer: Sequence[str]) -> str:
     """A title, then a table in box-drawing characters; the last column is right-aligned."""

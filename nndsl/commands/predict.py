@@ -60,13 +60,10 @@ def run(args: argparse.Namespace) -> int:
 
 def show(p: Any, rows: int, all_columns: bool) -> None:
     """The classes (when a classifier), then each output's values, `rows` rows of each."""
-    import sys
-
-    from rich.console import Console
-
+    from nndsl.commands._common import console as make_console
     from nndsl.predictions import flat_rows
 
-    console = Console(width=None if sys.stdout.isatty() else 200)  # files get whole tables
+    console = make_console()
     if p.classes is not None:
         console.print(_class_table(p, rows))
     for index, (name, values) in enumerate(p.outputs.items()):
