@@ -1,6 +1,6 @@
 """Gradient checking: reverse-mode gradients against central differences, in float64.
 
-The seeds' method (PROC-17): perturb one component θ_i by ±ε and compare
+The lecture notes' method: perturb one component θ_i by ±ε and compare
 (J(θ + ε e_i) − J(θ − ε e_i)) / 2ε with the analytic ∂J/∂θ_i. Every evaluation of J uses a
 fresh NumPy table with the same seed, so in training mode the dropout masks, noise and
 reparameterisation draws are replayed identically (the check covers the training-time graph,

@@ -69,7 +69,7 @@ dataset("and", doc="x f32 [4, 2] (00, 01, 10, 11), y f32 [4, 1] = x1 AND x2.")(
 dataset("or", doc="x f32 [4, 2] (00, 01, 10, 11), y f32 [4, 1] = x1 OR x2.")(
     _table(_XOR_X, [[0], [1], [1], [1]]))
 _PATTERNS8 = np.eye(8, dtype=int).tolist()
-# PROC-44's own patterns sit in a table this catalog copy lacks; these five are nndsl's.
+# The lecture notes' own patterns are not reproduced; these five are nndsl's.
 _BINARY_WORLD = [
     [1, 1, 1, 1, 0, 0, 0, 0],
     [0, 0, 0, 0, 1, 1, 1, 1],
@@ -117,7 +117,7 @@ def _sine(rng: np.random.Generator, n: int | None) -> Arrays:
 @dataset("discrete_mapping", noise=0.1)
 def _discrete_mapping(rng: np.random.Generator, n: int | None) -> Arrays:
     """n = 300 samples of 3 random prototypes in R^6 (the lecture's example), noise 0.1."""
-    prototypes = 3.0 * (rng.random((3, 6)) - 0.5)  # seed 001's intended 3 (rand - 0.5)
+    prototypes = 3.0 * (rng.random((3, 6)) - 0.5)  # the course's 3 (rand - 0.5)
     labels = rng.integers(0, 3, n if n is not None else 300)
     return _classes(prototypes[labels], labels, 3)
 

@@ -1,18 +1,18 @@
-"""Convolution and pooling on channels-first inputs [batch, channels, *spatial] (catalog §2b).
+"""Convolution and pooling on channels-first inputs [batch, channels, *spatial].
 
 Conventions fixed here:
 
-- `conv1d`/`conv2d` compute cross-correlation (no kernel flip, LAY-11, CONV-23), as torch and
+- `conv1d`/`conv2d` compute cross-correlation (no kernel flip), as torch and
   ONNX Conv do; weight `[out_channels, in_channels, *kernel]`, bias `[out_channels]`.
-- `padding` (LAY-12, CONV-24), per spatial axis with dilated span e = d·(k − 1):
+- `padding`, per spatial axis with dilated span e = d·(k − 1):
   `valid` pads nothing; `full` pads e on both sides (out = in + e at stride 1); an int p pads p
   on both sides; `same` pads e in total, ⌊e/2⌋ before and ⌈e/2⌉ after, whatever the stride
-  (out = ⌈in / s⌉). For odd kernels that is the catalog's symmetric k//2; for even kernels the
+  (out = ⌈in / s⌉). For odd kernels that is the usual symmetric k//2; for even kernels the
   extra row/column goes after, as torch `padding='same'` and ONNX `SAME_UPPER` do.
 - Output size ⌊(in + pad_before + pad_after − e − 1) / s⌋ + 1. Spatial sizes must be integers,
   except that a symbolic size passes through when it cannot change (stride 1 and `same`).
 - Pools: `stride` defaults to `size`; max pools pad with −∞, average pools count padded zeros
-  (torch count_include_pad=True); `l2pool2d` is √(Σ x²) over the window (LAY-16, torch
+  (torch count_include_pad=True); `l2pool2d` is √(Σ x²) over the window (torch
   LPPool2d(2), ONNX LpPool(p=2)), with gradient 0 for an all-zero window. Global pools reduce
   every spatial axis: [batch, C, ...] → [batch, C]. `kmaxpool` keeps the k largest values
   along an axis in their original order.
@@ -150,7 +150,7 @@ def conv1d(P: Any, x: Any, *, channels: int, kernel: Size, stride: Size = 1,
 def conv2d(P: Any, x: Any, *, channels: int, kernel: Size, stride: Size = 1,
            padding: Padding = "valid", dilation: Size = 1, use_bias: bool = True,
            weight: Weight, bias: Weight = None) -> Any:
-    """y = b + W ⋆ x: 2-D cross-correlation, W [channels, in_channels, kh, kw], NCHW (LAY-11)."""
+    """y = b + W ⋆ x: 2-D cross-correlation, W [channels, in_channels, kh, kw], NCHW."""
     return _conv(P, x, weight, bias, "conv2d", 2, kernel, stride, padding, dilation)
 
 
@@ -205,21 +205,21 @@ def avgpool1d(P: Any, x: Any, *, size: Size, stride: Size | None = None,
 @layer_op("maxpool2d", infer=_pool_rule("maxpool2d", 2), **POOL_2D_SAMPLES)
 def maxpool2d(P: Any, x: Any, *, size: Size, stride: Size | None = None,
               padding: Padding = 0) -> Any:
-    """y[i, j] = max over the size×size window at (s·i, s·j) (LAY-15; padding with −∞)."""
+    """y[i, j] = max over the size×size window at (s·i, s·j) (padding with −∞)."""
     return P.max_pool(x, *_pool_args("maxpool2d", 2, size, stride, padding))
 
 
 @layer_op("avgpool2d", infer=_pool_rule("avgpool2d", 2), **POOL_2D_SAMPLES)
 def avgpool2d(P: Any, x: Any, *, size: Size, stride: Size | None = None,
               padding: Padding = 0) -> Any:
-    """y[i, j] = mean over the size×size window at (s·i, s·j) (LAY-17; padded zeros counted)."""
+    """y[i, j] = mean over the size×size window at (s·i, s·j) (padded zeros counted)."""
     return P.avg_pool(x, *_pool_args("avgpool2d", 2, size, stride, padding))
 
 
 @layer_op("l2pool2d", infer=_pool_rule("l2pool2d", 2), **POOL_2D_SAMPLES)
 def l2pool2d(P: Any, x: Any, *, size: Size, stride: Size | None = None,
              padding: Padding = 0) -> Any:
-    """y[i, j] = √(Σ x² over the size×size window at (s·i, s·j)) (LAY-16)."""
+    """y[i, j] = √(Σ x² over the size×size window at (s·i, s·j)): an L2 pool."""
     k, s, p = _pool_args("l2pool2d", 2, size, stride, padding)
     total = P.mul(math.prod(k), P.avg_pool(P.mul(x, x), k, s, p))
     nonzero = P.gt(total, 0.0)  # √ has an infinite slope at 0: an all-zero window gets gradient 0
@@ -263,5 +263,5 @@ def _kmax_type(x: TensorType, *, k: int, axis: int, **_: Any) -> TensorType:
 
 @layer_op("kmaxpool", infer=_kmax_type, samples=(((2, 3, 8),),), sample_params={"k": 3})
 def kmaxpool(P: Any, x: Any, *, k: int, axis: int = -1) -> Any:
-    """The k largest values of x along `axis`, kept in their original order (LAY-18)."""
+    """The k largest values of x along `axis`, kept in their original order (k-max pooling)."""
     return P.kmax(x, k, axis)

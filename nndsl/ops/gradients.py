@@ -52,7 +52,7 @@ def clip_value(P: Any, grads: list[Any], *, max: float) -> list[Any]:
 
 @op("annealed", "noise")
 def annealed(P: Any, g: Any, step: int, *, eta: float = 0.3, gamma: float = 0.55) -> Any:
-    """g + N(0, sigma_t^2), sigma_t^2 = eta / (1 + t)^gamma, t = step (seed 000, OPT-23).
+    """g + N(0, sigma_t^2), sigma_t^2 = eta / (1 + t)^gamma, t = step: annealed gradient noise.
 
     Defaults from Neelakantan et al. (2015); t = 0 at the first update.
     """

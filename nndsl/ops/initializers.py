@@ -1,4 +1,4 @@
-"""Initializers (kind `initializer`, catalog §4): `fn(rng, shape, fan_in, fan_out, *, ...)`.
+"""Initializers (kind `initializer`): `fn(rng, shape, fan_in, fan_out, *, ...)`.
 
 They run once, in NumPy, with the spec's seeded generator `rng` (and nothing else), and return
 float64 arrays; every backend then starts from the same numbers. Fans come from the layer's
@@ -43,7 +43,7 @@ def _positive(name: str, **values: float) -> None:
 
 @op("zeros", "initializer")
 def zeros(rng: np.random.Generator, shape: Shape, fan_in: int, fan_out: int) -> np.ndarray:
-    """0 everywhere (INIT-01; fine for biases, INIT-11; a symmetry trap for weights)."""
+    """0 everywhere: fine for biases, a symmetry trap for weights (every unit learns the same)."""
     return np.zeros(shape)
 
 
@@ -56,14 +56,14 @@ def ones(rng: np.random.Generator, shape: Shape, fan_in: int, fan_out: int) -> n
 @op("const", "initializer")
 def const(rng: np.random.Generator, shape: Shape, fan_in: int, fan_out: int, *,
           value: float) -> np.ndarray:
-    """value everywhere, e.g. bias_init=const(0.01) for ReLU layers (INIT-12)."""
+    """value everywhere, e.g. bias_init=const(0.01) so ReLU units start active (CS231n's advice)."""
     return np.full(shape, float(value))
 
 
 @op("normal", "initializer")
 def normal(rng: np.random.Generator, shape: Shape, fan_in: int, fan_out: int, *,
            mean: float = 0.0, std: float = 1.0) -> np.ndarray:
-    """N(mean, std^2); normal(0, 1) is (mean, std), e.g. normal(std=0.001) (INIT-02, INIT-03)."""
+    """N(mean, std^2); normal(0, 1) is (mean, std), e.g. normal(std=0.001) for small weights."""
     _positive("normal", std=std)
     return rng.normal(mean, std, shape)
 
@@ -79,7 +79,7 @@ def uniform(rng: np.random.Generator, shape: Shape, fan_in: int, fan_out: int, *
 
 @op("he_normal", "initializer")
 def he_normal(rng: np.random.Generator, shape: Shape, fan_in: int, fan_out: int) -> np.ndarray:
-    """N(0, 2 / fan_in): std = sqrt(2 / fan_in), for ReLU (INIT-05, CONV-12; not the F6 erratum)."""
+    """N(0, 2 / fan_in): std = sqrt(2 / fan_in), for ReLU (He et al., 2015; kaiming_normal_)."""
     return _normal(rng, shape, math.sqrt(2.0 / max(fan_in, 1)))
 
 
@@ -92,16 +92,16 @@ def he_uniform(rng: np.random.Generator, shape: Shape, fan_in: int, fan_out: int
 @op("glorot_normal", "initializer")
 def glorot_normal(rng: np.random.Generator, shape: Shape, fan_in: int,
                   fan_out: int) -> np.ndarray:
-    """N(0, 2 / (fan_in + fan_out)), the standard Xavier normal (CONV-11, torch xavier_normal_)."""
+    """N(0, 2 / (fan_in + fan_out)): Glorot and Bengio (2010), torch's xavier_normal_."""
     return _normal(rng, shape, math.sqrt(2.0 / max(fan_in + fan_out, 1)))
 
 
 @op("glorot_normal_half", "initializer")
 def glorot_normal_half(rng: np.random.Generator, shape: Shape, fan_in: int,
                        fan_out: int) -> np.ndarray:
-    """N(0, 1 / (fan_in + fan_out)): seed 002's Xavier variant, half the standard variance.
+    """N(0, 1 / (fan_in + fan_out)): a Xavier variant some course notes give, half the variance.
 
-    Kept under its own name (CONV-11, INIT-06a) so `glorot_normal` means what torch means.
+    Kept under its own name so `glorot_normal` means what torch means.
     """
     return _normal(rng, shape, math.sqrt(1.0 / max(fan_in + fan_out, 1)))
 
@@ -116,7 +116,7 @@ def glorot_uniform(rng: np.random.Generator, shape: Shape, fan_in: int,
 @op("lecun_normal", "initializer")
 def lecun_normal(rng: np.random.Generator, shape: Shape, fan_in: int,
                  fan_out: int) -> np.ndarray:
-    """N(0, 1 / fan_in), for SELU (INIT-04, INIT-07)."""
+    """N(0, 1 / fan_in): LeCun's initialization, the one SELU networks assume."""
     return _normal(rng, shape, math.sqrt(1.0 / max(fan_in, 1)))
 
 
@@ -130,16 +130,17 @@ def lecun_uniform(rng: np.random.Generator, shape: Shape, fan_in: int,
 @op("torch_default", "initializer")
 def torch_default(rng: np.random.Generator, shape: Shape, fan_in: int,
                   fan_out: int) -> np.ndarray:
-    """U[-1/sqrt(fan_in), 1/sqrt(fan_in)], torch's nn.Linear / nn.Conv default (INIT-17)."""
+    """U[-1/sqrt(fan_in), 1/sqrt(fan_in)], torch's nn.Linear / nn.Conv default."""
     return _uniform(rng, shape, 1.0 / math.sqrt(max(fan_in, 1)))
 
 
 @op("orthogonal", "initializer")
 def orthogonal(rng: np.random.Generator, shape: Shape, fan_in: int, fan_out: int, *,
                gain: float = 1.0) -> np.ndarray:
-    """gain * Q, Q from the QR of a Gaussian [rows, rest]: orthonormal rows or columns (INIT-08).
+    """gain * Q, Q from the QR of a Gaussian [rows, rest]: orthonormal rows or columns.
 
-    Q's columns are sign-corrected by diag(R), so Q is Haar-distributed (torch orthogonal_).
+    Saxe et al. (2014). Q's columns are sign-corrected by diag(R), so Q is Haar-distributed
+    (torch orthogonal_).
     """
     rows, cols = _matrix(shape)
     q, r = np.linalg.qr(rng.standard_normal((max(rows, cols), min(rows, cols))))
@@ -152,8 +153,8 @@ def sparse(rng: np.random.Generator, shape: Shape, fan_in: int, fan_out: int, *,
            connections: int = 10, std: float = 1.0) -> np.ndarray:
     """Each unit (row) gets exactly `connections` N(0, std^2) incoming weights, the rest 0.
 
-    INIT-09 / CONV-39 (a count, not torch sparse_'s fraction); a unit with fewer inputs than
-    `connections` is fully connected.
+    Martens' (2010) sparse initialization: a count, not torch sparse_'s fraction; a unit with
+    fewer inputs than `connections` is fully connected.
     """
     _positive("sparse", std=std, connections=connections)
     rows, cols = _matrix(shape)

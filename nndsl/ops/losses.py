@@ -1,6 +1,7 @@
 """Losses (kind `loss`): `fn(P, y, t, *, ...)` -> a 0-d value (metrics: nndsl/ops/metrics.py).
 
-Conventions (catalog §3, CONV-03, CONV-06, CONV-33):
+Conventions (the lecture notes scale and average squared errors several ways; nndsl makes the
+choice explicit):
 
 - Every loss has `reduction="mean" | "sum"`. `mean` is the loss's documented average (over all
   elements for the elementwise losses mse/bce/hinge/logistic/mae, over the examples for the
@@ -170,21 +171,21 @@ def _contractive_inputs(rng: Any) -> tuple[Any, ...]:
 
 @op("mse", "loss", infer=_matching("mse"), sample_inputs=_pair, positional=())
 def mse(P: Any, y: Any, t: Any, *, reduction: Reduction = "mean") -> Any:
-    """mean over all elements of (y - t)^2, no ½ (LOSS-01, torch MSELoss)."""
+    """mean over all elements of (y - t)^2, no ½: the quadratic cost, as torch's MSELoss."""
     d = P.sub(y, t)
     return _reduce(P, P.mul(d, d), reduction)
 
 
 @op("sse", "loss", infer=_matching("sse"), sample_inputs=_pair, positional=())
 def sse(P: Any, y: Any, t: Any, *, reduction: Reduction = "mean") -> Any:
-    """½ Σ_features (y - t)^2, averaged over the batch (LOSS-03, LOSS-06; LOSS-04 per example)."""
+    """½ Σ_features (y - t)^2, averaged over the batch (the ½ cancels the gradient's 2)."""
     d = P.sub(y, t)
     return _reduce(P, P.mul(0.5, _per_example(P, P.mul(d, d))), reduction)
 
 
 @op("bce", "loss", infer=_matching("bce"), sample_inputs=_probs_and_bits, positional=())
 def bce(P: Any, y: Any, t: Any, *, eps: float = 1e-12, reduction: Reduction = "mean") -> Any:
-    """-mean over all elements of [t log y + (1 - t) log(1 - y)], logs of max(., eps) (LOSS-13)."""
+    """-mean over all elements of [t log y + (1 - t) log(1 - y)], logs of max(., eps)."""
     log_y, log_not_y = _log(P, y, eps), _log(P, P.sub(1.0, y), eps)
     terms = P.add(P.mul(t, log_y), P.mul(P.sub(1.0, t), log_not_y))
     return P.neg(_reduce(P, terms, reduction))
@@ -201,7 +202,7 @@ def bce_logits(P: Any, z: Any, t: Any, *, reduction: Reduction = "mean") -> Any:
     sample_inputs=_probs_and_indices, positional=())
 def cross_entropy(P: Any, y: Any, t: Any, *, eps: float = 1e-12,
                   reduction: Reduction = "mean") -> Any:
-    """-mean_batch Σ_k t_k log y_k on probabilities y; t one-hot or class indices (LOSS-10)."""
+    """-mean_batch Σ_k t_k log y_k on probabilities y; t one-hot or class indices."""
     return P.neg(_reduce(P, _picked(P, _log(P, y, eps), t), reduction))
 
 
@@ -209,9 +210,9 @@ def cross_entropy(P: Any, y: Any, t: Any, *, eps: float = 1e-12,
     index_bound=_class_indices, sample_inputs=_logits_and_indices, positional=(),
     native=natives("cross_entropy_logits", "torch"))
 def cross_entropy_logits(P: Any, z: Any, t: Any, *, reduction: Reduction = "mean") -> Any:
-    """-mean_batch Σ_k t_k log_softmax(z)_k, by log-sum-exp (LOSS-16, torch CrossEntropyLoss).
+    """-mean_batch Σ_k t_k log_softmax(z)_k on scores z, by log-sum-exp (torch's CrossEntropyLoss).
 
-    The front end rewrites cross_entropy(softmax(z), t) into this op (CONV-17).
+    The front end rewrites cross_entropy(softmax(z), t) into this op, so no softmax is taken twice.
     """
     return P.neg(_reduce(P, _picked(P, log_softmax_of(P, z), t), reduction))
 
@@ -219,21 +220,21 @@ def cross_entropy_logits(P: Any, z: Any, t: Any, *, reduction: Reduction = "mean
 @op("nll", "loss", infer=_classes("nll"), index_bound=_class_indices,
     sample_inputs=_log_probs_and_indices, positional=())
 def nll(P: Any, logp: Any, t: Any, *, reduction: Reduction = "mean") -> Any:
-    """-mean_batch logp[t] on log-probabilities; t class indices or one-hot (LOSS-11, LOSS-12)."""
+    """-mean_batch logp[t] on log-probabilities; t class indices or one-hot (torch's NLLLoss)."""
     return P.neg(_reduce(P, _picked(P, logp, t), reduction))
 
 
 @op("hinge", "loss", infer=_matching("hinge"), sample_inputs=_scores_and_signs,
     positional=("margin",))
 def hinge(P: Any, y: Any, t: Any, *, margin: float = 1.0, reduction: Reduction = "mean") -> Any:
-    """mean over all elements of max(0, margin - t y), labels t = ±1 (LOSS-15)."""
+    """mean over all elements of max(0, margin - t y), labels t = ±1: the hinge loss of SVMs."""
     return _reduce(P, P.maximum(P.sub(margin, P.mul(t, y)), 0.0), reduction)
 
 
 @op("logistic", "loss", infer=_matching("logistic"), sample_inputs=_scores_and_signs,
     positional=())
 def logistic(P: Any, y: Any, t: Any, *, reduction: Reduction = "mean") -> Any:
-    """mean over all elements of log(1 + e^(-t y)), labels t = ±1, as softplus(-t y) (LOSS-14)."""
+    """mean over all elements of log(1 + e^(-t y)), labels t = ±1, as softplus(-t y)."""
     return _reduce(P, softplus_of(P, P.neg(P.mul(t, y))), reduction)
 
 
@@ -241,7 +242,7 @@ def logistic(P: Any, y: Any, t: Any, *, reduction: Reduction = "mean") -> Any:
     sample_inputs=_logits_and_indices, positional=("margin",))
 def max_margin(P: Any, y: Any, t: Any, *, margin: float = 1.0,
                reduction: Reduction = "mean") -> Any:
-    """mean_batch of max(0, max_{k != c}(y_k + margin) - y_c), c the class (LOSS-17)."""
+    """mean_batch of max(0, max_{k != c}(y_k + margin) - y_c), c the class: multi-class hinge."""
     mask = _target_mask(P, y, t)
     others = P.where(P.eq(mask, 1.0), P.mul(P.ones_like(y), -np.inf), P.add(y, margin))
     gap = P.sub(P.max(others, axis=-1), P.sum(P.mul(mask, y), axis=-1))
@@ -252,7 +253,7 @@ def max_margin(P: Any, y: Any, t: Any, *, margin: float = 1.0,
     positional=("sigma",))
 def gaussian_nll(P: Any, y: Any, t: Any, *, sigma: float = 1.0,
                  reduction: Reduction = "mean") -> Any:
-    """Σ_features (y - t)^2 / (2 sigma^2), averaged over the batch; constant dropped (LOSS-20)."""
+    """Σ_features (y - t)^2 / (2 sigma^2), averaged over the batch; constant dropped."""
     d = P.sub(y, t)
     return _reduce(P, P.mul(0.5 / sigma**2, _per_example(P, P.mul(d, d))), reduction)
 
@@ -260,7 +261,7 @@ def gaussian_nll(P: Any, y: Any, t: Any, *, sigma: float = 1.0,
 @op("kl_normal", "loss", infer=_matching("kl_normal", "logvar", "mu"), sample_inputs=_pair,
     positional=())
 def kl_normal(P: Any, mu: Any, logvar: Any, *, reduction: Reduction = "mean") -> Any:
-    """½ Σ_latent (e^logvar + mu^2 - logvar - 1), averaged over the batch (LOSS-22, CONV-27)."""
+    """½ Σ_latent (e^logvar + mu^2 - logvar - 1) = KL(N(mu, e^logvar) ‖ N(0, 1)), batch mean."""
     terms = P.sub(P.add(P.exp(logvar), P.mul(mu, mu)), P.add(logvar, 1.0))
     return _reduce(P, P.mul(0.5, _per_example(P, terms)), reduction)
 
@@ -269,7 +270,7 @@ def kl_normal(P: Any, mu: Any, logvar: Any, *, reduction: Reduction = "mean") ->
     positional=("strength",))
 def l1_activity(P: Any, code: Any, *, strength: float = 1.0,
                 reduction: Reduction = "mean") -> Any:
-    """strength Σ_features |code|, averaged over the batch: the sparse-code penalty (REG-20)."""
+    """strength Σ_features |code|, averaged over the batch: the sparse-code penalty."""
     return P.mul(strength, _reduce(P, _per_example(P, P.abs(code)), reduction))
 
 
@@ -279,9 +280,10 @@ def contractive(P: Any, code: Any, weight: Any, *, strength: float = 1.0,
                 reduction: Reduction = "mean") -> Any:
     """strength Σ_j (h_j (1 - h_j))^2 Σ_i W_ji^2 = ‖∂h/∂x‖_F^2 for h = sigmoid(x W^T + b).
 
-    The contractive penalty (LOSS-18, REG-19) in the analytic form for a sigmoid dense encoder
-    (weight [code, in], dense's layout), averaged over the batch. It needs the encoder weight,
-    not x: write `contractive(code, enc.weight)`. Other encoders need a Jacobian primitive.
+    The contractive autoencoder's penalty (Rifai et al., 2011) in the analytic form for a
+    sigmoid dense encoder (weight [code, in], dense's layout), averaged over the batch.
+    It needs the encoder weight, not x: write `contractive(code, enc.weight)`. Other encoders
+    need a Jacobian primitive.
     """
     slope = P.mul(code, P.sub(1.0, code))
     row_norms = P.sum(P.mul(weight, weight), axis=1)

@@ -11,7 +11,7 @@ The trainer calls each rule positionally, once per trainable weight per update:
 
 Every optimizer has an `lr` hyper-parameter: the configured base rate a user writes
 (`sgd(lr=0.5)`), which the trainer hands to the schedule. The rules use `rate` only, so one
-schedule scales every rule alike. Rules the seeds state without a learning rate (Adadelta,
+schedule scales every rule alike. Rules stated without a learning rate (Adadelta,
 Rprop) take `lr=1` and multiply their step by `rate`, as torch's Adadelta does.
 
 The math uses only `P.*`, so NumPy and torch share it. Bad hyper-parameters raise `NndslError`
@@ -62,7 +62,7 @@ def _ema(P: Any, avg: Any, x: Any, decay: float) -> Any:
 
 
 def _root(P: Any, x: Any, eps: float, eps_inside: bool) -> Any:
-    """sqrt(x) + eps (torch, the papers), or sqrt(x + eps) (seed 000's placement)."""
+    """sqrt(x) + eps (torch, the papers), or sqrt(x + eps) (the lecture notes' placement)."""
     return P.sqrt(P.add(x, eps)) if eps_inside else P.add(P.sqrt(x), eps)
 
 
@@ -86,12 +86,13 @@ def sgd(P: Any, w: Any, g: Any, state: State, rate: float, t: int, *, lr: float,
 
     momentum = 0 is plain gradient descent, w <- w - rate g, whatever the form. Otherwise
     (mu = momentum, v_0 = 0):
-    - torch (torch.optim.SGD, seed 001's "commonly used" form): v <- mu v + g (so v_1 = g);
-      w <- w - rate v; nesterov: w <- w - rate (g + mu v).
-    - classic (seed 000): v <- mu v - rate g; w <- w + v; nesterov: w <- w + mu v - rate g (the
-      look-ahead gradient re-parameterised). Same path as torch's while the rate is constant.
-    - ema (seed 001's EMA form): v <- mu v + (1 - mu) g (so v_1 = (1 - mu) g); w <- w - rate v.
-      Nesterov is not defined for it (torch also refuses nesterov with dampening).
+    - torch (torch.optim.SGD, the form the course notes call commonly used): v <- mu v + g
+      (so v_1 = g); w <- w - rate v; nesterov: w <- w - rate (g + mu v).
+    - classic (the lecture notes'): v <- mu v - rate g; w <- w + v; nesterov:
+      w <- w + mu v - rate g (the look-ahead gradient re-parameterised). Same path as torch's
+      while the rate is constant.
+    - ema (the course notes' moving-average form): v <- mu v + (1 - mu) g (so v_1 = (1 - mu) g);
+      w <- w - rate v. Nesterov is not defined for it (torch also refuses nesterov with dampening).
     """
     _check_sgd(lr, momentum, nesterov, form)
     if momentum == 0.0:
@@ -124,9 +125,10 @@ def nesterov(P: Any, w: Any, g: Any, state: State, rate: float, t: int, *, lr: f
 @op("adagrad", "optimizer")
 def adagrad(P: Any, w: Any, g: Any, state: State, rate: float, t: int, *, lr: float,
             eps: float = 1e-10, eps_inside: bool = False) -> Update:
-    """G <- G + g^2; w <- w - rate g / (sqrt(G) + eps)  (eps_inside: sqrt(G + eps), seed 000).
+    """G <- G + g^2; w <- w - rate g / (sqrt(G) + eps)  (eps_inside: sqrt(G + eps)).
 
-    Defaults and eps placement are torch.optim.Adagrad's (lr_decay = 0, G_0 = 0).
+    Defaults and eps placement are torch.optim.Adagrad's (lr_decay = 0, G_0 = 0); eps_inside is
+    how the lecture notes write it.
     """
     _positive(lr=lr)
     require(eps >= 0, "eps", eps, "a number >= 0")
@@ -140,8 +142,8 @@ def adadelta(P: Any, w: Any, g: Any, state: State, rate: float, t: int, *, decay
     """d = sqrt(E[d^2] + eps) / sqrt(E[g^2] + eps) g; w <- w - rate d; E[.] decays by `decay`.
 
     E[g^2] <- decay E[g^2] + (1 - decay) g^2 first; the numerator uses E[d^2] of the previous
-    step (seed erratum F15), then E[d^2] <- decay E[d^2] + (1 - decay) d^2. torch.optim.Adadelta
-    with rho = decay; the seed's rule has no rate, which is lr = 1.
+    step (Zeiler's paper; some notes misprint it), then E[d^2] <- decay E[d^2] + (1 - decay) d^2.
+    torch.optim.Adadelta with rho = decay; Zeiler's rule has no rate, which is lr = 1.
     """
     _positive(lr=lr, eps=eps)
     _fraction(decay=decay)
@@ -158,9 +160,10 @@ def rmsprop(P: Any, w: Any, g: Any, state: State, rate: float, t: int, *, lr: fl
             eps_inside: bool = False) -> Update:
     """E[g^2] <- decay E[g^2] + (1 - decay) g^2; w <- w - rate g / (sqrt(E[g^2]) + eps).
 
-    torch.optim.RMSprop with alpha = decay (torch defaults to 0.99 and lr 0.01; the seed's 0.9
-    and 1e-3 are the defaults here). momentum > 0: b <- momentum b + g / (sqrt(E[g^2]) + eps),
-    w <- w - rate b (torch's RMSprop momentum, seed 000's "combine with momentum").
+    torch.optim.RMSprop with alpha = decay (torch defaults to 0.99 and lr 0.01; Hinton's 0.9
+    and 1e-3, as the lecture notes give them, are the defaults here). momentum > 0:
+    b <- momentum b + g / (sqrt(E[g^2]) + eps), w <- w - rate b (torch's RMSprop momentum: the
+    lecture notes' "combine with momentum").
     """
     _positive(lr=lr)
     _fraction(decay=decay, momentum=momentum)
@@ -181,7 +184,7 @@ def adam(P: Any, w: Any, g: Any, state: State, rate: float, t: int, *, lr: float
 
     m <- beta1 m + (1 - beta1) g and v <- beta2 v + (1 - beta2) g^2, from m_0 = v_0 = 0 (the
     paper and torch.optim.Adam). eps_inside = true puts eps under the root, sqrt(v^ + eps), as
-    seed 000 writes it.
+    the lecture notes write it.
     """
     check_adam(lr, beta1, beta2, eps)
     m = _ema(P, _slot(P, state, "m", w), g, beta1)
@@ -209,8 +212,8 @@ def rprop(P: Any, w: Any, g: Any, state: State, rate: float, t: int, *, step: fl
     (the first update) keeps d.
     - irprop (iRprop-, torch.optim.Rprop): where the sign flipped, the weight does not move and
       the stored gradient becomes 0, so the next update keeps its step size.
-    - plain (seed 000's rule, Rprop without backtracking): the weight moves by sign(g) d even
-      after a flip, and the stored gradient is g.
+    - plain (the lecture notes' rule, Rprop without backtracking): the weight moves by
+      sign(g) d even after a flip, and the stored gradient is g.
     torch's `lr` is `step` here; `lr` (default 1) multiplies the step so a schedule can scale it.
     """
     _check_rprop(step, eta_plus, eta_minus, step_min, step_max, lr)
@@ -237,8 +240,9 @@ def adaptive_gains(P: Any, w: Any, g: Any, state: State, rate: float, t: int, *,
                    gain_max: float = 10.0) -> Update:
     """w <- w - rate k g; per-weight gain k += increment if g g_prev > 0, k *= decay if < 0.
 
-    Seed 000 / OPT-18 (additive increase, multiplicative decrease), gains start at 1 and are
-    clamped to [gain_min, gain_max] (the seed suggests [0.1, 10] or [0.01, 100]). A zero product
+    The lecture notes' adaptive learning-rate gains (additive increase, multiplicative decrease,
+    as in Jacobs' delta-bar-delta); gains start at 1 and are clamped to [gain_min, gain_max]
+    (the notes suggest [0.1, 10] or [0.01, 100]). A zero product
     (the first update, or a zero gradient) leaves the gain unchanged. Meant for full batches.
     """
     _positive(lr=lr, increment=increment)

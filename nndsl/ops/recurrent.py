@@ -1,6 +1,6 @@
-"""Recurrent layers (rnn, lstm, gru) and scaled dot-product attention (catalog §2e).
+"""Recurrent layers (rnn, lstm, gru) and scaled dot-product attention.
 
-Inputs are batch first, [batch, time, features]; the initial state is zeros (CONV-40). The
+Inputs are batch first, [batch, time, features]; the initial state is zeros. The
 time loop is unrolled here (the concrete length comes from `P.shape`), so every backend runs
 the same decomposition; native overrides use the mapping below. ONNX export has one for rnn,
 lstm and gru (backends/onnx/recurrent.py: one ONNX RNN/LSTM/GRU node, so the time axis may stay
@@ -8,7 +8,7 @@ symbolic), imported only when an export calls it: `import nndsl` does not import
 
 Weight layout, one set per direction (the reverse direction's names end in `_reverse`):
 `weight_ih [G·H, F]`, `weight_hh [G·H, H]`, `bias_ih [G·H]`, `bias_hh [G·H]`: G stacked blocks
-of H rows, one per gate, in torch's order (CONV-08, CONV-30):
+of H rows, one per gate, in torch's order:
 
     rnn   G = 1  (h)
     lstm  G = 4  (i, f, g, o);  coupled=true: G = 3  (f, g, o)
@@ -32,16 +32,16 @@ Y [T, D, batch, H] is our [batch, T, D·H] after a transpose (onnxruntime reject
 
 Equations, with x̂ = W_ih x_t + b_ih and ĥ = W_hh h_{t−1} + b_hh split into gate blocks:
 
-- rnn: h_t = act(x̂ + ĥ) (LAY-28), act any weightless activation.
-- lstm (LAY-29): i = σ(x̂_i + ĥ_i + p_i ⊙ c_{t−1}), f = σ(x̂_f + ĥ_f + p_f ⊙ c_{t−1}),
+- rnn: h_t = act(x̂ + ĥ) (Elman), act any weightless activation.
+- lstm: i = σ(x̂_i + ĥ_i + p_i ⊙ c_{t−1}), f = σ(x̂_f + ĥ_f + p_f ⊙ c_{t−1}),
   c_t = f ⊙ c_{t−1} + i ⊙ tanh(x̂_g + ĥ_g), o = σ(x̂_o + ĥ_o + p_o ⊙ c_t), h_t = o ⊙ tanh(c_t).
-  Peepholes are diagonal and the output gate sees the new c_t, as the seed's text (not its
-  formula, F11) and ONNX say; the seed's full peephole matrices (LAY-31) are not used.
-  coupled: i = 1 − f (LAY-32).
+  Peepholes are diagonal and the output gate sees the new c_t, as Gers and Schmidhuber's text
+  and ONNX say (full peephole matrices are not used). coupled: i = 1 − f (one gate decides
+  both what to forget and what to write).
 - gru: r = σ(x̂_r + ĥ_r), z = σ(x̂_z + ĥ_z), h_t = (1 − z) ⊙ n + z ⊙ h_{t−1} (torch/ONNX roles;
-  the seed's z is 1 − this z, LAY-30, CONV-09). n = tanh(x̂_n + r ⊙ ĥ_n) with
+  some course notes' z is 1 − this z). n = tanh(x̂_n + r ⊙ ĥ_n) with
   linear_before_reset=true (default: torch nn.GRU, Keras reset_after), or
-  n = tanh(x̂_n + W_hn (r ⊙ h_{t−1}) + b_hn) with false (the seed's reset before the matmul).
+  n = tanh(x̂_n + W_hn (r ⊙ h_{t−1}) + b_hn) with false (Cho et al.'s reset before the matmul).
 - bidirectional: the reverse direction reads x_T, ..., x_1; outputs are [forward, reverse] on
   the feature axis. sequences=false returns [h_T forward, h_1 reverse] (torch's h_n).
 """
@@ -238,7 +238,7 @@ def rnn(P: Any, x: Any, *, units: int, activation: ActivationName = "tanh",
         weight_hh: Weight, bias_ih: Weight, bias_hh: Weight, weight_ih_reverse: Weight = None,
         weight_hh_reverse: Weight = None, bias_ih_reverse: Weight = None,
         bias_hh_reverse: Weight = None) -> Any:
-    """h_t = act(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh), h_0 = 0 (Elman RNN, LAY-28)."""
+    """h_t = act(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh), h_0 = 0 (Elman RNN)."""
     fwd = Direction(weight_ih, weight_hh, bias_ih, bias_hh)
     bwd = Direction(weight_ih_reverse, weight_hh_reverse, bias_ih_reverse, bias_hh_reverse)
     step = partial(_rnn_step, activation=activation)
@@ -254,7 +254,7 @@ def lstm(P: Any, x: Any, *, units: int, bidirectional: bool = False, sequences: 
          weight_ih_reverse: Weight = None, weight_hh_reverse: Weight = None,
          bias_ih_reverse: Weight = None, bias_hh_reverse: Weight = None,
          weight_peephole_reverse: Weight = None) -> Any:
-    """c_t = f ⊙ c_{t−1} + i ⊙ g, h_t = o ⊙ tanh(c_t); gates (i, f, g, o) (LAY-29, 31, 32)."""
+    """c_t = f ⊙ c_{t−1} + i ⊙ g, h_t = o ⊙ tanh(c_t); gates (i, f, g, o) (Hochreiter, 1997)."""
     fwd = Direction(weight_ih, weight_hh, bias_ih, bias_hh, weight_peephole)
     bwd = Direction(weight_ih_reverse, weight_hh_reverse, bias_ih_reverse, bias_hh_reverse,
                     weight_peephole_reverse)
@@ -270,7 +270,7 @@ def gru(P: Any, x: Any, *, units: int, bidirectional: bool = False, sequences: b
         bias_ih: Weight, bias_hh: Weight, weight_ih_reverse: Weight = None,
         weight_hh_reverse: Weight = None, bias_ih_reverse: Weight = None,
         bias_hh_reverse: Weight = None) -> Any:
-    """h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}; gates (r, z, n), torch/ONNX roles (LAY-30)."""
+    """h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}; gates (r, z, n), torch/ONNX roles (Cho, 2014)."""
     fwd = Direction(weight_ih, weight_hh, bias_ih, bias_hh)
     bwd = Direction(weight_ih_reverse, weight_hh_reverse, bias_ih_reverse, bias_hh_reverse)
     step = partial(_gru_step, units=units, linear_before_reset=linear_before_reset)
@@ -295,7 +295,7 @@ def _attention_type(query: TensorType, keys: TensorType, values: TensorType,
 
 @layer_op("attention", infer=_attention_type, samples=(((2, 3, 4), (2, 5, 4), (2, 5, 6)),))
 def attention(P: Any, query: Any, keys: Any, values: Any, *, scale: bool = True) -> Any:
-    """softmax(q kᵀ / √d) v, softmax over the keys; scale=false drops the 1/√d (LAY-34)."""
+    """softmax(q kᵀ / √d) v, softmax over the keys; scale=false drops the 1/√d (Vaswani et al.)."""
     scores = P.matmul(query, P.transpose(keys, (0, 2, 1)))
     if scale:
         scores = P.div(scores, math.sqrt(P.shape(query)[-1]))

@@ -1,17 +1,17 @@
 """Weight penalties (kind `regularizer`: `fn(P, w, *, ...)` -> a 0-d penalty added to the loss)
 and constraints (kind `constraint`: `fn(P, w, *, ...)` -> the projected weight, applied after
-each optimizer step, catalog REG-07).
+each optimizer step).
 
-The λ convention (catalog §5, CONV-04, CONV-05): a penalty is added once per step to the
+The λ convention: a penalty is added once per step to the
 batch-mean loss, with no 1/m, and
 
 - `l2(strength)` adds (strength / 2) Σ w², whose gradient is strength * w: the same as torch's
-  coupled `weight_decay=strength` (REG-01's "½ so the gradient is λw", REG-03's λ̄). In seed
-  000's (λ / 2m) Σ w² form, strength = λ / m.
-- `l1(strength)` adds strength Σ |w|, gradient strength * sign(w) with sign(0) = 0 (REG-05).
-- `elastic(l1, l2)` adds l1 Σ |w| + (l2 / 2) Σ w², the sum of the two above (REG-06).
+  coupled `weight_decay=strength` (the ½ is there so that the gradient is λw). In the lecture
+  notes' (λ / 2m) Σ w² form, strength = λ / m.
+- `l1(strength)` adds strength Σ |w|, gradient strength * sign(w) with sign(0) = 0.
+- `elastic(l1, l2)` adds l1 Σ |w| + (l2 / 2) Σ w², the sum of the two above.
 
-Which weights are penalised (by default weights, not biases, CONV-34) is the trainer's choice.
+Which weights are penalised (by default weights, not biases) is the trainer's choice.
 Each penalty also gives its gradient in closed form (`grad=`), the formula in its docstring: the
 torch engine adds it to the loss gradient as torch's weight_decay does, because taking it by
 autograd cost more than the whole rest of a small model's backward pass.
@@ -40,14 +40,14 @@ def _norms(P: Any, w: Any, axis: int | tuple[int, ...]) -> Any:
 
 @op("l1", "regularizer", grad=lambda P, w, *, strength: P.mul(strength, P.sign(w)))
 def l1_penalty(P: Any, w: Any, *, strength: float) -> Any:
-    """strength Σ |w|; gradient strength sign(w), 0 at w = 0 (REG-05, CONV-05)."""
+    """strength Σ |w|; gradient strength sign(w), 0 at w = 0: the lasso penalty."""
     _non_negative("l1", strength=strength)
     return P.mul(strength, P.sum(P.abs(w)))
 
 
 @op("l2", "regularizer", grad=lambda P, w, *, strength: P.mul(strength, w))
 def l2_penalty(P: Any, w: Any, *, strength: float) -> Any:
-    """(strength / 2) Σ w^2; gradient strength w = torch weight_decay=strength (REG-01, REG-03)."""
+    """(strength / 2) Σ w^2; gradient strength w, as torch's weight_decay=strength."""
     _non_negative("l2", strength=strength)
     return P.mul(0.5 * strength, P.sum(P.mul(w, w)))
 
@@ -55,14 +55,14 @@ def l2_penalty(P: Any, w: Any, *, strength: float) -> Any:
 @op("elastic", "regularizer",
     grad=lambda P, w, *, l1, l2: P.add(P.mul(l1, P.sign(w)), P.mul(l2, w)))
 def elastic(P: Any, w: Any, *, l1: float, l2: float) -> Any:
-    """l1 Σ |w| + (l2 / 2) Σ w^2: l1(l1) + l2(l2) (REG-06)."""
+    """l1 Σ |w| + (l2 / 2) Σ w^2: l1(l1) + l2(l2), the elastic net."""
     _non_negative("elastic", l1=l1, l2=l2)
     return P.add(P.mul(l1, P.sum(P.abs(w))), P.mul(0.5 * l2, P.sum(P.mul(w, w))))
 
 
 @op("max_norm", "constraint")
 def max_norm(P: Any, w: Any, *, c: float, axis: int | tuple[int, ...]) -> Any:
-    """w * c / max(‖w‖, c), the norm taken along axis: every vector rescaled to ‖w‖ <= c (REG-07).
+    """w * c / max(‖w‖, c), the norm taken along axis: every vector rescaled to ‖w‖ <= c.
 
     The axis is required: for a dense weight [out, in] each unit's incoming vector is axis=1;
     for a conv weight [out, in, *k] it is [1, 2, 3]. Vectors already within c are unchanged.
@@ -80,5 +80,5 @@ def non_neg(P: Any, w: Any) -> Any:
 
 @op("unit_norm", "constraint")
 def unit_norm(P: Any, w: Any, *, axis: int | tuple[int, ...]) -> Any:
-    """w / ‖w‖, the norm along axis (REG-21: dictionary columns of norm 1); 0 stays 0."""
+    """w / ‖w‖, the norm along axis (sparse coding's dictionary columns of norm 1); 0 stays 0."""
     return P.div(w, P.maximum(_norms(P, w, axis), TINY))

@@ -6,8 +6,8 @@ calls the schedule before every update and passes the result to the optimizer as
 
 Each schedule reads one counter, named in its formula as `epoch` or `step`. The epoch-based
 ones equal torch.optim.lr_scheduler's when torch's scheduler is stepped once per epoch; the
-seeds' time-based ones (inverse_time, inv, anneal, warmup) count updates, so with `batch = 1`
-their t is the seeds' example index (catalog CONV-28).
+time-based ones of the lecture notes (inverse_time, inv, anneal, warmup) count updates, so with
+`batch = 1` their t is the notes' example index.
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ def exponential(base_lr: float, step: int, epoch: int, *, gamma: float) -> float
 
 @op("inverse_time", "schedule")
 def inverse_time(base_lr: float, step: int, epoch: int, *, decay: float) -> float:
-    """lr = base_lr / (1 + base_lr decay step)  (seed 000, PROC-01: eta_0 (1 + eta_0 lambda t)^-1).
+    """lr = base_lr / (1 + base_lr decay step): the lecture notes' eta_0 (1 + eta_0 lambda t)^-1.
 
-    t is the update counter (the seed's example index when batch = 1). Note the base rate inside
+    t is the update counter (the notes' example index when batch = 1). Note the base rate inside
     the bracket: Keras's InverseTimeDecay(decay_rate=r) is decay = r / base_lr here.
     """
     require(decay >= 0, "decay", decay, "a number >= 0")
@@ -125,8 +125,8 @@ def anneal_lr(base_lr: float, step: int, epoch: int, *, t0: float,
               cooling: Literal["cauchy", "boltzmann"] = "cauchy") -> float:
     """lr = base_lr / (1 + step / t0) (cauchy) or base_lr ln 2 / ln(2 + step / t0) (boltzmann).
 
-    The annealed learning constant (seed 000, PROC-03) with the seeds' cooling laws applied to
-    the rate: Cauchy T0 / (1 + t) (PROC-05) and Boltzmann T0 / log(1 + t) (PROC-04), with
+    The lecture notes' annealed learning constant, with simulated annealing's cooling laws
+    applied to the rate: Cauchy T0 / (1 + t) and Boltzmann T0 / log(1 + t), with
     t = step / t0 (t0 updates per unit of artificial time). The Boltzmann law is taken at 1 + t,
     where it is finite, and scaled so that both start at base_lr.
     """
