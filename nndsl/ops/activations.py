@@ -1,10 +1,10 @@
-"""Activations: elementwise (or one-axis) functions without weights (catalog §1).
+"""Activations: elementwise (or one-axis) functions without weights.
 
 Every op is written once against the primitive namespace `P`. Conventions fixed here:
 
-- tie rules at exactly 0 are explicit parameters (`step(at_zero=)`, `sign(at_zero=)`, CONV-13);
-- `relu`, `hardtanh` and `ramp` use `where`, so the gradient at a kink is 0, as the catalog's
-  backward rules say (ACT-04: 𝟙{x > 0}; ACT-09: 𝟙{-1 < x < 1});
+- tie rules at exactly 0 are explicit parameters (`step(at_zero=)`, `sign(at_zero=)`);
+- `relu`, `hardtanh` and `ramp` use `where`, so the gradient at a kink is 0, as the lecture
+  notes' backward rules say (relu: 𝟙{x > 0}; hardtanh and ramp: 𝟙{-1 < x < 1});
 - saturating ops are stable for |x| = 300 in value and gradient: no branch of a `where` ever
   computes an inf that the other branch would have to hide (its gradient would be NaN).
 """
@@ -78,37 +78,37 @@ def log_softmax_of(P: Any, x: Any, axis: int = -1) -> Any:
 
 @op("identity", "activation", integer_inputs=True)
 def identity(P: Any, x: Any) -> Any:
-    """f(x) = x (ACT-01)."""
+    """f(x) = x."""
     return x
 
 
 @op("linear", "activation")
 def linear(P: Any, x: Any) -> Any:
-    """f(x) = x: the catalog's name for the identity output activation (ACT-01)."""
+    """f(x) = x: another name for the identity, as an output activation for regression."""
     return x
 
 
 @op("sigmoid", "activation", native=onnx_native("sigmoid"))
 def sigmoid(P: Any, x: Any) -> Any:
-    """1 / (1 + e^-x), the logistic function; P.sigmoid is stable for large |x| (ACT-02)."""
+    """1 / (1 + e^-x), the logistic function; P.sigmoid is stable for large |x|."""
     return P.sigmoid(x)
 
 
 @op("tanh", "activation", native=onnx_native("tanh"))
 def tanh(P: Any, x: Any) -> Any:
-    """(e^x - e^-x) / (e^x + e^-x) (ACT-03)."""
+    """(e^x - e^-x) / (e^x + e^-x)."""
     return P.tanh(x)
 
 
 @op("relu", "activation", native=natives("relu", "onnx", "torch"))
 def relu(P: Any, x: Any) -> Any:
-    """max(0, x); gradient 𝟙{x > 0}, so 0 at x = 0 (ACT-04)."""
+    """max(0, x); gradient 𝟙{x > 0}, so 0 at x = 0 (as the lecture notes' backward rule)."""
     return P.where(P.gt(x, 0.0), x, P.zeros_like(x))
 
 
 @op("leaky_relu", "activation")
 def leaky_relu(P: Any, x: Any, *, slope: float = 0.01) -> Any:
-    """x if x >= 0 else slope * x; slope is torch's negative_slope (ACT-05)."""
+    """x if x >= 0 else slope * x; slope is torch's negative_slope."""
     return P.where(P.ge(x, 0.0), x, P.mul(slope, x))
 
 
@@ -122,7 +122,7 @@ def elu(P: Any, x: Any, *, alpha: float = 1.0) -> Any:
 
 @op("selu", "activation")
 def selu(P: Any, x: Any) -> Any:
-    """scale * elu(x, alpha), scale = 1.0507009873554805, alpha = 1.6732632423543772 (ACT-22)."""
+    """scale * elu(x, alpha), scale = 1.0507009873554805, alpha = 1.6732632423543772."""
     return P.mul(SELU_SCALE, elu(P, x, alpha=SELU_ALPHA))
 
 
@@ -138,19 +138,19 @@ def softplus(P: Any, x: Any) -> Any:
 
 @op("hardtanh", "activation", infer=_bounds_type, sample_params={"low": -0.5, "high": 0.5})
 def hardtanh(P: Any, x: Any, *, low: float = -1.0, high: float = 1.0) -> Any:
-    """max(low, min(high, x)); gradient 𝟙{low < x < high} (ACT-10)."""
+    """max(low, min(high, x)); gradient 𝟙{low < x < high}."""
     return _clip(P, x, low, high)
 
 
 @op("ramp", "activation")
 def ramp(P: Any, x: Any) -> Any:
-    """max(-1, min(1, x)) = hardtanh: the seed's min(-1, max(1, x)) is a misprint (ACT-09)."""
+    """max(-1, min(1, x)) = hardtanh (the lecture notes print min(-1, max(1, x)), a misprint)."""
     return _clip(P, x, -1.0, 1.0)
 
 
 @op("arctan", "activation")
 def arctan(P: Any, x: Any) -> Any:
-    """arctan(x), range (-pi/2, pi/2) (ACT-13)."""
+    """arctan(x), range (-pi/2, pi/2)."""
     return P.atan(x)
 
 
@@ -162,18 +162,18 @@ def _with_zeros(rng: Any) -> tuple[Any, ...]:
 
 @op("step", "activation", differentiable=False, sample_inputs=_with_zeros)
 def step(P: Any, x: Any, *, at_zero: float = 1.0) -> Any:
-    """0 if x < 0, 1 if x > 0, at_zero if x == 0 (default 1: the z >= 0 rule, ACT-11, CONV-13).
+    """0 if x < 0, 1 if x > 0, at_zero if x == 0 (default 1: the z >= 0 rule).
 
-    at_zero=0 gives the Heaviside-limit rule of 001:L581, at_zero=0.5 the midpoint.
+    at_zero=0 gives the limit of sigmoid(w x) as w grows (Heaviside), at_zero=0.5 the midpoint.
     """
     return _ternary(P, x, 0.0, at_zero, 1.0)
 
 
 @op("sign", "activation", differentiable=False, sample_inputs=_with_zeros)
 def sign(P: Any, x: Any, *, at_zero: float = 1.0) -> Any:
-    """-1 if x < 0, +1 if x > 0, at_zero if x == 0 (default +1: Hopfield/Thresh, ACT-12).
+    """-1 if x < 0, +1 if x > 0, at_zero if x == 0 (default +1, as in Hopfield networks).
 
-    at_zero=-1 gives the binary neuron's `> threshold` rule, at_zero=0 numpy/ONNX Sign (CONV-13).
+    at_zero=-1 gives the binary neuron's `> threshold` rule, at_zero=0 numpy/ONNX Sign.
     """
     return _ternary(P, x, -1.0, at_zero, 1.0)
 
@@ -181,7 +181,7 @@ def sign(P: Any, x: Any, *, at_zero: float = 1.0) -> Any:
 @op("softmax", "activation", infer=_axis_type("softmax"),
     native=natives("softmax", "onnx", "torch"))
 def softmax(P: Any, x: Any, *, axis: int = -1) -> Any:
-    """e^x_i / Σ_j e^x_j along axis, computed on x - max(x) (ACT-14)."""
+    """e^x_i / Σ_j e^x_j along axis, computed on x - max(x)."""
     e = P.exp(P.sub(x, P.max(x, axis=axis, keepdims=True)))
     return P.div(e, P.sum(e, axis=axis, keepdims=True))
 
@@ -189,13 +189,13 @@ def softmax(P: Any, x: Any, *, axis: int = -1) -> Any:
 @op("log_softmax", "activation", infer=_axis_type("log_softmax"),
     native=natives("log_softmax", "onnx", "torch"))
 def log_softmax(P: Any, x: Any, *, axis: int = -1) -> Any:
-    """x_i - log Σ_j e^x_j along axis, computed on x - max(x) (ACT-16)."""
+    """x_i - log Σ_j e^x_j along axis, computed on x - max(x)."""
     return log_softmax_of(P, x, axis)
 
 
 @op("one_hot", "activation", differentiable=False)
 def one_hot(P: Any, x: Any) -> Any:
-    """Hardmax over the last axis: 1 at the argmax, 0 elsewhere; ties go to the first (ACT-15).
+    """Hardmax over the last axis: 1 at the argmax, 0 elsewhere; ties go to the first.
 
     The first-index tie rule is ONNX Hardmax's and argmax's (an all-zero ReLU row gives 1 at 0).
     """
@@ -206,13 +206,13 @@ def one_hot(P: Any, x: Any) -> Any:
 
 @op("gaussian_rbf", "activation")
 def gaussian_rbf(P: Any, x: Any) -> Any:
-    """e^(-r^2) applied elementwise to r = x (ACT-18)."""
+    """e^(-r^2) applied elementwise to r = x: the Gaussian radial basis function."""
     return P.exp(P.neg(P.mul(x, x)))
 
 
 @op("ricker", "activation")
 def ricker(P: Any, x: Any) -> Any:
-    """(1 - r^2) e^(-r^2 / 2) applied elementwise to r = x, the Mexican hat (ACT-19)."""
+    """(1 - r^2) e^(-r^2 / 2) applied elementwise to r = x, the Mexican hat (Ricker wavelet)."""
     r2 = P.mul(x, x)
     return P.mul(P.sub(1.0, r2), P.exp(P.mul(-0.5, r2)))
 
@@ -257,7 +257,7 @@ def _rates(rng: Any) -> tuple[Any, ...]:
 
 @op("lif_rate", "activation", infer=_lif_type, sample_inputs=_rates)
 def lif_rate(P: Any, x: Any, *, tau_ref: float = 0.002, tau_m: float = 0.02) -> Any:
-    """1 / (tau_ref - tau_m ln(1 - 1/v)) for v > 1, else 0: LIF steady-state rate (ACT-20).
+    """1 / (tau_ref - tau_m ln(1 - 1/v)) for v > 1, else 0: a LIF neuron's steady firing rate.
 
     v <= 1 is replaced by 2 before the log, so neither value nor gradient sees ln(0) or ln(<0);
     the true derivative is unbounded as v -> 1+ (the seed gives no surrogate).

@@ -1,5 +1,5 @@
 """Layers: affine, structural, noise and normalisation ops, and the activations that own weights
-or randomness (prelu, rrelu, maxout) (catalog §2a, §2c, §2d, §2g, ACT-06/07/08, ARCH-33).
+or randomness (prelu, rrelu, maxout).
 
 Convolution and pooling live in `conv.py`, recurrent layers and attention in `recurrent.py`;
 all three use the helpers of `shapes.py`. Conventions fixed here:
@@ -8,16 +8,16 @@ all three use the helpers of `shapes.py`. Conventions fixed here:
   3-D input `[batch, time, features]` is transformed at every step (matmul broadcasts), as torch
   Linear does. `dense(tied=enc)` holds `enc.weight` as its own `weight`, so its declared shape
   is `[in, units]` (enc's `[out, in]`) and `y = x @ W + b`; one array, both paths' gradients.
-- `dropout(rate=)` is the drop probability, `dropout(keep=)` the keep probability (CONV-01); a
+- `dropout(rate=)` is the drop probability, `dropout(keep=)` the keep probability; a
   bare number is refused because the literature uses both. Inverted scaling at training time.
 - `mask_noise(rate)` zeroes each element with probability `rate` and does not rescale: the
-  denoising autoencoder's masking corruption (LAY-24), not a dropout.
+  denoising autoencoder's masking corruption, not a dropout.
 - `batchnorm` normalises over axis 1 (features of [batch, features], channels of [batch, C, ...])
-  with the biased batch variance and updates `running_var` with the unbiased one, as torch does
-  (CONV-18): running ← (1 − momentum)·running + momentum·batch.
+  with the biased batch variance and updates `running_var` with the unbiased one, as torch does:
+  running ← (1 − momentum)·running + momentum·batch.
 - `reparameterize(mu, logvar)` returns `mu` at inference: the mean latent code, no sampling.
-- `hopfield` uses the theory's sign (x ← sign⁺(xW + b), energy −½xᵀWx − bᵀx, CONV-15) with
-  sign⁺(0) = +1 (001:L2398); the seed's code `Thresh(x@W − b)` is the same with bias −b.
+- `hopfield` uses the theory's sign (x ← sign⁺(xW + b), energy −½xᵀWx − bᵀx) with
+  sign⁺(0) = +1; the course notes' code `Thresh(x@W − b)` is the same with bias −b.
 """
 
 from __future__ import annotations
@@ -248,7 +248,7 @@ def _noise_type(x: TensorType, *, std: float, **_: Any) -> TensorType:
 
 @layer_op("gaussian_noise", infer=_noise_type, training_only=True, sample_params={"std": 0.1})
 def gaussian_noise(P: Any, x: Any, *, std: float) -> Any:
-    """x + std · ε, ε ~ N(0, 1), in training; x at inference (LAY-24)."""
+    """x + std · ε, ε ~ N(0, 1), in training; x at inference: Gaussian corruption."""
     return P.add(x, P.mul(std, P.random_normal_like(x))) if P.training else x
 
 
@@ -259,7 +259,7 @@ def _mask_type(x: TensorType, *, rate: float, **_: Any) -> TensorType:
 
 @layer_op("mask_noise", infer=_mask_type, training_only=True, sample_params={"rate": 0.3})
 def mask_noise(P: Any, x: Any, *, rate: float) -> Any:
-    """x ⊙ m, m ~ Bernoulli(1 − rate), in training (no rescaling); x at inference (LAY-24)."""
+    """x ⊙ m, m ~ Bernoulli(1 − rate), in training (no rescaling); x at inference."""
     if not P.training:
         return x
     return P.where(P.lt(P.random_uniform_like(x), rate), P.zeros_like(x), x)
@@ -332,7 +332,7 @@ def _reparameterize_type(mu: TensorType, logvar: TensorType, **_: Any) -> Tensor
 
 @layer_op("reparameterize", infer=_reparameterize_type, samples=(((2, 4), (2, 4)),))
 def reparameterize(P: Any, mu: Any, logvar: Any) -> Any:
-    """z = μ + exp(½ logvar) · ε, ε ~ N(0, 1), in training; z = μ at inference (LAY-45)."""
+    """z = μ + exp(½ logvar) · ε, ε ~ N(0, 1), in training; z = μ at inference (the VAE's trick)."""
     if not P.training:
         return mu
     return P.add(mu, P.mul(P.exp(P.mul(0.5, logvar)), P.random_normal_like(mu)))
@@ -341,7 +341,7 @@ def reparameterize(P: Any, mu: Any, logvar: Any) -> Any:
 # ---- radial basis functions and Hopfield recall ---------------------------------------------
 
 RBF_KERNELS: dict[str, Callable[[Any, Any], Any]] = {
-    "gaussian": lambda P, r2: P.exp(P.neg(r2)),  # φ(r) = e^(−r²), ACT-18
+    "gaussian": lambda P, r2: P.exp(P.neg(r2)),  # φ(r) = e^(−r²)
     "ricker": lambda P, r2: P.mul(P.sub(1.0, r2), P.exp(P.mul(-0.5, r2))),  # (1 − r²)e^(−r²/2)
 }
 
@@ -367,7 +367,7 @@ def _rbf_weights(x: TensorType, *, units: int, **_: Any) -> dict[str, WeightSpec
 @layer_op("rbf", infer=_rbf_type, weights=_rbf_weights, sample_params={"units": 5})
 def rbf(P: Any, x: Any, *, units: int, kernel: Literal["gaussian", "ricker"] = "gaussian",
         centers: Weight, scales: Weight) -> Any:
-    """y_i = φ(b_i ‖x − c_i‖), centres c [units, in], scales b [units] (ACT-17; then a dense)."""
+    """y_i = φ(b_i ‖x − c_i‖), centres c [units, in], scales b [units]; + dense: RBF net."""
     diff = P.sub(P.reshape(x, (None, 1, -1)), centers)  # [batch, units, in]
     r2 = P.mul(P.sum(P.mul(diff, diff), axis=-1), P.mul(scales, scales))
     return RBF_KERNELS[kernel](P, r2)
@@ -441,7 +441,7 @@ def _prelu_weights(x: TensorType, *, shared: bool, **_: Any) -> dict[str, Weight
 
 @layer_op("prelu", "activation", infer=_prelu_type, weights=_prelu_weights)
 def prelu(P: Any, x: Any, *, shared: bool = False, alpha: Weight) -> Any:
-    """x if x ≥ 0 else α x, α learned per feature/channel (axis 1) or one shared (ACT-06)."""
+    """x if x ≥ 0 else α x, α learned per feature/channel (axis 1) or one shared (He et al.)."""
     slope = alpha if shared else per_channel(P, alpha, len(P.shape(x)))
     return P.where(P.ge(x, 0.0), x, P.mul(slope, x))
 
