@@ -56,8 +56,8 @@ def test_every_spec_is_trained_by_some_test() -> None:
 def test_hebbian_storage_recalls_every_pattern_from_a_corrupted_copy(tmp_path: Path) -> None:
     """specs/hopfield.nn stores the four 16-bit patterns; each comes back with 2 bits flipped."""
     import numpy as np
-
     from nndsl.backends.onnx.runtime import run_onnx
+
     from nndsl.data.builtin import builtin
     from nndsl.export import load_onnx
 
