@@ -109,7 +109,7 @@ def glorot_normal_half(rng: np.random.Generator, shape: Shape, fan_in: int,
 @op("glorot_uniform", "initializer")
 def glorot_uniform(rng: np.random.Generator, shape: Shape, fan_in: int,
                    fan_out: int) -> np.ndarray:
-    """U[-b, b], b = sqrt(6 / (fan_in + fan_out)) (INIT-06b, torch xavier_uniform_)."""
+    """U[-b, b], b = sqrt(6 / (fan_in + fan_out)): Glorot and Bengio, torch xavier_uniform_."""
     return _uniform(rng, shape, math.sqrt(6.0 / max(fan_in + fan_out, 1)))
 
 
