@@ -92,7 +92,7 @@ def test_the_table_shows_the_confusion_matrix_and_per_class_f1(run: Path, capsys
     assert main(["evaluate", str(run / "run"), "--data", str(val)]) == 0
     out = capsys.readouterr().out
     assert "per class" in out and "f1" in out and "support" in out
-    assert "confusion matrix (rows: actual class, columns: predicted)" in out
+    assert "confusion matrix (rows: actual class, columns: predicted class)" in out
     assert f"confusion matrix drawn in {run / 'run' / 'confusion.png'}" in out
     from PIL import Image
 

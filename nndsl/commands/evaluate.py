@@ -65,8 +65,8 @@ def show(report: Any) -> None:
     from nndsl.commands._common import console as make_console
 
     console = make_console()
-    table = Table(title=f"{report.model} on {report.data} ({report.rows} rows)",
-                  title_justify="left")
+    console.print(f"{report.model} on {report.data} ({report.rows} rows)")
+    table = Table()
     table.add_column("measure")
     table.add_column("value", justify="right")
     if report.loss is not None:
@@ -75,14 +75,16 @@ def show(report: Any) -> None:
         table.add_row(name, f"{value:.4f}")
     console.print(table)
     if report.confusion is not None:
+        console.print("per class")
         console.print(_per_class(report))
+        console.print("confusion matrix (rows: actual class, columns: predicted class)")
         console.print(_confusion(report))
 
 
 def _per_class(report: Any) -> Any:
     from rich.table import Table
 
-    table = Table(title="per class", title_justify="left")
+    table = Table()
     for column in ("class", "label", "precision", "recall", "f1", "support"):
         table.add_column(column, justify="left" if column == "label" else "right")
     scores = report.per_class
@@ -96,8 +98,7 @@ def _per_class(report: Any) -> Any:
 def _confusion(report: Any) -> Any:
     from rich.table import Table
 
-    table = Table(title="confusion matrix (rows: actual class, columns: predicted)",
-                  title_justify="left")
+    table = Table()
     table.add_column("actual \\ predicted")
     for label in report.labels:
         table.add_column(label, justify="right")
