@@ -157,3 +157,20 @@ def test_mistakes_are_clear_errors(run: Path, args: list[str], message: str, cap
     assert main(["evaluate", str(run / "run" / "model.onnx"), *args]) == 1
     err = capsys.readouterr().err
     assert message in err and "internal error" not in err, err
+
+
+def test_predict_on_the_run_directory_leaves_the_target_column_out(run: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    with np.load(held_out(run)) as val:
+        x, y = val["x"][:4], val["y"][:4]
+    with (run / "rows.csv").open("w", encoding="utf-8") as f:
+        f.write(",".join(f"p{j}" for j in range(64)) + ",y\n")
+        for row, label in zip(x, y, strict=True):
+            f.write(",".join(repr(float(v)) for v in row) + f",{label}\n")
+    assert main(["predict", str(run / "run"), "--input", str(run / "rows.csv"), "--output",
+                 str(run / "rows.json")]) == 0, capsys.readouterr().err
+    got = json.loads((run / "rows.json").read_text(encoding="utf-8"))
+    from nndsl.export import load_onnx, predict
+
+    (probs,) = predict(load_onnx(run / "run" / "model.onnx"), x).values()
+    assert [p["class"] for p in got["predictions"]] == probs.argmax(axis=1).tolist()
+    assert [p["label"] for p in got["predictions"]] == [str(c) for c in probs.argmax(axis=1)]
