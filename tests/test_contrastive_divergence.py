@@ -270,6 +270,7 @@ def test_persistent_cd_resumes_exactly(write_spec: Any, tmp_path: Path,
 # ---- a deep belief network ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_dbn_pretrains_greedily_and_fine_tunes_above_90_percent(tmp_path: Path) -> None:
     """specs/dbn_digits.nn with 8 epochs per phase (`--epochs`): each rbm phase lowers its
     layer's reconstruction error, and the fine-tuned network classifies the held-out digits
