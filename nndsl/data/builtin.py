@@ -179,6 +179,29 @@ def _ring8(rng: np.random.Generator, n: int | None) -> Arrays:
             "c_onehot": np.eye(_RING_MODES, dtype=F32)[mode]}
 
 
+_ECHO_SYMBOLS, _ECHO_STEPS = 4, 10
+
+
+@dataset("echo")
+def _echo(rng: np.random.Generator, n: int | None) -> Arrays:
+    """n = 400 sequences of 10 one-hot symbols from 4, x f32 [n, 10, 4]; y i64 [n, 10] labels
+    each step with the previous step's symbol mod 3 (class 0 at the first step): a task that
+    needs one step of memory."""
+    n = n if n is not None else 400
+    symbols = rng.integers(0, _ECHO_SYMBOLS, size=(n, _ECHO_STEPS))
+    previous = np.concatenate([np.zeros((n, 1), np.int64), symbols[:, :-1] % 3], axis=1)
+    return {"x": np.eye(_ECHO_SYMBOLS, dtype=F32)[symbols], "y": previous.astype(np.int64)}
+
+
+@dataset("sequence_compare")
+def _sequence_compare(rng: np.random.Generator, n: int | None) -> Arrays:
+    """n = 400 sequences of 12 steps of 3 features N(0, 1), x f32 [n, 12, 3]; y i64 [n] is 1
+    when feature 0's mean over time exceeds feature 2's, else 0."""
+    n = n if n is not None else 400
+    x = rng.standard_normal((n, 12, 3)).astype(F32)
+    return {"x": x, "y": (x[:, :, 0].mean(axis=1) > x[:, :, 2].mean(axis=1)).astype(np.int64)}
+
+
 BuiltinName = Literal[tuple(BUILTINS)]  # type: ignore[valid-type]  # every set above
 
 
