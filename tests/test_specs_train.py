@@ -70,18 +70,29 @@ def test_hebbian_storage_recalls_every_pattern_from_a_corrupted_copy(tmp_path: P
     np.testing.assert_array_equal(recalled, patterns)
 
 
+# The loss of the 4th epoch as a fraction of the 1st's, at most (each phase; torch on the CPU,
+# the spec's seed). Measured ratios are about 0.8x these; specs not listed must lower it at all.
+FACTORS = {
+    "digits_mlp": 0.25, "digits_cnn": 0.25, "elman_rnn": 0.25, "embedding_attention": 0.15,
+    "maxout_digits": 0.35, "peephole_lstm": 0.45, "sine_gru": 0.1, "sine_lstm": 0.4,
+    "transformer_classifier": 0.05, "conv_autoencoder": 0.75, "contractive_autoencoder": 0.85,
+    "vae": 0.9, "denoising_autoencoder": 0.9, "autoencoder_838": 0.95, "pretrain_finetune": 0.9,
+}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", _backprop_specs(), ids=lambda p: p.stem)
 def test_spec_trains_and_lowers_its_loss(spec: Path, tmp_path: Path) -> None:
     assert main(["train", str(spec), "--device", "cpu", "--epochs", "4", "--run-dir",
                  str(tmp_path), "--quiet"]) == 0
+    factor = FACTORS.get(spec.stem, 1.0)
     phases: dict[str, list[float]] = {}
     with (tmp_path / "metrics.csv").open(encoding="utf-8") as f:
         for row in csv.DictReader(f):
             if row["kind"] == "epoch":
                 phases.setdefault(row["phase"], []).append(float(row["loss"]))
-    for losses in phases.values():  # every phase lowers its own loss
-        assert len(losses) >= 2 and losses[-1] < losses[0], phases
+    for losses in phases.values():  # every phase lowers its own loss by the stated factor
+        assert len(losses) >= 2 and losses[-1] < factor * losses[0], phases
     assert (tmp_path / "model.onnx").exists() and (tmp_path / "weights.npz").exists()
 
 
