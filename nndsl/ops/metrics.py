@@ -1,4 +1,4 @@
-"""Metrics (kind `metric`): `fn(P, y, t, *, ...)` -> a 0-d value, never differentiated.
+"""Metrics (kind `metric`): `fn(P, y, t, *, ...)` -> a 0-d value.
 
 A metric compares the model's first output y with the first target t. Which metrics fit a
 model follows from the shape of its output (`task`):
@@ -32,10 +32,11 @@ TASKS: dict[str, frozenset[str]] = {}  # metric -> the tasks ("classes", "binary
 
 
 def metric(name: str, tasks: tuple[str, ...], **fields: Any) -> Callable[..., Any]:
-    """Register a metric (never differentiated) and the kinds of output it scores."""
+    """Register a metric and the kinds of output it scores. Metrics of classes count arg-maxes
+    and thresholds, so they have no gradient; the regression ones (`values`) do."""
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         TASKS[name] = frozenset(tasks)
-        return op(name, "metric", differentiable=False, **fields)(fn)
+        return op(name, "metric", differentiable="values" in tasks, **fields)(fn)
 
     return register
 
