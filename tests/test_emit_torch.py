@@ -115,7 +115,7 @@ def test_layers_use_torch_modules_where_they_compute_the_same(tmp_path: Path,
     assert "nn.LSTM(1, 16, batch_first=True)" in capsys.readouterr().out
     assert main(["compile", str(SPECS / "peephole_lstm.nn"), "--emit", "torch"]) == 0
     text = capsys.readouterr().out
-    assert "for step in range(seq.shape[1]):" in text and "Weights(" in text
+    assert "for step in range(x.shape[1]):" in text and "Weights(" in text
 
 
 def test_a_py_output_means_torch_and_several_models_need_a_choice(

@@ -670,3 +670,8 @@ def export_graph(graph: Graph, weights: Mapping[str, np.ndarray], *,
     types = graph.types()
     return em.build_model([(result.env[o], o) for o in graph.outputs], name=graph.name,
                           output_types={o: types.get(o) for o in graph.outputs}, check=check)
+
+
+# The ONNX forms of ops register themselves with the op catalog when the emitter exists.
+from nndsl.backends.onnx import natives as _natives  # noqa: E402, F401
+from nndsl.backends.onnx import recurrent as _recurrent  # noqa: E402, F401

@@ -14,6 +14,7 @@ import numpy as np
 from nndsl.backends.onnx.emitter import ValueType, emitter_of
 
 from nndsl.ops.conv import pads, sizes
+from nndsl.ops.registry import register_natives
 from nndsl.ops.upsampling import transpose_geometry
 
 
@@ -124,3 +125,4 @@ NATIVE: dict[str, Callable[..., Any]] = {
     "flatten": flatten, "layer_norm": layer_norm, "conv_transpose2d": conv_transpose2d,
     "upsample": upsample,
 }
+register_natives("onnx", NATIVE)

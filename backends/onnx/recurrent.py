@@ -51,7 +51,7 @@ from nndsl.backends.numpy.prims import make_numpy_prims
 from nndsl.backends.onnx.emitter import OnnxEmitter, ValueType, emitter_of
 
 from nndsl.ops.recurrent import Direction
-from nndsl.ops.registry import OPS
+from nndsl.ops.registry import OPS, register_natives
 
 Slots = tuple[tuple[int, bool], ...]  # per ONNX gate slot: (our block index, negated)
 
@@ -232,3 +232,4 @@ def gru(P: Any, x: Any, *, units: int, bidirectional: bool = False, sequences: b
 
 
 NATIVE = {"rnn": rnn, "lstm": lstm, "gru": gru}
+register_natives("onnx", NATIVE)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from nndsl.ops.conv import pads, sizes
 from nndsl.ops.layers import dropout_keep
 from nndsl.ops.optimizers import check_adam, require
-from nndsl.ops.registry import OPS, get
+from nndsl.ops.registry import OPS, get, register_natives
 from nndsl.ops.transformer import project, split_inputs
 from nndsl.ops.upsampling import transpose_geometry
 
@@ -119,26 +119,59 @@ def _weights(params: dict[str, Any], bidirectional: bool) -> list[Any]:
 Fused = Callable[..., tuple[Any, ...]]  # (x, h0, weights, bidirectional, training, params)
 
 
-def _recurrent(name: str, call: Fused) -> Callable[..., Any]:
+def _fused(name: str, call: Fused, P: Any, x: Any, units: int, bidirectional: bool,
+           sequences: bool, params: dict[str, Any]) -> Any:
     """torch's fused RNN/LSTM/GRU over the whole sequence (batch first, zero initial state).
 
     `sequences=false` returns torch's h_n, which is the decomposition's [h_T forward, h_1
     reverse] on the feature axis.
     """
+    weights = _weights(params, bidirectional)
+    if not (_floats(x, *weights) and x.ndim == 3 and x.shape[1] > 0
+            and _supported(name, params)):
+        return _decomposed(name)(P, x, units=units, bidirectional=bidirectional,
+                                 sequences=sequences, **params)
+    h0 = x.new_zeros((2 if bidirectional else 1, x.shape[0], units))
+    out, h_n = call(x, h0, weights, bidirectional, bool(P.training), params)[:2]
+    return out if sequences else torch.cat(list(h_n), dim=-1)
 
-    def native(P: Any, x: Any, *, units: int, bidirectional: bool = False,
-               sequences: bool = True, **params: Any) -> Any:
-        weights = _weights(params, bidirectional)
-        if not (_floats(x, *weights) and x.ndim == 3 and x.shape[1] > 0
-                and _supported(name, params)):
-            return _decomposed(name)(P, x, units=units, bidirectional=bidirectional,
-                                     sequences=sequences, **params)
-        h0 = x.new_zeros((2 if bidirectional else 1, x.shape[0], units))
-        out, h_n = call(x, h0, weights, bidirectional, bool(P.training), params)[:2]
-        return out if sequences else torch.cat(list(h_n), dim=-1)
 
-    native.__name__ = native.__qualname__ = f"{name}_torch"
-    return native
+def rnn(P: Any, x: Any, *, units: int, activation: str = "tanh", bidirectional: bool = False,
+        sequences: bool = True, weight_ih: Any, weight_hh: Any, bias_ih: Any, bias_hh: Any,
+        weight_ih_reverse: Any = None, weight_hh_reverse: Any = None,
+        bias_ih_reverse: Any = None, bias_hh_reverse: Any = None) -> Any:
+    params = dict(activation=activation, weight_ih=weight_ih, weight_hh=weight_hh,
+                  bias_ih=bias_ih, bias_hh=bias_hh, **_reverse(
+                      weight_ih_reverse, weight_hh_reverse, bias_ih_reverse, bias_hh_reverse))
+    return _fused("rnn", _rnn, P, x, units, bidirectional, sequences, params)
+
+
+def lstm(P: Any, x: Any, *, units: int, bidirectional: bool = False, sequences: bool = True,
+         peephole: bool = False, coupled: bool = False, weight_ih: Any, weight_hh: Any,
+         bias_ih: Any, bias_hh: Any, weight_peephole: Any = None, weight_ih_reverse: Any = None,
+         weight_hh_reverse: Any = None, bias_ih_reverse: Any = None,
+         bias_hh_reverse: Any = None, weight_peephole_reverse: Any = None) -> Any:
+    params = dict(peephole=peephole, coupled=coupled, weight_ih=weight_ih,
+                  weight_hh=weight_hh, bias_ih=bias_ih, bias_hh=bias_hh,
+                  weight_peephole=weight_peephole,
+                  weight_peephole_reverse=weight_peephole_reverse, **_reverse(
+                      weight_ih_reverse, weight_hh_reverse, bias_ih_reverse, bias_hh_reverse))
+    return _fused("lstm", _lstm, P, x, units, bidirectional, sequences, params)
+
+
+def gru(P: Any, x: Any, *, units: int, bidirectional: bool = False, sequences: bool = True,
+        linear_before_reset: bool = True, weight_ih: Any, weight_hh: Any, bias_ih: Any,
+        bias_hh: Any, weight_ih_reverse: Any = None, weight_hh_reverse: Any = None,
+        bias_ih_reverse: Any = None, bias_hh_reverse: Any = None) -> Any:
+    params = dict(linear_before_reset=linear_before_reset, weight_ih=weight_ih,
+                  weight_hh=weight_hh, bias_ih=bias_ih, bias_hh=bias_hh, **_reverse(
+                      weight_ih_reverse, weight_hh_reverse, bias_ih_reverse, bias_hh_reverse))
+    return _fused("gru", _gru, P, x, units, bidirectional, sequences, params)
+
+
+def _reverse(weight_ih: Any, weight_hh: Any, bias_ih: Any, bias_hh: Any) -> dict[str, Any]:
+    return dict(weight_ih_reverse=weight_ih, weight_hh_reverse=weight_hh,
+                bias_ih_reverse=bias_ih, bias_hh_reverse=bias_hh)
 
 
 def _supported(name: str, params: dict[str, Any]) -> bool:
@@ -237,9 +270,14 @@ def upsample(P: Any, x: Any, *, scale: Any, mode: str = "nearest") -> Any:
 
 
 def multi_head_attention(P: Any, *xs: Any, heads: int, dim: int | None = None,
-                         causal: bool = False, use_bias: bool = True, **weights: Any) -> Any:
+                         causal: bool = False, use_bias: bool = True, weight_q: Any,
+                         weight_k: Any, weight_v: Any, weight_out: Any, bias_q: Any = None,
+                         bias_k: Any = None, bias_v: Any = None, bias_out: Any = None) -> Any:
     """The projections with F.linear and the heads with F.scaled_dot_product_attention; a key
     padding mask uses the decomposition (which attends evenly where every key is hidden)."""
+    weights = dict(weight_q=weight_q, weight_k=weight_k, weight_v=weight_v,
+                   weight_out=weight_out, bias_q=bias_q, bias_k=bias_k, bias_v=bias_v,
+                   bias_out=bias_out)
     query, keys, values, mask = split_inputs(xs, lambda a: a.ndim)
     if mask is not None or not _floats(*xs, *weights.values()):
         return _decomposed("multi_head_attention")(P, *xs, heads=heads, dim=dim, causal=causal,
@@ -255,12 +293,13 @@ def multi_head_attention(P: Any, *xs: Any, heads: int, dim: int | None = None,
     return project(P, context.transpose(1, 2).flatten(-2), w("weight_out"), w("bias_out"))
 
 
-NATIVE: dict[str, Callable[..., Any]] = {
+NATIVE: dict[str | tuple[str, str], Callable[..., Any]] = {
     "dense": dense, "relu": relu, "dropout": dropout, "softmax": softmax,
     "log_softmax": log_softmax, "cross_entropy_logits": cross_entropy_logits,
     "conv1d": _conv(1, "conv1d"), "conv2d": _conv(2, "conv2d"),
-    "lstm": _recurrent("lstm", _lstm), "gru": _recurrent("gru", _gru),
-    "rnn": _recurrent("rnn", _rnn), "adam": adam, "clip_norm": clip_norm,
+    "lstm": lstm, "gru": gru, "rnn": rnn, ("optimizer", "adam"): adam,
+    ("clip", "norm"): clip_norm,
     "gelu": gelu, "silu": silu, "layer_norm": layer_norm, "conv_transpose2d": conv_transpose2d,
     "upsample": upsample, "multi_head_attention": multi_head_attention,
 }
+register_natives("torch", NATIVE)

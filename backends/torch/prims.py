@@ -323,3 +323,6 @@ def make_torch_prims(
         random_normal_like=random_normal_like,
     )
 
+
+# The torch forms of ops register themselves with the op catalog when this table exists.
+from nndsl.backends.torch import natives as _natives  # noqa: E402, F401

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from nndsl.errors import NndslError
 from nndsl.ir import TensorType
-from nndsl.ops.registry import natives, onnx_native, op
+from nndsl.ops.registry import op
 
 SELU_ALPHA = 1.6732632423543772
 SELU_SCALE = 1.0507009873554805
@@ -88,19 +88,19 @@ def linear(P: Any, x: Any) -> Any:
     return x
 
 
-@op("sigmoid", "activation", native=onnx_native("sigmoid"))
+@op("sigmoid", "activation")
 def sigmoid(P: Any, x: Any) -> Any:
     """1 / (1 + e^-x), the logistic function; P.sigmoid is stable for large |x|."""
     return P.sigmoid(x)
 
 
-@op("tanh", "activation", native=onnx_native("tanh"))
+@op("tanh", "activation")
 def tanh(P: Any, x: Any) -> Any:
     """(e^x - e^-x) / (e^x + e^-x)."""
     return P.tanh(x)
 
 
-@op("relu", "activation", native=natives("relu", "onnx", "torch"))
+@op("relu", "activation")
 def relu(P: Any, x: Any) -> Any:
     """max(0, x); gradient 𝟙{x > 0}, so 0 at x = 0 (as the lecture notes' backward rule)."""
     return P.where(P.gt(x, 0.0), x, P.zeros_like(x))
@@ -178,16 +178,14 @@ def sign(P: Any, x: Any, *, at_zero: float = 1.0) -> Any:
     return _ternary(P, x, -1.0, at_zero, 1.0)
 
 
-@op("softmax", "activation", infer=_axis_type("softmax"),
-    native=natives("softmax", "onnx", "torch"))
+@op("softmax", "activation", infer=_axis_type("softmax"))
 def softmax(P: Any, x: Any, *, axis: int = -1) -> Any:
     """e^x_i / Σ_j e^x_j along axis, computed on x - max(x)."""
     e = P.exp(P.sub(x, P.max(x, axis=axis, keepdims=True)))
     return P.div(e, P.sum(e, axis=axis, keepdims=True))
 
 
-@op("log_softmax", "activation", infer=_axis_type("log_softmax"),
-    native=natives("log_softmax", "onnx", "torch"))
+@op("log_softmax", "activation", infer=_axis_type("log_softmax"))
 def log_softmax(P: Any, x: Any, *, axis: int = -1) -> Any:
     """x_i - log Σ_j e^x_j along axis, computed on x - max(x)."""
     return log_softmax_of(P, x, axis)
@@ -217,7 +215,7 @@ def ricker(P: Any, x: Any) -> Any:
     return P.mul(P.sub(1.0, r2), P.exp(P.mul(-0.5, r2)))
 
 
-@op("gelu", "activation", native=natives("gelu", "torch"))
+@op("gelu", "activation")
 def gelu(P: Any, x: Any, *, approximate: Literal["none", "tanh"] = "none") -> Any:
     """x Φ(x) = ½x(1 + erf(x/√2)); tanh: ½x(1 + tanh(√(2/π)(x + 0.044715x³))) (Hendrycks 2016).
 
@@ -232,7 +230,7 @@ def gelu(P: Any, x: Any, *, approximate: Literal["none", "tanh"] = "none") -> An
     return P.mul(P.mul(0.5, x), P.add(1.0, P.erf(P.mul(x, 1.0 / math.sqrt(2.0)))))
 
 
-@op("silu", "activation", native=natives("silu", "torch"))
+@op("silu", "activation")
 def silu(P: Any, x: Any) -> Any:
     """x σ(x), the sigmoid-weighted linear unit (Elfwing et al. 2018; swish with beta = 1)."""
     return P.mul(x, P.sigmoid(x))

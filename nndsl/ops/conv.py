@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from nndsl.errors import NndslError
 from nndsl.ir import TensorType, format_shape
-from nndsl.ops.registry import Weight, WeightSpec, natives
+from nndsl.ops.registry import Weight, WeightSpec
 from nndsl.ops.shapes import (
     known_dim,
     layer_op,
@@ -134,8 +134,7 @@ def _conv(P: Any, x: Any, weight: Any, bias: Any, name: str, n: int, kernel: Siz
 
 @layer_op("conv1d", infer=_conv_rule("conv1d", 1), weights=_conv_weights("conv1d", 1),
           samples=(((2, 3, 9),),),
-          sample_params={"channels": 4, "kernel": 4, "padding": "same", "dilation": 2},
-          native=natives("conv1d", "onnx", "torch"))
+          sample_params={"channels": 4, "kernel": 4, "padding": "same", "dilation": 2})
 def conv1d(P: Any, x: Any, *, channels: int, kernel: Size, stride: Size = 1,
            padding: Padding = "valid", dilation: Size = 1, use_bias: bool = True,
            weight: Weight, bias: Weight = None) -> Any:
@@ -145,8 +144,7 @@ def conv1d(P: Any, x: Any, *, channels: int, kernel: Size, stride: Size = 1,
 
 @layer_op("conv2d", infer=_conv_rule("conv2d", 2), weights=_conv_weights("conv2d", 2),
           samples=(((2, 3, 7, 6),),),
-          sample_params={"channels": 4, "kernel": (3, 2), "stride": 2, "padding": 1},
-          native=natives("conv2d", "onnx", "torch"))
+          sample_params={"channels": 4, "kernel": (3, 2), "stride": 2, "padding": 1})
 def conv2d(P: Any, x: Any, *, channels: int, kernel: Size, stride: Size = 1,
            padding: Padding = "valid", dilation: Size = 1, use_bias: bool = True,
            weight: Weight, bias: Weight = None) -> Any:

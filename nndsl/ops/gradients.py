@@ -14,12 +14,12 @@ import math
 from typing import Any
 
 from nndsl.ops.optimizers import require
-from nndsl.ops.registry import natives, op
+from nndsl.ops.registry import op
 
 # --- gradient clipping -----------------------------------------------------------------------
 
 
-@op("norm", "clip", native=natives("clip_norm", "torch"))
+@op("norm", "clip")
 def clip_norm(P: Any, grads: list[Any], *, max: float) -> list[Any]:
     """g <- g min(1, max / (||G|| + 1e-6)), ||G|| the L2 norm of all gradients together.
 

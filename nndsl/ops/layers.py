@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from nndsl.errors import NndslError
 from nndsl.ir import Call, TensorType, format_shape
-from nndsl.ops.registry import Label, Weight, WeightSpec, WithUpdates, natives, onnx_native
+from nndsl.ops.registry import Label, Weight, WeightSpec, WithUpdates
 from nndsl.ops.shapes import (
     BATCH_HINT,
     FLATTEN_HINT,
@@ -67,8 +67,7 @@ def _dense_weights(x: TensorType, *, units: int, use_bias: bool, tied: str | Non
     return specs
 
 
-@layer_op("dense", infer=_dense_type, weights=_dense_weights, sample_params={"units": 3},
-          native=natives("dense", "onnx", "torch"))
+@layer_op("dense", infer=_dense_type, weights=_dense_weights, sample_params={"units": 3})
 def dense(P: Any, x: Any, *, units: int, use_bias: bool = True, tied: Label | None = None,
           weight: Weight, bias: Weight = None) -> Any:
     """y = x @ Wᵀ + b, W [units, in]; tied: y = x @ W + b with W the tied layer's [in, units]."""
@@ -84,7 +83,7 @@ def _flatten_type(x: TensorType, **_: Any) -> TensorType:
     return x.with_shape((x.shape[0], size))
 
 
-@layer_op("flatten", infer=_flatten_type, samples=(((2, 3, 2, 2),),), native=onnx_native("flatten"),
+@layer_op("flatten", infer=_flatten_type, samples=(((2, 3, 2, 2),),),
           integer_inputs=True)
 def flatten(P: Any, x: Any) -> Any:
     """[batch, d1, d2, ...] -> [batch, d1·d2·...] (axis 0 kept, C order)."""
@@ -230,7 +229,6 @@ def _dropout_type(x: TensorType, *, rate: float | None, keep: float | None,
 
 
 @layer_op("dropout", infer=_dropout_type, training_only=True, positional=(),
-          native=natives("dropout", "torch"),
           sample_params={"rate": 0.5})
 def dropout(P: Any, x: Any, *, rate: float | None = None, keep: float | None = None) -> Any:
     """x ⊙ m / keep, m ~ Bernoulli(keep), keep = 1 − rate, in training; x at inference."""

@@ -25,7 +25,7 @@ import numpy as np
 from nndsl.errors import NndslError
 from nndsl.ir import Dim, TensorType, format_shape
 from nndsl.ops.activations import log_softmax_of, softplus_of
-from nndsl.ops.registry import natives, op
+from nndsl.ops.registry import op
 
 Reduction = Literal["mean", "sum"]
 SCALAR = TensorType((), "f32")
@@ -207,8 +207,7 @@ def cross_entropy(P: Any, y: Any, t: Any, *, eps: float = 1e-12,
 
 
 @op("cross_entropy_logits", "loss", infer=_classes("cross_entropy_logits"),
-    index_bound=_class_indices, sample_inputs=_logits_and_indices, positional=(),
-    native=natives("cross_entropy_logits", "torch"))
+    index_bound=_class_indices, sample_inputs=_logits_and_indices, positional=())
 def cross_entropy_logits(P: Any, z: Any, t: Any, *, reduction: Reduction = "mean") -> Any:
     """-mean_batch Σ_k t_k log_softmax(z)_k on scores z, by log-sum-exp (torch's CrossEntropyLoss).
 

@@ -25,7 +25,7 @@ import functools
 from typing import Any, Literal
 
 from nndsl.errors import NndslError
-from nndsl.ops.registry import natives, op
+from nndsl.ops.registry import op
 
 State = dict[str, Any]
 Update = tuple[Any, State]
@@ -176,7 +176,7 @@ def rmsprop(P: Any, w: Any, g: Any, state: State, rate: float, t: int, *, lr: fl
     return P.sub(w, P.mul(rate, buf)), {"sq": sq, "buf": buf}
 
 
-@op("adam", "optimizer", native=natives("adam", "torch"))
+@op("adam", "optimizer")
 def adam(P: Any, w: Any, g: Any, state: State, rate: float, t: int, *, lr: float = 1e-3,
          beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
          eps_inside: bool = False) -> Update:

@@ -56,7 +56,7 @@ from typing import Any, NamedTuple
 from nndsl.errors import NndslError
 from nndsl.ir import TensorType
 from nndsl.ops import registry
-from nndsl.ops.registry import OPS, ActivationName, Weight, WeightSpec, natives
+from nndsl.ops.registry import OPS, ActivationName, Weight, WeightSpec
 from nndsl.ops.shapes import (
     const,
     known_dim,
@@ -83,19 +83,6 @@ class Direction(NamedTuple):
 
 
 Step = Callable[[Any, Any, Any, Any, Direction], tuple[Any, Any]]  # (P, x̂_t, h, c, w) -> (h, c)
-
-
-def _onnx_native(name: str) -> Callable[..., Any]:
-    """Op `name`'s ONNX form (backends/onnx/recurrent.py), imported when an export first calls
-    it, so that the op catalog (and `import nndsl`) does not import onnx."""
-
-    def native(P: Any, x: Any, **params: Any) -> Any:
-        from nndsl.backends.onnx.recurrent import NATIVE
-
-        return NATIVE[name](P, x, **params)
-
-    native.__name__ = native.__qualname__ = f"{name}_onnx"
-    return native
 
 
 def _apply(P: Any, name: str, x: Any, **params: Any) -> Any:
@@ -231,8 +218,7 @@ SEQUENCE_SAMPLES = (((2, 5, 3),),)
 
 
 @layer_op("rnn", infer=_sequence_rule("rnn"), weights=_weights_rule("rnn", lambda **_: (1, 0)),
-          samples=SEQUENCE_SAMPLES, sample_params={"units": 4, "sequences": False},
-          native={"onnx": _onnx_native("rnn"), **natives("rnn", "torch")})
+          samples=SEQUENCE_SAMPLES, sample_params={"units": 4, "sequences": False})
 def rnn(P: Any, x: Any, *, units: int, activation: ActivationName = "tanh",
         bidirectional: bool = False, sequences: bool = True, weight_ih: Weight,
         weight_hh: Weight, bias_ih: Weight, bias_hh: Weight, weight_ih_reverse: Weight = None,
@@ -246,8 +232,7 @@ def rnn(P: Any, x: Any, *, units: int, activation: ActivationName = "tanh",
 
 
 @layer_op("lstm", infer=_sequence_rule("lstm"), weights=_weights_rule("lstm", _lstm_gates),
-          samples=SEQUENCE_SAMPLES, sample_params={"units": 4, "bidirectional": True},
-          native={"onnx": _onnx_native("lstm"), **natives("lstm", "torch")})
+          samples=SEQUENCE_SAMPLES, sample_params={"units": 4, "bidirectional": True})
 def lstm(P: Any, x: Any, *, units: int, bidirectional: bool = False, sequences: bool = True,
          peephole: bool = False, coupled: bool = False, weight_ih: Weight, weight_hh: Weight,
          bias_ih: Weight, bias_hh: Weight, weight_peephole: Weight = None,
@@ -263,8 +248,7 @@ def lstm(P: Any, x: Any, *, units: int, bidirectional: bool = False, sequences: 
 
 
 @layer_op("gru", infer=_sequence_rule("gru"), weights=_weights_rule("gru", lambda **_: (3, 0)),
-          samples=SEQUENCE_SAMPLES, sample_params={"units": 4},
-          native={"onnx": _onnx_native("gru"), **natives("gru", "torch")})
+          samples=SEQUENCE_SAMPLES, sample_params={"units": 4})
 def gru(P: Any, x: Any, *, units: int, bidirectional: bool = False, sequences: bool = True,
         linear_before_reset: bool = True, weight_ih: Weight, weight_hh: Weight,
         bias_ih: Weight, bias_hh: Weight, weight_ih_reverse: Weight = None,

@@ -292,28 +292,15 @@ class WithUpdates:
     updates: dict[str, Any]
 
 
-def lazy_native(module: str, name: str) -> Callable[..., Any]:
-    """A native override that lives in a backend module (e.g. ONNX's `Gemm` for dense),
-    imported on first use so the op catalog never imports onnx or torch."""
-
-    found: list[Callable[..., Any]] = []  # the function, once imported (a step calls it often)
-
-    def native(P: Any, *args: Any, **params: Any) -> Any:
-        if not found:
-            import importlib
-
-            found.append(importlib.import_module(module).NATIVE[name])
-        return found[0](P, *args, **params)
-
-    native.__name__ = native.__qualname__ = f"{name}_native"
-    return native
-
-
-def natives(name: str, *backends: str) -> dict[str, Callable[..., Any]]:
-    """`native=` for an op with forms in nndsl.backends.<backend>.natives ("onnx", "torch")."""
-    return {b: lazy_native(f"nndsl.backends.{b}.natives", name) for b in backends}
-
-
-def onnx_native(name: str) -> dict[str, Callable[..., Any]]:
-    """`native=` for an op whose ONNX form is in nndsl.backends.onnx.natives."""
-    return natives(name, "onnx")
+def register_natives(backend: str, forms: dict[str | tuple[str, str], Callable[..., Any]]) -> None:
+    """A backend registers its native forms of ops (as JAX registers lowerings): op name ->
+    function with the op's signature; ops of a kind outside the tensor namespace are keyed
+    (kind, name), e.g. ("optimizer", "adam"). The op catalog never names a backend."""
+    for key, fn in forms.items():
+        kind, name = key if isinstance(key, tuple) else ("activation", key)
+        opdef = table(kind).get(name)
+        if opdef is None:
+            raise ValueError(f"the {backend} backend has a native form of unknown {kind} {name!r}")
+        if backend in opdef.native and opdef.native[backend] is not fn:
+            raise ValueError(f"op {name!r} has two native {backend} forms")
+        opdef.native[backend] = fn

@@ -33,7 +33,7 @@ from typing import Any
 
 from nndsl.errors import NndslError
 from nndsl.ir import TensorType, format_shape
-from nndsl.ops.registry import OPS, Weight, WeightSpec, natives
+from nndsl.ops.registry import OPS, Weight, WeightSpec
 from nndsl.ops.shapes import (
     BATCH_HINT,
     const,
@@ -81,8 +81,7 @@ def _layer_norm_weights(x: TensorType, *, axis: int, use_bias: bool,
 
 
 @layer_op("layer_norm", infer=_layer_norm_type, weights=_layer_norm_weights, positional=(),
-          samples=(((2, 3, 5),), ((3, 4, 2, 2),)), sample_params={"axis": -2},
-          native=natives("layer_norm", "onnx", "torch"))
+          samples=(((2, 3, 5),), ((3, 4, 2, 2),)), sample_params={"axis": -2})
 def layer_norm(P: Any, x: Any, *, axis: int = -1, eps: float = 1e-5, use_bias: bool = True,
                gamma: Weight, beta: Weight = None) -> Any:
     """γ (x − μ) / √(σ² + eps) + β, μ, σ² over the axes from `axis` on (Ba et al. 2016)."""
@@ -218,8 +217,7 @@ def _scores(P: Any, q: Any, k: Any, mask: Any, causal: bool, head_dim: int) -> A
 
 
 @layer_op("multi_head_attention", infer=_mha_type, weights=_mha_weights, integer_inputs=True,
-          sample_inputs=_mha_sample, sample_params={"heads": 2, "causal": True},
-          native=natives("multi_head_attention", "torch"))
+          sample_inputs=_mha_sample, sample_params={"heads": 2, "causal": True})
 def multi_head_attention(P: Any, *xs: Any, heads: int, dim: int | None = None,
                          causal: bool = False, use_bias: bool = True, weight_q: Weight,
                          weight_k: Weight, weight_v: Weight, weight_out: Weight,

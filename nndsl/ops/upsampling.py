@@ -28,7 +28,7 @@ from typing import Any, Literal, NamedTuple
 from nndsl.errors import NndslError
 from nndsl.ir import TensorType, format_shape
 from nndsl.ops.conv import LAYOUT, RESHAPE_HINT, Size, sizes
-from nndsl.ops.registry import Weight, WeightSpec, natives
+from nndsl.ops.registry import Weight, WeightSpec
 from nndsl.ops.shapes import known_dim, layer_op, need_rank, per_channel, positive
 
 TransposePadding = Literal["valid", "same"] | int
@@ -137,8 +137,7 @@ def dilate(P: Any, x: Any, stride: tuple[int, ...]) -> Any:
 @layer_op("conv_transpose2d", infer=_conv_transpose_type, weights=_conv_transpose_weights,
           samples=(((2, 3, 4, 5),),),
           sample_params={"channels": 2, "kernel": (3, 2), "stride": 2, "padding": 1,
-                         "output_padding": 1},
-          native=natives("conv_transpose2d", "onnx", "torch"))
+                         "output_padding": 1})
 def conv_transpose2d(P: Any, x: Any, *, channels: int, kernel: Size, stride: Size = 1,
                      padding: TransposePadding = "valid", output_padding: Size = 0,
                      use_bias: bool = True, weight: Weight, bias: Weight = None) -> Any:
@@ -190,8 +189,7 @@ def _upsample_axis(P: Any, x: Any, axis: int, scale: int, mode: str) -> Any:
 
 
 @layer_op("upsample", infer=_upsample_type, samples=(((2, 3, 4, 5),),),
-          sample_params={"scale": (2, 3), "mode": "bilinear"},
-          native=natives("upsample", "onnx", "torch"))
+          sample_params={"scale": (2, 3), "mode": "bilinear"})
 def upsample(P: Any, x: Any, *, scale: Size, mode: Literal["nearest", "bilinear"] = "nearest"
              ) -> Any:
     """y[i, j] = x at ((i + ½)/s − ½, (j + ½)/t − ½), bilinear, or x[⌊i/s⌋, ⌊j/t⌋] (nearest)."""
