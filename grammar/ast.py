@@ -53,7 +53,7 @@ class CallExpr(Expr):
 
 @dataclass(frozen=True, slots=True)
 class BinOp(Expr):
-    op: str  # add | sub | mul | div
+    op: str  # add | sub | mul | div | pow
     left: Expr
     right: Expr
 
@@ -343,6 +343,7 @@ class ToAst(Transformer):
     sub = _binop("sub")
     mul = _binop("mul")
     div = _binop("div")
+    pow = _binop("pow")
 
     def neg(self, meta, c):  # type: ignore[no-untyped-def]
         return Neg(self._span(meta), c[0])

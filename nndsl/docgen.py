@@ -26,7 +26,8 @@ TITLES = {
     "noise": "Gradient noise", "early_stop": "Early stopping", "data": "Data sources",
     "trainer": "Trainers",
 }
-INTERNAL = {"scalar", "neg", "div", "literal"}  # created by the front end, not written by users
+# created by the front end (numbers, `-x`, `a / b`, `a ** b`), not written by users
+INTERNAL = {"scalar", "neg", "div", "pow", "literal"}
 
 
 def signature(opdef: OpDef) -> str:

@@ -125,7 +125,7 @@ class ModelBuilder(GraphBuilder):
                                        _number(b.const, right.span), span))
         values = [x.value if x.is_tensor else self.constant(x.const, e.span, scope)
                   for x, e in ((a, left), (b, right))]
-        return Operand(self.emit(ops.get(op), values, {}, span, scope))  # add|sub|mul|div
+        return Operand(self.emit(ops.get(op), values, {}, span, scope))  # add|...|div|pow
 
     def constant(self, value: Any, span: Span, scope: Scope) -> str:
         return self.emit(ops.get("scalar"), [], {"value": float(_number(value, span))}, span,
@@ -328,6 +328,8 @@ def _number(value: Any, span: Span) -> float | int:
 
 
 def _fold(op: str, a: float, b: float, span: Span) -> float:
+    if op == "pow":
+        return _power(a, b, span)
     if op == "div" and b == 0:
         raise NndslError("division by zero", span)
     return {"add": a + b, "sub": a - b, "mul": a * b}[op] if op != "div" else a / b
@@ -340,6 +342,26 @@ def _not_an_unknown_value(expr: ast.Expr, scope: Scope) -> None:
     if isinstance(expr, ast.Name) and not any(expr.id in names for names in known):
         raise NndslError(f"unknown name '{expr.id}'", expr.span,
                          hint=did_you_mean(expr.id, scope.values) or _names_hint(scope))
+
+
+def _power(a: float, b: float, span: Span) -> float:
+    """a ** b folded: a real number or a positioned error, never a complex number (Python's
+    (-8) ** (1/3)) and never an integer too large for int64 computed digit by digit."""
+    if a == 0 and b < 0:
+        raise NndslError("0 to a negative power is a division by zero", span)
+    if a < 0 and not float(b).is_integer():
+        raise NndslError("a negative number to a fractional power is not a real number", span,
+                         received=f"({a:g}) ** {b:g}", expected="a base >= 0, or a whole exponent")
+    value: float = float("inf")  # |a| ** b >= 2 ** 63 for these: refused before computing
+    if not (isinstance(a, int) and isinstance(b, int) and b * (abs(a).bit_length() - 1) >= 63):
+        try:
+            value = a**b
+        except OverflowError:  # a float power beyond 1.8e308
+            value = float("inf")
+    if abs(value) == float("inf") or (isinstance(value, int) and abs(value) >= 2**63):
+        raise NndslError("this arithmetic overflows", span, received=f"{a:g} ** {b:g}",
+                         expected="a finite number (sizes and counts up to 2**63)")
+    return value
 
 
 def _names_hint(scope: Scope) -> str | None:

@@ -36,7 +36,7 @@ model m {
   input x: f64[batch, 2], ids: i64[batch]
   defaults { init = he_normal; bias_init = const(0.01) }
   h = x -> enc: dense(4, trainable=true) -> repeat(2) { inner: stack(4) } -> tanh
-  y = 0.5 * h + -1e-3 / 2.
+  y = 0.5 * h ** 2 + -1e-3 / 2.
   output y  # the end
 }
 
@@ -55,6 +55,7 @@ EXPECTED = [  # (text around the token, the token, its kind)
     ("enc:", "enc", "label"), ("inner:", "inner", "label"), ("trainable", "trainable", "parameter"),
     ("true", "true", "constant"), ("repeat", "repeat", "keyword"), ("y = 0", "y", "variable"),
     ("1e-3", "1e-3", "number"), ("2.\n", "2.", "number"), ("* h", "*", "operator"),
+    ("h ** 2", "**", "operator"),
     ("{ init", "{", "punctuation"), ('\\"b', '\\"', "escape"), ("csv(", "csv", "config"),
     ("phase warm", "warm", "phase"), ("epochs", "epochs", "variable"),
     ("train m", "train", "keyword"), ("phase warm", "phase", "keyword"),

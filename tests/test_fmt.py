@@ -161,6 +161,10 @@ RULES = [
      "  output h\n}\n"),
     ("model m { input x: [2]\n y = ((a + b) * (c - (d - e))) / -(-f)\n output y }",
      "model m {\n  input x: [2]\n  y = (a + b) * (c - (d - e)) / - -f\n  output y\n}\n"),
+    ("model m { input x: [2]\n y = -(a ** (b ** c)) + (a ** b) ** c * (-a) ** -(2 * b)\n"
+     " output y }",
+     "model m {\n  input x: [2]\n  y = -a ** b ** c + (a ** b) ** c * (-a) ** -(2 * b)\n"
+     "  output y\n}\n"),
     ("model m { input x: [2]\n y = ((x -> relu) -> tanh) - (x -> relu)\n output y }",
      "model m {\n  input x: [2]\n  y = ((x -> relu) -> tanh) - (x -> relu)\n  output y\n}\n"),
     ('import "a.nn"\n\n\nimport "b.nn"\nmodel m {}\n;train m {}',

@@ -20,7 +20,7 @@ NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 KEYWORDS = ("import", "block", "model", "train", "input", "output", "defaults", "target",
             "phase", "repeat")
 CONSTANTS = ("true", "false")
-OPERATORS = ("->", "=", "+", "-", "*", "/")
+OPERATORS = ("->", "**", "=", "+", "-", "*", "/")  # "**" before "*": tried in order
 PUNCTUATION = ("(", ")", "[", "]", "{", "}", ",", ":", ";")
 BRACKETS = (("(", ")"), ("[", "]"), ("{", "}"))
 LINE_COMMENT = "#"

@@ -3,6 +3,7 @@
 Parentheses are not in the AST, so they are put back only where the grammar needs them: an
 operand that binds looser than its operator (`(a + b) * c`), a right operand of the same
 level (`a - (b - c)`: the grammar is left-associative, and `a + (b + c)` is a different tree),
+the left operand of `**`, which is right-associative (`(a ** b) ** c`, `(-a) ** 2`),
 and a chain used as an operand or as the start of another chain (`(x -> f) -> g`). Numbers and
 strings are printed exactly as written (`2e-4` stays `2e-4`).
 """
@@ -14,12 +15,15 @@ from collections.abc import Callable
 from nndsl.format.source import Source
 from nndsl.grammar import ast
 
-CHAIN, SUM, PRODUCT, UNARY, ATOM = range(5)  # binding strength, loosest first
-OPERATORS = {"add": ("+", SUM), "sub": ("-", SUM), "mul": ("*", PRODUCT), "div": ("/", PRODUCT)}
+CHAIN, SUM, PRODUCT, UNARY, POWER, ATOM = range(6)  # binding strength, loosest first
+# op -> (symbol, its strength, what its left and its right operand need)
+OPERATORS = {"add": ("+", SUM, SUM, PRODUCT), "sub": ("-", SUM, SUM, PRODUCT),
+             "mul": ("*", PRODUCT, PRODUCT, UNARY), "div": ("/", PRODUCT, PRODUCT, UNARY),
+             "pow": ("**", POWER, ATOM, UNARY)}  # right-associative: a ** b ** c, (a ** b) ** c
 
 
 def strength(e: ast.Expr) -> int:
-    """How tightly `e` binds as printed: chains loosest, then + -, * /, unary minus, atoms."""
+    """How tightly `e` binds as printed: chains loosest, then + -, * /, unary minus, **, atoms."""
     if isinstance(e, ast.Chain):
         return CHAIN
     if isinstance(e, ast.BinOp):
@@ -71,8 +75,8 @@ class ExprPrinter:
 
     def _binop(self, e: ast.Expr) -> str:
         assert isinstance(e, ast.BinOp)
-        symbol, level = OPERATORS[e.op]
-        return f"{self.expr(e.left, level)} {symbol} {self.expr(e.right, level + 1)}"
+        symbol, _, left, right = OPERATORS[e.op]
+        return f"{self.expr(e.left, left)} {symbol} {self.expr(e.right, right)}"
 
     def _neg(self, e: ast.Expr) -> str:
         assert isinstance(e, ast.Neg)

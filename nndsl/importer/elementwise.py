@@ -130,12 +130,12 @@ def batchnorm(imp: Importer, node: onnx.NodeProto) -> None:
              label=imp.label_for(source_name(imp, node.input[1]), "batchnorm"))
 
 
-ARITHMETIC = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div"}
+ARITHMETIC = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Pow": "pow"}
 
 
 @rule(*ARITHMETIC)
 def arithmetic(imp: Importer, node: onnx.NodeProto) -> None:
-    """a + b, a − b, a · b, a / b of two tensors, or of a tensor and a scalar constant."""
+    """a + b, a − b, a · b, a / b, a ** b of two tensors, or of a tensor and a scalar constant."""
     from nndsl.importer.decoder import gelu_pattern
     from nndsl.importer.patterns import batchnorm_decomposed
 

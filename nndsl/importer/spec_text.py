@@ -124,6 +124,9 @@ class SpecWriter:
     def start(self, node: Node) -> str:
         """A layer with several inputs (or none): `a + b`, `attention(q, k, v)`."""
         args = [self.operand(v) for v in node.inputs]
+        if node.op == "pow" and len(args) == 2:  # `-2 ** x` would read as -(2 ** x)
+            base = f"({args[0]})" if args[0].startswith("-") else args[0]
+            return f"{base} ** {args[1]}"
         if node.op in INFIX and len(args) == 2:
             return f"{args[0]} {INFIX[node.op]} {args[1]}"
         if node.op == "neg":

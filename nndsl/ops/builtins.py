@@ -47,6 +47,17 @@ def div(P: Any, a: Any, b: Any) -> Any:
     return P.div(a, b)
 
 
+def _positive_bases(rng: Any) -> tuple[Any, ...]:
+    # bases > 0: the exponent's gradient a^b ln a is real there (0 for a <= 0 by convention)
+    return rng.uniform(0.5, 2.0, (2, 8)), rng.standard_normal((2, 8))
+
+
+@op("pow", "layer", infer=_broadcast, sample_inputs=_positive_bases)
+def pow_(P: Any, a: Any, b: Any) -> Any:
+    """a ** b (broadcasting): the `**` operator; a < 0 with a fractional b gives NaN."""
+    return P.pow(a, b)
+
+
 @op("literal", "initializer")
 def literal(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int, fan_out: int, *,
             value: Any) -> np.ndarray:

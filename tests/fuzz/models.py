@@ -23,7 +23,7 @@ CHAIN_OPS = sorted(n for n, o in OPS.items()
 MULTI_OPS = sorted(n for n, o in OPS.items()
                    if o.kind in ("activation", "layer") and (o.variadic or len(o.inputs) > 1))
 LOSSES = sorted(n for n, o in OPS.items() if o.kind == "loss")
-ARITH = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+ARITH = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow"}
 OPTIONS = {"init": "initializer", "bias_init": "initializer", "regularize": "regularizer",
            "constraint": "constraint"}
 STATEMENTS = ("chain",) * 6 + ("call", "arith", "arith", "multi", "multi", "repeat", "block",

@@ -24,12 +24,13 @@ from nndsl.ops.registry import names
 
 from .values import BAD_VALUES, PARAM_NAMES, Drawer
 
-TOKENS = ("->", "(", ")", "{", "}", "[", "]", ",", ":", "=", ";", "+", "-", "*", "/", "#", '"',
+TOKENS = ("->", "(", ")", "{", "}", "[", "]", ",", ":", "=", ";", "+", "-", "*", "/", "**", "#",
+          '"',
           "model", "block", "train", "input", "output", "repeat", "phase", "target", "defaults",
           "import", "in", "dense", "relu", "softmax", "conv2d", "lstm", "batch", "time", "0", "1",
           "-1", "3.5", "1e9", "99999999999", "true", "x", "enc", "tied", "init", "flatten", "\n",
           " ", "\t", "\\", '"\\x"', "f64", "i64")
-LEXEME = re.compile(r"\s+|[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?(?:e-?\d+)?|->|\"[^\"\n]*\"|.",
+LEXEME = re.compile(r"\s+|[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?(?:e-?\d+)?|->|\*\*|\"[^\"\n]*\"|.",
                     re.S)
 NUMBERS = ("0", "-1", "1000000", "99999999999", "10001", "0.0", "-0.5", "1e308", "1e-320",
            "2.5", "3", "1")
