@@ -32,6 +32,10 @@ PRIMS: dict[str, str] = {
     "sin": "sin(x)",
     "cos": "cos(x)",
     "erf": "erf(x)",
+    "stop_gradient": (
+        "stop_gradient(x) -> x, through which no gradient flows (straight-through estimators: "
+        "h + stop_gradient(step(h) - h) is step(h) forward with h's gradient backward)"
+    ),
     # comparisons (results are booleans, for `where`) and selection
     "gt": "gt(x, y) -> x > y",
     "ge": "ge(x, y) -> x >= y",

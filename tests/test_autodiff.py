@@ -144,6 +144,7 @@ NO_GRADIENT: dict[str, Callable[[Any, Any], Any]] = {
     "constant": lambda P, x: P.constant(P.shape(x), "f64"), "sign": lambda P, x: P.sign(x),
     "random_uniform_like": lambda P, x: P.random_uniform_like(x),
     "random_normal_like": lambda P, x: P.random_normal_like(x),
+    "stop_gradient": lambda P, x: P.stop_gradient(x),
 }
 
 

@@ -98,6 +98,7 @@ CASES: dict[str, list[Case]] = {
     "sin": [c(normal(2, 3) * 3)],
     "cos": [c(normal(2, 3) * 3)],
     "erf": [c(normal(2, 3) * 2), c(np.array([-10.0, -1e-4, 0.0, 1e-4, 10.0]))],
+    "stop_gradient": [c(normal(2, 3)), c(ints(3, 4))],
     "gt": [c(normal(2, 3), normal(2, 3)), c(with_ties(3, 4), 0.0), c(ints(4, 5), 2)],
     "ge": [c(with_ties(3, 4), with_ties(3, 4)), c(with_ties(3, 4), 0.0)],
     "lt": [c(normal(2, 3), normal(3)), c(0.0, with_ties(3, 4))],
@@ -152,7 +153,7 @@ CASES: dict[str, list[Case]] = {
 }
 RANDOM = {"random_uniform_like", "random_normal_like"}
 NOT_DIFFERENTIABLE = {"gt", "ge", "lt", "le", "eq", "argmax", "shape", "one_hot", "zeros_like",
-                      "ones_like", "constant", "sign", *RANDOM}
+                      "ones_like", "constant", "sign", "stop_gradient", *RANDOM}
 
 
 def _floats(value: Any, dtype: str) -> Any:

@@ -146,6 +146,7 @@ def make_numpy_prims(training: bool = False, seed: int = 0) -> SimpleNamespace:
         pow=operator.pow, maximum=np.maximum, minimum=np.minimum,
         neg=operator.neg, exp=np.exp, log=np.log, sqrt=np.sqrt, abs=np.abs, sign=np.sign,
         tanh=np.tanh, sigmoid=_sigmoid, atan=np.arctan, sin=np.sin, cos=np.cos, erf=_erf,
+        stop_gradient=np.asarray,
         gt=operator.gt, ge=operator.ge, lt=operator.lt, le=operator.le, eq=np.equal,
         where=np.where,
         cast=lambda x, dtype: np.asarray(x).astype(NUMPY_DTYPE[dtype]),

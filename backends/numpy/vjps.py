@@ -36,6 +36,7 @@ Pads = Any  # ((lo, hi), ...) per spatial axis
 NOT_DIFFERENTIABLE = frozenset({
     "gt", "ge", "lt", "le", "eq", "argmax", "shape", "one_hot", "zeros_like", "ones_like",
     "constant", "sign", "random_uniform_like", "random_normal_like",
+    "stop_gradient",  # its whole point: the value passes, the gradient is 0
 })
 
 

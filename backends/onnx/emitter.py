@@ -29,6 +29,7 @@ from nndsl.ir import NUMPY_DTYPE, Graph, TensorType
 
 OPSET = 17
 IR_VERSION = 8
+FUNCTION_DOMAIN = "nndsl"  # the domain of the ops exported as model-local functions
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
 BOOL = np.dtype("bool")
@@ -154,6 +155,9 @@ class OnnxEmitter:
         self._count = 0
         self._constants: dict[tuple[str, tuple[int, ...], bytes], str] = {}
         self._casts: dict[tuple[str, str], str] = {}  # one Cast per (value, dtype)
+        # model-local functions (backends/onnx/functions.py) and what each was made for
+        self.functions: list[onnx.FunctionProto] = []
+        self.function_keys: dict[Any, tuple[str, ValueType]] = {}
 
     # --- values -----------------------------------------------------------------------------
     def fresh(self, hint: str) -> str:
@@ -285,9 +289,12 @@ class OnnxEmitter:
         used = {i for n in nodes for i in n.input}
         inits = [t for n, t in self.initializers.items() if n in used and n not in graph_inputs]
         graph = helper.make_graph(nodes, name, self.inputs, out_infos, initializer=inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                                  ir_version=IR_VERSION, producer_name="nndsl",
-                                  producer_version=__version__)
+        opsets = [helper.make_opsetid("", OPSET)]
+        if self.functions:
+            opsets.append(helper.make_opsetid(FUNCTION_DOMAIN, 1))
+        model = helper.make_model(graph, opset_imports=opsets, ir_version=IR_VERSION,
+                                  producer_name="nndsl", producer_version=__version__,
+                                  functions=self.functions)
         if check:
             onnx.checker.check_model(model, full_check=True)
         return model
@@ -594,6 +601,7 @@ EMIT: dict[str, Emit] = {
     "sigmoid": _unary("Sigmoid", floating=True), "atan": _unary("Atan", floating=True),
     "sin": _unary("Sin", floating=True), "cos": _unary("Cos", floating=True),
     "erf": _unary("Erf", floating=True),
+    "stop_gradient": _unary("Identity"),  # inference has no gradient to stop
     "gt": _binary("Greater", compare=True), "ge": _binary("GreaterOrEqual", compare=True),
     "lt": _binary("Less", compare=True), "le": _binary("LessOrEqual", compare=True),
     "eq": _binary("Equal", compare=True),
@@ -673,5 +681,6 @@ def export_graph(graph: Graph, weights: Mapping[str, np.ndarray], *,
 
 
 # The ONNX forms of ops register themselves with the op catalog when the emitter exists.
+from nndsl.backends.onnx import functions as _functions  # noqa: E402, F401
 from nndsl.backends.onnx import natives as _natives  # noqa: E402, F401
 from nndsl.backends.onnx import recurrent as _recurrent  # noqa: E402, F401

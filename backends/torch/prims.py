@@ -297,6 +297,7 @@ def make_torch_prims(
         sqrt=floating(torch.sqrt), abs=unary(torch.abs), sign=unary(torch.sign),
         tanh=floating(torch.tanh), sigmoid=floating(torch.sigmoid), atan=floating(torch.atan),
         sin=floating(torch.sin), cos=floating(torch.cos), erf=floating(torch.erf),
+        stop_gradient=lambda x: tensor(x).detach(),
         gt=binary(operator.gt), ge=binary(operator.ge), lt=binary(operator.lt),
         le=binary(operator.le), eq=binary(operator.eq),
         where=where,

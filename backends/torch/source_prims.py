@@ -265,6 +265,7 @@ TEMPLATES: dict[str, Callable[..., Any]] = {
     "neg": lambda t, x: f"-{render(x)}",
     **{name: _func(f"torch.{name}") for name in ("exp", "log", "sqrt", "abs", "sign", "tanh",
                                                   "sigmoid", "atan", "sin", "cos", "erf")},
+    "stop_gradient": lambda t, x: f"{render(x)}.detach()",
     "gt": _binary(">"), "ge": _binary(">="), "lt": _binary("<"), "le": _binary("<="),
     "eq": _binary("=="),
     "where": _where,

@@ -7,7 +7,8 @@ shape arithmetic) are folded on demand. The result is an IR graph, written out a
 whose weights come from an .npz (`defaults { weights = from_npz("model.npz") }`), and that .npz.
 
 Supported: the ops nndsl exports and the patterns torch.onnx.export (opset 17) writes for
-Linear, Conv1d/2d, pools, BatchNorm, the activations, LSTM/GRU/RNN, Flatten/view, Dropout.
+Linear, Conv1d/2d, pools, BatchNorm, the activations, LSTM/GRU/RNN, Flatten/view, Dropout, and
+the nodes of domain `nndsl` (ops nndsl exports as model-local functions).
 Anything else is an error naming the node and what is supported.
 """
 
@@ -31,6 +32,7 @@ from nndsl.importer import (  # noqa: F401  (the rule modules register themselve
     rules,
 )
 from nndsl.importer.context import RULES, Importer, identifier
+from nndsl.importer.functions import DOMAIN, import_function_node
 from nndsl.importer.graph import FLOAT_DTYPES, describe, node_error
 from nndsl.importer.spec_text import spec_text
 from nndsl.ir import Graph, TensorType
@@ -81,7 +83,11 @@ def import_model(model: onnx.ModelProto, name: str, weights_file: str | None = N
 def _import_node(imp: Importer, node: onnx.NodeProto) -> None:
     """A weightless catalog op whose own export is the several nodes found here (silu, selu,
     step, ...; nndsl/importer/generic.py), else the rule for the node's op type, else (when there
-    is none or it refuses the node) such an op of one node."""
+    is none or it refuses the node) such an op of one node. A node of domain `nndsl` is an op
+    nndsl exported as a function (nndsl/importer/functions.py)."""
+    if node.domain == DOMAIN:
+        import_function_node(imp, node)
+        return
     if generic.match(imp, node, min_nodes=2):
         return
     fn = RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
