@@ -202,6 +202,31 @@ def _sequence_compare(rng: np.random.Generator, n: int | None) -> Arrays:
     return {"x": x, "y": (x[:, :, 0].mean(axis=1) > x[:, :, 2].mean(axis=1)).astype(np.int64)}
 
 
+_LOOKUP_ROWS, _LOOKUP_WIDTH, _LOOKUP_SHIFTS = 8, 12, 3
+
+
+@dataset("key_lookup")
+def _key_lookup(rng: np.random.Generator, n: int | None) -> Arrays:
+    """n = 2000 memories of 8 rows x 12 N(0, 1), memory f32 [n, 8, 12]; a query f32 [n, 12]
+    that is one row seen through a fixed random linear map, plus noise 0.05; previous f32
+    [n, 8], a one-hot focus on a random row; a flag f32 [n, 1]; shift f32 [n, 3], a one-hot
+    shift of -1, 0 or +1. The class y i64 [n] is the row to read: the queried row (flag 0) or
+    the previous focus (flag 1), plus the shift, modulo 8 (an NTM head's addressing task)."""
+    n = n if n is not None else 2000
+    mix = np.random.default_rng(8128).standard_normal((_LOOKUP_WIDTH,) * 2)  # fixed: learnt
+    memory = rng.standard_normal((n, _LOOKUP_ROWS, _LOOKUP_WIDTH))
+    row, previous = (rng.integers(0, _LOOKUP_ROWS, n) for _ in range(2))
+    query = memory[np.arange(n), row] @ mix.T / np.sqrt(_LOOKUP_WIDTH)
+    query += 0.05 * rng.standard_normal(query.shape)
+    flag = rng.integers(0, 2, n)
+    shift = rng.integers(0, _LOOKUP_SHIFTS, n)  # 0, 1, 2 for -1, 0, +1
+    y = (np.where(flag == 1, previous, row) + shift - 1) % _LOOKUP_ROWS
+    return {"memory": memory.astype(F32), "query": query.astype(F32),
+            "previous": np.eye(_LOOKUP_ROWS, dtype=F32)[previous],
+            "flag": flag[:, None].astype(F32),
+            "shift": np.eye(_LOOKUP_SHIFTS, dtype=F32)[shift], "y": y.astype(np.int64)}
+
+
 BuiltinName = Literal[tuple(BUILTINS)]  # type: ignore[valid-type]  # every set above
 
 

@@ -4,6 +4,7 @@ from nndsl.data import builtin as _builtin_data  # noqa: F401  (data sources reg
 from nndsl.data import files as _file_data  # noqa: F401
 from nndsl.ops import (  # noqa: F401  (imported for their registrations)
     activations,
+    addressing,
     builtins,
     conv,
     gradients,
