@@ -37,7 +37,7 @@ from nndsl import ops
 from nndsl.check import concrete, random_inputs
 from nndsl.initialize import initialize
 from nndsl.interpreter import run
-from nndsl.ir import NUMPY_DTYPE, Graph, Program, TensorType, TrainSpec
+from nndsl.ir import NUMPY_DTYPE, Graph, Node, Program, TensorType, TrainSpec
 
 TINY = 1e-3
 TOLERANCE = 1e-5  # largest max_rel_error format_report calls ok
@@ -185,6 +185,12 @@ def differentiable(model: Graph) -> bool:
     return all(ops.OPS[n.op].differentiable for n in model.nodes)
 
 
+def surrogate_op(model: Graph) -> Node | None:
+    """The first node whose gradient is a surrogate (a spiking layer): finite differences of
+    its forward value cannot check that gradient, so such a model is not checked."""
+    return next((n for n in model.nodes if ops.OPS[n.op].surrogate), None)
+
+
 def gradient_check(target: Program | Graph, train: TrainSpec | None = None, *,
                    weights: Mapping[str, Any] | None = None,
                    feeds: Mapping[str, Any] | None = None, eps: float = 1e-6,
@@ -201,7 +207,7 @@ def gradient_check(target: Program | Graph, train: TrainSpec | None = None, *,
     if isinstance(target, Program):
         rows: list[CheckRow] = []
         for model in target.models:
-            if differentiable(model):
+            if differentiable(model) and surrogate_op(model) is None:
                 spec = next((t for t in target.trains
                              if t.model == model.name and t.loss is not None), None)
                 rows += gradient_check(model, spec, eps=eps, max_elements=max_elements,
@@ -247,6 +253,10 @@ def skipped_layers(program: Program) -> list[Skipped]:
             if w.role == "buffer" or not w.trainable:
                 reason = "holds state, not trained weights" if w.role == "buffer" else \
                     "declared trainable=false"
+            elif (surrogate := surrogate_op(model)) is not None:
+                where = f" (line {surrogate.span.line})" if surrogate.span else ""
+                reason = (f"{surrogate.op}{where} trains with a surrogate gradient, which "
+                          "finite differences cannot check")
             elif not differentiable(model):
                 node = blocked.get(w.name)
                 op = node.op if node is not None else next(

@@ -89,6 +89,10 @@ class OpDef:
     grad: Callable[..., Any] | None = None
     training_only: bool = False  # vanishes from inference graphs (dropout, noise)
     differentiable: bool = True
+    # the backward pass is a surrogate the op documents (a spiking layer's smooth stand-in for
+    # the derivative of a hard spike), not the derivative of the forward value: it trains, but
+    # finite differences cannot check it
+    surrogate: bool = False
     positional: tuple[str, ...] | None = None  # params allowed by position; default: all hypers
     inputs: tuple[str, ...] = ()
     variadic: bool = False
