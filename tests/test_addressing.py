@@ -140,10 +140,10 @@ def test_each_stage_exports_as_one_function_node(tmp_path: Path) -> None:
     assert "content_address(" in spec and "sharpen(" in spec, spec
 
 
-@pytest.mark.slow
 def test_the_head_learns_to_read_the_asked_row(tmp_path: Path) -> None:
-    """Trained for 10 epochs (about 10 s), the exported model reads the right row of fresh
-    memories (another seed of the generator) at least 95% of the time in onnxruntime."""
+    """Trained for its 10 epochs on the NumPy engine (about 5 s; 100% of the held-out rows),
+    the exported model reads the right row of fresh memories (another seed of the generator)
+    at least 95% of the time in onnxruntime."""
     from nndsl.backends.onnx.runtime import run_onnx
 
     from nndsl.cli import main
@@ -151,7 +151,7 @@ def test_the_head_learns_to_read_the_asked_row(tmp_path: Path) -> None:
     from nndsl.export import load_onnx
 
     spec = ROOT / "specs" / "ntm_addressing.nn"
-    assert main(["train", str(spec), "--device", "cpu", "--run-dir", str(tmp_path),
+    assert main(["train", str(spec), "--backend", "numpy", "--run-dir", str(tmp_path),
                  "--quiet"]) == 0
     with (tmp_path / "metrics.csv").open(encoding="utf-8") as f:
         last = [r for r in csv.DictReader(f) if r["kind"] == "epoch"][-1]

@@ -190,12 +190,12 @@ def test_export_at_a_fixed_number_of_steps_runs_in_onnxruntime(tmp_path: Path) -
 
 @pytest.mark.slow
 def test_the_spiking_digits_classifier_trains(tmp_path: Path) -> None:
-    """Six epochs through the surrogate gradient (about 10 s): at least 85% of the held-out
-    digits (the spec's 15 epochs reach about 95%)."""
+    """Six epochs through the surrogate gradient on the NumPy engine (about 8 s): at least 85%
+    of the held-out digits (measured 92%; the spec's 15 epochs on torch reach 95%)."""
     from nndsl.cli import main
 
     spec = ROOT / "specs" / "lif_digits.nn"
-    assert main(["train", str(spec), "--device", "cpu", "--epochs", "6", "--run-dir",
+    assert main(["train", str(spec), "--backend", "numpy", "--epochs", "6", "--run-dir",
                  str(tmp_path), "--quiet"]) == 0
     with (tmp_path / "metrics.csv").open(encoding="utf-8") as f:
         last = [r for r in csv.DictReader(f) if r["kind"] == "epoch"][-1]

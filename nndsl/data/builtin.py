@@ -202,6 +202,30 @@ def _sequence_compare(rng: np.random.Generator, n: int | None) -> Arrays:
     return {"x": x, "y": (x[:, :, 0].mean(axis=1) > x[:, :, 2].mean(axis=1)).astype(np.int64)}
 
 
+_PATCH = 4  # digit_patches: 4x4 patches
+
+
+@dataset("digit_patches")
+def _digit_patches(rng: np.random.Generator, n: int | None) -> Arrays:
+    """n = 4000 patches of 4x4 pixels cut at random places from the shipped digits, each minus
+    its mean and the whole set scaled to a mean squared norm of 1, x f32 [n, 16]; patches that
+    are nearly flat (std < 0.1 of the image range) are not drawn (natural-ish image data for
+    sparse coding)."""
+    n = n if n is not None else 4000
+    images = _digits(rng, None)["x"][:, 0]
+    out: list[np.ndarray] = []
+    while sum(len(p) for p in out) < n:
+        which = rng.integers(0, len(images), 2 * n)
+        r, c = (rng.integers(0, 8 - _PATCH + 1, 2 * n) for _ in range(2))
+        rows = r[:, None, None] + np.arange(_PATCH)[None, :, None]
+        cols = c[:, None, None] + np.arange(_PATCH)[None, None, :]
+        patches = images[which[:, None, None], rows, cols].reshape(2 * n, -1)
+        out.append(patches[patches.std(axis=1) >= 0.1])
+    x = np.concatenate(out)[:n]
+    x = x - x.mean(axis=1, keepdims=True)
+    return {"x": (x / np.sqrt((x**2).sum(axis=1).mean())).astype(F32)}
+
+
 _LOOKUP_ROWS, _LOOKUP_WIDTH, _LOOKUP_SHIFTS = 8, 12, 3
 
 

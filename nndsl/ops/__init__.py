@@ -17,6 +17,7 @@ from nndsl.ops import (  # noqa: F401  (imported for their registrations)
     recurrent,
     regularizers,
     schedules,
+    sparse,
     spiking,
     stopping,
     transformer,

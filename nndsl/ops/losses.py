@@ -269,7 +269,11 @@ def kl_normal(P: Any, mu: Any, logvar: Any, *, reduction: Reduction = "mean") ->
     positional=("strength",))
 def l1_activity(P: Any, code: Any, *, strength: float = 1.0,
                 reduction: Reduction = "mean") -> Any:
-    """strength Σ_features |code|, averaged over the batch: the sparse-code penalty."""
+    """strength Σ_features |code|, averaged over the batch: the sparse-code penalty.
+
+    On an autoencoder's code this is the one-pass approximation of sparse coding: the encoder
+    guesses each code instead of solving for it; `sparse_code` solves for it (ISTA).
+    """
     return P.mul(strength, _reduce(P, _per_example(P, P.abs(code)), reduction))
 
 
