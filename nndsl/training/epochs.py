@@ -27,6 +27,7 @@ class EpochLoop:
     """One stage: epochs of batches, a row of metrics per epoch, checkpoints."""
 
     default_batch: int | None = None  # a trainer's own default (the perceptron's is 1)
+    whole_data = False  # one update per epoch on every row, in data order (anneal, evolve)
 
     def __init__(self, session: Session, stage: Stage, index: int,
                  start: Position | None) -> None:
@@ -39,6 +40,8 @@ class EpochLoop:
         self.target = session.spec.targets[0][0] if session.spec.targets else None
         given = stage.settings.get("batch")
         self.batch = int(given if given is not None else self.default_batch or stage.get("batch"))
+        if self.whole_data:
+            self.batch = max(int(session.data.rows), 1)
         self.start = start
         if start is not None:
             if start.record.get("rng") is not None:
@@ -78,14 +81,15 @@ class EpochLoop:
         engine = s.engine
         while self.epoch < n_epochs and s.budget_left():
             began = self.rng.bit_generator.state
-            shuffle = bool(self.stage.get("shuffle"))
+            shuffle = bool(self.stage.get("shuffle")) and not self.whole_data
             for number, picked in enumerate(batches(s.data.rows, self.batch, shuffle, self.rng)):
                 if number < self.skip:
                     continue
                 if not s.budget_left():
                     break
-                self.losses.append(self.update({k: engine.take(v, picked)
-                                                for k, v in s.rows.items()}))
+                feeds = s.rows if self.whole_data else {k: engine.take(v, picked)
+                                                        for k, v in s.rows.items()}
+                self.losses.append(self.update(feeds))
                 s.stop_here(self.position(self.epoch, began, number + 1, self.losses))
             self.epoch += 1
             self.end_epoch()

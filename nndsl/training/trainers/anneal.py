@@ -1,53 +1,55 @@
-"""Simulated annealing of the weights: random changes kept by the Boltzmann rule while the
-temperature cools."""
+"""Simulated annealing of the weights (Boltzmann and Cauchy training): random changes kept by
+the Boltzmann rule while the temperature cools. The shared machinery is in _annealing.py."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-import numpy as np
-
-from nndsl.errors import NndslError
-from nndsl.ops.optimizers import require
-from nndsl.training.registry import Trainer, trainer
+from nndsl.training.registry import trainer
 from nndsl.training.session import Position, Session
 from nndsl.training.stages import Stage
-
-F32 = np.float32
-
-
-def _not_yet(name: str, stage: Stage) -> NndslError:
-    return NndslError(f"trainer '{name}' does not train yet", stage.trainer_call.span,
-                      hint="backprop, hebbian and perceptron train today")
+from nndsl.training.trainers._annealing import STEPS, Annealing, AnnealingLoop
 
 
 @trainer("anneal")
 @dataclass(frozen=True, kw_only=True)
-class Anneal(Trainer):
-    """Random weight changes kept with probability exp(-dc / (k T(t))) while T(t) cools.
+class Anneal(Annealing):
+    """Random changes of every weight kept with probability exp(-dc / (k T)) while T cools.
 
-    Boltzmann: Gaussian steps, T = t0 / log(1 + t); Cauchy: Cauchy steps scaled by rho (the
-    learning coefficient), T = t0 / (1 + t). k is the Boltzmann constant of the rule.
+    Each epoch is one sweep: all trainable weights change at once by boltzmann's Gaussian steps
+    (variance (rho T)^2 / 2) or cauchy's x = rho T tan(u), u ~ U(-pi/2, pi/2); the change is
+    kept if the loss on every training row falls, else with probability exp(-dc / (k T)).
+    T(t) = t0 / log(1 + t) (boltzmann) or t0 / (1 + t) (cauchy) at sweep t = 1, 2, ...; t0
+    defaults to 1 (boltzmann) or 100 (cauchy); k = auto sets k t0 = 0.3 x the initial loss.
+    After each sweep the weights of units saturated on every row (output within
+    saturation x its range of a limit) are squashed, w <- squash tanh(w / squash); squash = 0
+    turns that off. Records temperature and acceptance (the fraction of sweeps kept).
     """
 
-    t0: float = 10.0
-    cooling: Literal["boltzmann", "cauchy"] = "cauchy"
-    rho: float = 1.0
-    k: float = 1.0
+    cooling: Literal["boltzmann", "cauchy"] = "boltzmann"
+    t0: float | None = None
+    rho: float = 10.0
+    k: float | Literal["auto"] = "auto"
+    squash: float = 10.0
+    saturation: float = 0.05
 
     gradient_free = True
-    reads = frozenset({"loss", "epochs"})
-    needs_loss = True
 
-    def __post_init__(self) -> None:
-        for name in ("t0", "rho", "k"):
-            require(getattr(self, name) > 0, name, getattr(self, name), "a positive number")
-
-    def temperature(self, t: int) -> float:
-        """T0 / log(1 + t) (boltzmann) or T0 / (1 + t) (cauchy), t >= 1."""
-        return self.t0 / (math.log1p(t) if self.cooling == "boltzmann" else 1.0 + t)
+    @property
+    def law(self) -> str:
+        return self.cooling
 
     def run(self, session: Session, stage: Stage, index: int, start: Position | None) -> None:
-        raise _not_yet("anneal", stage)
+        AnnealLoop(session, stage, index, start, self).run()
+
+
+class AnnealLoop(AnnealingLoop):
+    rule: Anneal
+
+    def propose(self, table: Any, T: float) -> dict[str, Any]:
+        P, step = self.s.engine.P, STEPS[self.rule.cooling]
+        return {name: P.add(self.weights[name], step(table, P, self.weights[name],
+                                                     self.rule.rho * T, self.dtypes[name]))
+                for name in self.names}
+
