@@ -14,7 +14,8 @@ pytest.importorskip("onnxruntime")
 
 from .conftest import ROOT  # noqa: E402
 
-CASES = {"1 training", "2 inference", "3 numpy reference", "4 front end", "5 start-up"}
+CASES = {"1 training", "2 inference", "3 numpy reference", "4 front end", "5 start-up",
+         "7 evolution"}
 ROW_KEYS = {"case", "workload", "a", "b", "ratio", "goal", "met"}
 
 
