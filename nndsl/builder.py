@@ -39,6 +39,7 @@ class GraphBuilder:
         self.defaults: dict[str, Call] = {}
         self.counters: dict[str, int] = {}
         self.reserved: set[str] = set()
+        self.outer: Graph | None = None  # the model a loss graph reads (its labelled layers)
 
     # ------------------------------------------------------------ names
     def fresh(self, base: str, prefix: str = "") -> str:
@@ -92,7 +93,9 @@ class GraphBuilder:
             e.span = e.span or span
             raise
         weight_map: dict[str, str] = {}
-        if opdef.weights is not None or opdef.weight_params:
+        if opdef.borrows is not None:
+            weight_map = self.borrow(opdef, in_types, params, span)
+        elif opdef.weights is not None or opdef.weight_params:
             label = label or self.fresh(opdef.name, prefix)
             weight_map = self.bind_weights(opdef, in_types, params, options or {}, label, span)
         free = label and label not in self.types and label not in self.reserved
@@ -136,6 +139,51 @@ class GraphBuilder:
                              hint="use a new label, or the same layer with the same sizes to "
                              "share its weights")
         return dict(mapping)
+
+    def lender(self, label: str) -> Node | None:
+        """The layer labelled `label`: in this graph, else in the model a loss graph reads."""
+        outer = self.outer.nodes if self.outer is not None else ()
+        return next((n for n in (*reversed(self.nodes), *outer) if n.label == label), None)
+
+    def borrow(self, opdef: OpDef, in_types: list[TensorType], params: dict[str, Any],
+               span: Span | None) -> dict[str, str]:
+        """The weights of the layer named by `opdef`'s Label parameter, as its own (`energy`
+        reads a hopfield layer's W and b): that layer must be an op `opdef` may name, with the
+        shapes `opdef`'s weight rule asks for, and any parameter both have must agree."""
+        key, lenders = opdef.borrows or ("", ())
+        target = params.get(key)
+        node = self.lender(target) if isinstance(target, str) else None
+        if node is None:
+            known = [n.label for n in (*self.nodes, *(self.outer.nodes if self.outer else ()))
+                     if n.label and n.op in lenders]
+            raise NndslError(f"{opdef.name} {key}=: no layer is labelled '{target}'", span,
+                             hint=did_you_mean(str(target), known)
+                             or f"label the layer it reads, e.g. `memory: {lenders[0]}(...)`")
+        if node.op not in lenders:
+            raise NndslError(f"{opdef.name} reads a {' or '.join(lenders)} layer; '{target}' is "
+                             f"a {node.op}", span, expected=" or ".join(lenders),
+                             received=node.op)
+        mapping = dict(node.weights)
+        specs = opdef.weights(*in_types, **params) if opdef.weights else {}
+        for name, spec in specs.items():
+            have = self.weight_shape(mapping[name])
+            if have != tuple(spec.shape):
+                raise NndslError(f"{opdef.name} of states {list(in_types[0].shape)} needs "
+                                 f"'{target}.{name}' of shape {list(spec.shape)}", span,
+                                 expected=str(list(spec.shape)), received=str(list(have)))
+        for p in opdef.params:
+            theirs = node.param(p.name, params.get(p.name))
+            if p.name in params and p.name != key and theirs != params[p.name]:
+                raise NndslError(f"{opdef.name} {p.name}={params[p.name]} disagrees with "
+                                 f"{node.op} '{target}' ({p.name}={theirs})", span,
+                                 hint=f"give both the same {p.name}, e.g. "
+                                 f"{opdef.name}(..., {p.name}={theirs})")
+        return {name: mapping[name] for name in opdef.weight_params}
+
+    def weight_shape(self, name: str) -> tuple[int, ...]:
+        decl = self.weights.get(name) or next(
+            (w for w in (self.outer.weights if self.outer else ()) if w.name == name), None)
+        return decl.shape if decl is not None else ()
 
     def tie(self, target: str, specs: Mapping[str, Any], span: Span | None) -> str:
         if target not in self.labels:

@@ -146,6 +146,7 @@ def lower_loss(stmt: ast.Setting, model: Graph, targets: dict[str, TensorType]) 
     available = {**model.types(), **targets}
     b.types.update(available)
     b.reserved = set(available)
+    b.outer = model  # `energy(s, memory)` reads the weights of the model's layer `memory`
     scope = Scope(values={name: name for name in available})
     unbound = {n.name for n in model.nodes if n.name == n.label}  # named by label, not binding
     for w in model.weights:  # a layer label names its weight: contractive(code, enc)
@@ -154,7 +155,7 @@ def lower_loss(stmt: ast.Setting, model: Graph, targets: dict[str, TensorType]) 
             scope.values[label] = w.name
             b.types[w.name] = TensorType(w.shape, w.dtype)
     value = b.tensor(stmt.value, scope)
-    owner = next((n for n in b.nodes if n.weights), None)
+    owner = next((n for n in b.nodes if n.weights and ops.OPS[n.op].borrows is None), None)
     if owner is not None:  # the loss graph has no weights of its own: nothing would train them
         raise NndslError(f"a loss cannot contain a layer with weights ({owner.op})", owner.span,
                          hint="compute it in the model, bind it (`h = ...`) and use h here")
@@ -167,7 +168,9 @@ def lower_loss(stmt: ast.Setting, model: Graph, targets: dict[str, TensorType]) 
     used = {i for n in nodes for i in n.inputs} | {value}
     available.update({w.name: b.types[w.name] for w in model.weights if w.name in b.types})
     inputs = tuple((n, t) for n, t in available.items() if n in used and t is not None)
-    graph = Graph(b.name, inputs, tuple(nodes), (value,), (), stmt.span)
+    borrowed = {w for n in nodes for _, w in n.weights}  # the layers an `energy` reads
+    graph = Graph(b.name, inputs, tuple(nodes), (value,),
+                  tuple(w for w in model.weights if w.name in borrowed), stmt.span)
     return verify(graph)
 
 

@@ -15,6 +15,7 @@ import pytest
 from nndsl.backends.numpy.prims import make_numpy_prims
 
 import nndsl.ops.conv as conv
+import nndsl.ops.hopfield as hopfield
 import nndsl.ops.layers as layers
 import nndsl.ops.recurrent as recurrent
 import nndsl.ops.transformer as transformer
@@ -26,8 +27,9 @@ from nndsl.ops.registry import OPS, OpDef, WithUpdates
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-MODULES = {m.__name__ for m in (layers, conv, recurrent, transformer, upsampling)}
-MINE = sorted(name for name, d in OPS.items() if d.compute.__module__ in MODULES)
+MODULES = {m.__name__ for m in (layers, conv, recurrent, transformer, upsampling, hopfield)}
+MINE = sorted(name for name, d in OPS.items()
+              if d.compute.__module__ in MODULES and d.kind != "loss")  # not hopfield's energy
 
 
 @pytest.fixture
@@ -458,9 +460,11 @@ def test_rbf_against_loops(kernel: str, rng: np.random.Generator) -> None:
 
 
 def hopfield_loops(x: np.ndarray, w: np.ndarray, b: np.ndarray, steps: int,
-                   asynchronous: bool) -> np.ndarray:
+                   asynchronous: bool, sign: int = 1) -> np.ndarray:
+    """sign⁺(x W + sign b) by loops; async visits units 0, 1, ... in every sweep."""
     x = x.copy()
     n = len(b)
+    b = sign * b
     for _ in range(steps):
         if asynchronous:
             for row in x:
@@ -472,14 +476,15 @@ def hopfield_loops(x: np.ndarray, w: np.ndarray, b: np.ndarray, steps: int,
     return x
 
 
+@pytest.mark.parametrize("sign", [1, -1])
 @pytest.mark.parametrize("mode", ["sync", "async"])
-def test_hopfield_against_loops(mode: str, rng: np.random.Generator) -> None:
+def test_hopfield_against_loops(mode: str, sign: int, rng: np.random.Generator) -> None:
     x = rng.choice([-1.0, 1.0], (3, 6))
     w = rng.standard_normal((6, 6))
     w = w + w.T
-    b = rng.standard_normal(6) * 0.1
-    np.testing.assert_array_equal(run("hopfield", x, steps=3, mode=mode, weight=w, bias=b),
-                                  hopfield_loops(x, w, b, 3, mode == "async"))
+    b = rng.standard_normal(6) * 0.5
+    got = run("hopfield", x, steps=3, mode=mode, bias_sign=sign, weight=w, bias=b)
+    np.testing.assert_array_equal(got, hopfield_loops(x, w, b, 3, mode == "async", sign))
 
 
 def test_hopfield_recalls_a_stored_pattern(rng: np.random.Generator) -> None:

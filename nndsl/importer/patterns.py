@@ -112,7 +112,7 @@ def maxout_after(imp: Importer, node: onnx.NodeProto, x: str, w: np.ndarray,
     return True
 
 
-# ---- hopfield (sync): x <- Where(x W + b >= 0, 1, -1), `steps` times ---------------------------
+# ---- hopfield (sync): x <- Where(x W ± b >= 0, 1, -1), `steps` times ---------------------------
 
 
 def _sign_step(imp: Importer, a: str) -> list[onnx.NodeProto] | None:
@@ -148,10 +148,27 @@ def _zero(imp: Importer, value: str) -> bool:
     return isinstance(const, np.ndarray) and const.size == 1 and float(const.ravel()[0]) == 0.0
 
 
+def _subtracted_bias(imp: Importer, value: str,
+                     units: int) -> tuple[np.ndarray | None, str, list[onnx.NodeProto]]:
+    """A constant [units] subtracted right after `value` (x W − b: hopfield's bias_sign=-1)."""
+    user = imp.view.only_user(value)
+    const = imp.view.const(user.input[1]) if user is not None and user.op_type == "Sub" \
+        and user.input[0] == value else None
+    if not isinstance(const, np.ndarray) or const.dtype == object or const.size != units:
+        return None, value, []
+    return const.reshape(units), user.output[0], [user]  # type: ignore[union-attr]
+
+
 def hopfield_after(imp: Importer, node: onnx.NodeProto, x: str, bias: np.ndarray | None,
                    out: str, extra: list[onnx.NodeProto]) -> bool:
-    """MatMul(x, W) + b followed by sign⁺, repeated with the same W and b: hopfield(steps)."""
-    weight, b_value = node.input[1], extra[0].input[1] if extra else None
+    """MatMul(x, W) + b (or − b) followed by sign⁺, repeated with the same W and b:
+    hopfield(steps, bias_sign=1 or -1)."""
+    weight, sign = node.input[1], 1
+    if bias is None and weight in imp.view.initializers:
+        bias, out, extra = _subtracted_bias(imp, node.output[0],
+                                            imp.view.initializers[weight].shape[1])
+        sign = -1
+    b_value = extra[0].input[1] if extra else None
     if bias is None or weight not in imp.view.initializers or _sign_step(imp, out) is None:
         return False
     taken, steps, current = [*extra], 0, out
@@ -159,9 +176,10 @@ def hopfield_after(imp: Importer, node: onnx.NodeProto, x: str, bias: np.ndarray
         taken += step
         steps += 1
         current = step[-1].output[0]
-        nodes = _chain(imp, current, ("MatMul", "Add"))
+        nodes = _chain(imp, current, ("MatMul", "Add" if sign == 1 else "Sub"))
         if nodes is None or nodes[0].input != [current, weight] or \
-                _other(nodes[1], nodes[0].output[0]) != b_value:
+                _other(nodes[1], nodes[0].output[0]) != b_value or \
+                (sign == -1 and nodes[1].input[0] != nodes[0].output[0]):
             break
         taken += nodes
         current = nodes[1].output[0]
@@ -169,8 +187,9 @@ def hopfield_after(imp: Importer, node: onnx.NodeProto, x: str, bias: np.ndarray
         return False
     imp.take(*taken)
     w = imp.view.initializers[weight]
-    imp.emit(node, "hopfield", [x], {"steps": steps, "mode": "sync"}, current,
-             weights={"weight": w, "bias": bias}, label=imp.label_for(weight, "hopfield"))
+    imp.emit(node, "hopfield", [x], {"steps": steps, "mode": "sync", "bias_sign": sign},
+             current, weights={"weight": w, "bias": bias},
+             label=imp.label_for(weight, "hopfield"))
     return True
 
 

@@ -8,6 +8,7 @@ from nndsl.ops import (  # noqa: F401  (imported for their registrations)
     builtins,
     conv,
     gradients,
+    hopfield,
     initializers,
     layers,
     losses,

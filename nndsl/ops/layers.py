@@ -16,8 +16,7 @@ all three use the helpers of `shapes.py`. Conventions fixed here:
   with the biased batch variance and updates `running_var` with the unbiased one, as torch does:
   running ← (1 − momentum)·running + momentum·batch.
 - `reparameterize(mu, logvar)` returns `mu` at inference: the mean latent code, no sampling.
-- `hopfield` uses the theory's sign (x ← sign⁺(xW + b), energy −½xᵀWx − bᵀx) with
-  sign⁺(0) = +1; the course notes' code `Thresh(x@W − b)` is the same with bias −b.
+- `hopfield` and its `energy` are in hopfield.py.
 """
 
 from __future__ import annotations
@@ -369,57 +368,6 @@ def rbf(P: Any, x: Any, *, units: int, kernel: Literal["gaussian", "ricker"] = "
     diff = P.sub(P.reshape(x, (None, 1, -1)), centers)  # [batch, units, in]
     r2 = P.mul(P.sum(P.mul(diff, diff), axis=-1), P.mul(scales, scales))
     return RBF_KERNELS[kernel](P, r2)
-
-
-HOPFIELD_MAX_STEPS = 1000  # recall settles in tens of sweeps; every sweep is unrolled in ONNX
-
-
-def _hopfield_type(x: TensorType, *, steps: int, **_: Any) -> TensorType:
-    _features_2d("hopfield", x)
-    positive("hopfield", steps=steps)
-    if steps > HOPFIELD_MAX_STEPS:
-        raise NndslError(f"hopfield steps={steps} is more than {HOPFIELD_MAX_STEPS} sweeps",
-                         expected=f"steps <= {HOPFIELD_MAX_STEPS}", received=f"steps={steps}",
-                         hint="recall settles in a few sweeps; each one is a layer of the export")
-    return x
-
-
-def _hopfield_weights(x: TensorType, **_: Any) -> dict[str, WeightSpec]:
-    n = _features_2d("hopfield", x)
-    return {"weight": WeightSpec((n, n), init=const(0.0), fan_in=n, fan_out=n),
-            "bias": WeightSpec((n,), "bias", fan_in=n, fan_out=n)}
-
-
-def _sign_plus(P: Any, a: Any) -> Any:
-    return P.where(P.ge(a, 0.0), P.ones_like(a), P.neg(P.ones_like(a)))
-
-
-def _spins(rng: Any) -> tuple[Any, ...]:
-    return (rng.choice([-1.0, 1.0], size=(2, 8)),)
-
-
-def _hopfield_sweep(P: Any, x: Any, weight: Any, bias: Any) -> Any:
-    """One asynchronous sweep: x_k ← sign⁺(x W[:, k] + b_k) for k = 0, 1, ... in turn."""
-    n = P.shape(weight)[0]
-    for k in range(n):
-        a = P.add(P.matmul(x, P.slice(weight, 1, k, k + 1)), P.slice(bias, 0, k, k + 1))
-        left = [P.slice(x, 1, 0, k)] if k > 0 else []
-        right = [P.slice(x, 1, k + 1, n)] if k < n - 1 else []
-        x = P.concat([*left, _sign_plus(P, a), *right], 1)
-    return x
-
-
-@layer_op("hopfield", infer=_hopfield_type, weights=_hopfield_weights, differentiable=False,
-          sample_inputs=_spins, sample_params={"steps": 3, "mode": "async"})
-def hopfield(P: Any, x: Any, *, steps: int = 10, mode: Literal["sync", "async"] = "sync",
-             weight: Weight, bias: Weight) -> Any:
-    """x ← sign⁺(x W + b), `steps` times, sign⁺(0) = +1; async: one unit at a time, in order."""
-    for _ in range(steps):
-        if mode == "sync":
-            x = _sign_plus(P, P.add(P.matmul(x, weight), bias))
-        else:
-            x = _hopfield_sweep(P, x, weight, bias)
-    return x
 
 
 # ---- activations with weights or randomness -------------------------------------------------

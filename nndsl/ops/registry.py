@@ -93,6 +93,9 @@ class OpDef:
     # the derivative of a hard spike), not the derivative of the forward value: it trains, but
     # finite differences cannot check it
     surrogate: bool = False
+    # (Label parameter, the ops it may name): the op owns no weights but reads that layer's as
+    # its Weight parameters of the same names (a hopfield layer's energy); see builder.borrow
+    borrows: tuple[str, tuple[str, ...]] | None = None
     positional: tuple[str, ...] | None = None  # params allowed by position; default: all hypers
     inputs: tuple[str, ...] = ()
     variadic: bool = False
