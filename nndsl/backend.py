@@ -64,6 +64,14 @@ class Engine(Protocol):
         a training-mode table seeded by `seed`."""
         ...
 
+    def value_grads(self, model: Graph, loss: Graph, feeds: Mapping[str, Any],
+                    weights: Mapping[str, Any], seed: int, names: list[str]
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The model's values `names` on one batch in training mode (seeded by `seed`, as the
+        step's), and the loss's gradient with respect to each (zeros where the loss does not
+        depend on it): what training diagnostics measure, as backend arrays."""
+        ...
+
     def nonfinite(self, arrays: Mapping[str, Any]) -> str | None:
         """The name of the first array holding a NaN or infinity, if any."""
         ...

@@ -34,6 +34,7 @@ SETTINGS: dict[str, Any] = {
     "steps": int,
     "seed": int,
     "shuffle": bool,
+    "diagnostics": bool,
 }
 RANGES: dict[str, tuple[Any, str]] = {
     "split": (lambda v: 0.0 <= v < 1.0, "a fraction in [0, 1)"),

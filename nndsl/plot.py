@@ -1,87 +1,219 @@
-"""loss.png: training and validation loss per epoch, drawn with NumPy and written as a PNG
-(zlib + struct), so a run directory gets its curve without a plotting library."""
+"""A run's plots, drawn by matplotlib (its Agg canvas: no display, no pyplot state): loss.png
+with every loss series, one PNG per other metric (training and validation of it together),
+the diagnostics per layer, and `nndsl plot`'s overlay of several runs.
+
+Each axis has ticks and a grid; a series spanning more than two decades (losses often do)
+gets a log scale; phases are marked by a dashed line where each begins. Rows are metrics.csv
+rows (dicts); epoch rows are drawn against the epoch count across phases, and a run that has
+only step rows (`--steps` shorter than an epoch) against the update count.
+"""
 
 from __future__ import annotations
 
-import struct
-import zlib
+import io
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-import numpy as np
-
-WIDTH, HEIGHT, MARGIN = 640, 400, 48
-COLORS = {"loss": (31, 119, 180), "val_loss": (255, 127, 14)}
-# 3x5 glyphs for the axis labels and the legend: each row is 3 bits, top row first
-GLYPHS = {
-    "0": "111101101101111", "1": "010110010010111", "2": "111001111100111",
-    "3": "111001111001111", "4": "101101111001001", "5": "111100111001111",
-    "6": "111100111101111", "7": "111001001001001", "8": "111101111101111",
-    "9": "111101111001111", ".": "000000000000010", "-": "000000111000000",
-    "e": "000111111100111", "l": "100100100100111", "o": "000111101101111",
-    "s": "000111110011111", "v": "000101101101010", "a": "000111011101111",
-    "_": "000000000000111", "p": "111101111100100", "c": "000111100100111",
-    "h": "100100111101101", " ": "000000000000000",
-}
+SIZE, DPI = (6.4, 4.0), 100  # inches: 640 x 400 pixels per panel
+SKIP = ("kind", "step", "epoch", "phase")
+LOG_SPAN = 100.0  # a y range wider than this factor (two decades) is drawn on a log scale
 
 
-def _text(img: np.ndarray, x: int, y: int, text: str, color: tuple[int, int, int],
-          scale: int = 2) -> None:
-    for i, ch in enumerate(text):
-        bits = GLYPHS.get(ch, GLYPHS[" "])
-        for r in range(5):
-            for c in range(3):
-                if bits[r * 3 + c] == "1":
-                    x0, y0 = x + (i * 4 + c) * scale, y + r * scale
-                    img[y0:y0 + scale, x0:x0 + scale] = color
+def base(key: str) -> str:
+    """The metric a column measures: `val_accuracy` -> `accuracy`."""
+    return key[4:] if key.startswith("val_") else key
 
 
-def _line(img: np.ndarray, p: tuple[float, float], q: tuple[float, float],
-          color: tuple[int, int, int]) -> None:
-    steps = int(max(abs(q[0] - p[0]), abs(q[1] - p[1]))) + 1
-    xs = np.linspace(p[0], q[0], steps).round().astype(int)
-    ys = np.linspace(p[1], q[1], steps).round().astype(int)
-    for dy in (0, 1):
-        img[np.clip(ys + dy, 0, HEIGHT - 1), np.clip(xs, 0, WIDTH - 1)] = color
+def group(key: str) -> str:
+    """The plot a column goes in: every loss (`loss`, `val_loss`, `d_loss`) in `loss`."""
+    b = base(key)
+    return "loss" if b == "loss" or b.endswith("_loss") else b
 
 
-def render(series: dict[str, list[float]]) -> np.ndarray:
-    img = np.full((HEIGHT, WIDTH, 3), 255, dtype=np.uint8)
-    values = [v for s in series.values() for v in s if np.isfinite(v)]
-    if not values:
-        return img
-    lo, hi = min(values), max(values)
-    hi = hi if hi > lo else lo + 1.0
-    n = max(len(s) for s in series.values())
-    left, right, top, bottom = MARGIN + 24, WIDTH - MARGIN, MARGIN, HEIGHT - MARGIN
-
-    def point(i: int, v: float) -> tuple[float, float]:
-        x = left + (right - left) * (i / max(n - 1, 1))
-        return x, bottom - (bottom - top) * (v - lo) / (hi - lo)
-
-    _line(img, (left, top), (left, bottom), (0, 0, 0))
-    _line(img, (left, bottom), (right, bottom), (0, 0, 0))
-    for key, s in series.items():
-        pts = [point(i, v) for i, v in enumerate(s) if np.isfinite(v)]
-        for a, b in zip(pts, pts[1:], strict=False):
-            _line(img, a, b, COLORS.get(key, (80, 80, 80)))
-        _text(img, right - 120, top + 16 * list(series).index(key), key, COLORS.get(key, (0, 0, 0)))
-    _text(img, 4, top, f"{hi:.3g}", (0, 0, 0))
-    _text(img, 4, bottom - 10, f"{lo:.3g}", (0, 0, 0))
-    _text(img, right - 60, bottom + 12, f"epoch {n}", (0, 0, 0))
-    return img
+def _numbers(rows: Iterable[Mapping[str, Any]], key: str) -> list[float]:
+    out = []
+    for row in rows:
+        value = row.get(key)
+        try:
+            out.append(float(value) if value not in (None, "") else math.nan)
+        except (TypeError, ValueError):
+            out.append(math.nan)
+    return out
 
 
-def png_bytes(img: np.ndarray) -> bytes:
-    raw = b"".join(b"\x00" + row.tobytes() for row in img)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", img.shape[1], img.shape[0], 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+def curves(rows: list[Mapping[str, Any]]) -> tuple[str, list[Mapping[str, Any]]]:
+    """Which rows to draw and against what: epoch rows, else step rows."""
+    epochs = [r for r in rows if r.get("kind", "epoch") == "epoch"]
+    if epochs:
+        return "epoch", epochs
+    return "step", [r for r in rows if r.get("kind") == "step"]
 
 
-def plot_losses(series: dict[str, list[float]]) -> bytes:
-    """loss.png's bytes: the epoch curves of `series`."""
-    return png_bytes(render({k: v for k, v in series.items() if v}))
+def groups(rows: list[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Plot name -> its columns, in the order they first appear; `lr` only when it changes."""
+    out: dict[str, list[str]] = {}
+    for row in rows:
+        for key in row:
+            if key in SKIP or key in out.get(group(key), []):
+                continue
+            values = [v for v in _numbers(rows, key) if not math.isnan(v)]
+            if not values or (key == "lr" and max(values) == min(values)):
+                continue
+            out.setdefault(group(key), []).append(key)
+    return out
+
+
+def _figure(panels: int = 1, columns: int = 1) -> tuple[Any, list[Any]]:
+    from matplotlib.figure import Figure
+
+    rows = -(-panels // columns)
+    # fixed margins: a constrained layout measures every tick label, and costs more than the
+    # rest of the drawing
+    fig = Figure(figsize=(SIZE[0] * columns, SIZE[1] * rows), dpi=DPI)
+    fig.subplots_adjust(left=0.11 / columns, right=1 - 0.03 / columns, top=1 - 0.08 / rows,
+                        bottom=0.12 / rows, wspace=0.25, hspace=0.35)
+    axes = fig.subplots(rows, columns, squeeze=False).ravel().tolist()
+    for extra in axes[panels:]:
+        extra.set_visible(False)
+    return fig, axes[:panels]
+
+
+def _png(fig: Any, kind: str = "png") -> bytes:
+    out = io.BytesIO()
+    fig.savefig(out, format=kind, dpi=DPI)
+    return out.getvalue()
+
+
+def _scale(ax: Any, values: Iterable[float]) -> None:
+    """Log scale when every value is positive and they span more than two decades."""
+    finite = [v for v in values if math.isfinite(v)]
+    if finite and min(finite) > 0 and max(finite) / min(finite) > LOG_SPAN:
+        ax.set_yscale("log")
+
+
+def _phases(ax: Any, rows: list[Mapping[str, Any]], xs: list[float]) -> None:
+    """A dashed line and the phase's name where each phase after the first begins."""
+    names = [r.get("phase") for r in rows]
+    if len(set(names)) < 2:
+        return
+    for i, name in enumerate(names):
+        if i == 0 or name != names[i - 1]:
+            x = xs[i] - 0.5 if i else xs[0]
+            if i:
+                ax.axvline(x, color="0.5", linestyle="--", linewidth=0.8)
+            ax.annotate(str(name), (x, 1.0), xycoords=("data", "axes fraction"),
+                        xytext=(3, -12), textcoords="offset points", fontsize=8, color="0.3")
+
+
+def _segments(rows: list[Mapping[str, Any]]) -> list[tuple[int, int]]:
+    """(start, stop) of each run of rows of one phase."""
+    cuts = [i for i in range(1, len(rows)) if rows[i].get("phase") != rows[i - 1].get("phase")]
+    edges = [0, *cuts, len(rows)]
+    return list(zip(edges, edges[1:], strict=False))
+
+
+def _style(key: str, colors: dict[str, str]) -> dict[str, Any]:
+    """Training and validation of one metric share a colour; validation is dashed."""
+    color = colors.setdefault(base(key), f"C{len(colors) % 10}")
+    return {"color": color, "linestyle": "--" if key.startswith("val_") else "-"}
+
+
+def _axes(ax: Any, title: str, xlabel: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and steps are counts
+    ax.grid(True, which="major", alpha=0.4)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+
+
+def draw(ax: Any, rows: list[Mapping[str, Any]], keys: list[str], title: str,
+         label: str = "", colors: dict[str, str] | None = None, phases: bool = True) -> None:
+    """`keys` of `rows` on one axis (markers when there are few points)."""
+    x_name, drawn = curves(rows)
+    xs = list(range(1, len(drawn) + 1)) if x_name == "epoch" else _numbers(drawn, "step")
+    colors = {} if colors is None else colors
+    marker = "o" if len(drawn) <= 30 else None
+    everything: list[float] = []
+    for key in keys:
+        ys = _numbers(drawn, key)
+        everything += ys
+        style = _style(key, colors)
+        for n, (lo, hi) in enumerate(_segments(drawn)):  # phases are not joined: another
+            ax.plot(xs[lo:hi], ys[lo:hi], label=None if n else f"{label}{key}",  # phase may
+                    marker=marker, markersize=3, **style)  # train another loss
+    if phases:
+        _phases(ax, drawn, xs)
+    _scale(ax, everything)
+    _axes(ax, title, x_name)
+    if not drawn:
+        ax.text(0.5, 0.5, "no epochs recorded", transform=ax.transAxes, ha="center")
+
+
+def history_plots(rows: list[Mapping[str, Any]]) -> dict[str, bytes]:
+    """loss.png, and plots/METRIC.png for every other recorded series (PNG bytes by file)."""
+    _, drawn = curves(rows)
+    found = groups(drawn)
+    out = {}
+    for name, keys in {"loss": found.pop("loss", []), **found}.items():
+        fig, (ax,) = _figure()
+        draw(ax, rows, keys, name)
+        out["loss.png" if name == "loss" else f"plots/{name}.png"] = _png(fig)
+    return out
+
+
+DIAGNOSTICS = (("grad_norm2", "||dE/dz||^2 per layer"), ("update_ratio", "update / weight"),
+               ("dead_fraction", "dead ReLUs"), ("saturated_fraction", "saturated units"))
+
+
+def diagnostics_plot(rows: list[Mapping[str, Any]]) -> bytes:
+    """One panel per diagnostic that was measured, one line per layer, against the epoch."""
+    panels = [(k, t) for k, t in DIAGNOSTICS if any(r.get(k) not in (None, "") for r in rows)]
+    fig, axes = _figure(max(len(panels), 1), 2 if len(panels) > 1 else 1)
+    epochs = list(dict.fromkeys((r["phase"], r["epoch"]) for r in rows))
+    at = {e: i + 1 for i, e in enumerate(epochs)}
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
+    for ax, (key, title) in zip(axes, panels, strict=False):
+        everything: list[float] = []
+        for i, layer in enumerate(layers):
+            mine = [r for r in rows if r["layer"] == layer and r.get(key) not in (None, "")]
+            if not mine:
+                continue
+            ys = _numbers(mine, key)
+            everything += ys
+            ax.plot([at[(r["phase"], r["epoch"])] for r in mine], ys, label=layer,
+                    color=f"C{i % 10}", marker="o" if len(epochs) <= 30 else None, markersize=3)
+        if key in ("dead_fraction", "saturated_fraction"):
+            ax.set_ylim(-0.05, 1.05)
+        else:
+            _scale(ax, everything)
+        _axes(ax, title, "epoch")
+    return _png(fig)
+
+
+def plotted(runs: Mapping[str, list[Mapping[str, Any]]]) -> dict[str, list[str]]:
+    """Plot name -> columns, over several runs (the loss first)."""
+    found: dict[str, list[str]] = {"loss": []}
+    for rows in runs.values():
+        for name, keys in groups(curves(rows)[1]).items():
+            found.setdefault(name, [])
+            found[name] += [k for k in keys if k not in found[name]]
+    return {k: v for k, v in found.items() if v}
+
+
+def overlay(runs: Mapping[str, list[Mapping[str, Any]]], names: list[str] | None = None,
+            kind: str = "png") -> bytes:
+    """Several runs on shared axes: a panel per metric (the loss first), a colour per run,
+    validation dashed; `kind` is the file format (png, svg, pdf)."""
+    found = plotted(runs)
+    order = list(dict.fromkeys(n for n in (names or found) if n in found))
+    fig, axes = _figure(max(len(order), 1), 2 if len(order) > 1 else 1)
+    for ax, name in zip(axes, order, strict=False):
+        for i, (run, rows) in enumerate(runs.items()):
+            colors = {base(k): f"C{i % 10}" for k in found[name]}
+            draw(ax, rows, [k for k in found[name] if any(k in r for r in rows)], name,
+                 label=f"{run}: ", colors=colors, phases=len(runs) == 1)
+    return _png(fig, kind)

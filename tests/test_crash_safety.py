@@ -179,7 +179,8 @@ def test_ctrl_c_mid_epoch_checkpoints_that_step(tmp_path: Path,
 def test_epoch_checkpoints_are_rate_limited_but_phase_ends_and_stops_are_not(
         tmp_path: Path) -> None:
     session = SimpleNamespace(weights={"m": {"w": np.ones(2)}}, step=0,
-                              history=SimpleNamespace(rows=[]))
+                              history=SimpleNamespace(rows=[]),
+                              diagnostics=SimpleNamespace(rows=[]))
     hook = Checkpointer(tmp_path, session, {"backend": "numpy"}, every=3600.0)  # type: ignore[arg-type]
     epochs = []
     for epoch in range(1, 4):

@@ -17,7 +17,7 @@ from nndsl.backends.numpy.prims import make_numpy_prims
 
 from nndsl.interpreter import RunResult, run
 from nndsl.ir import Call, Graph
-from nndsl.training.core import penalty_and_grad
+from nndsl.training.core import penalty_and_grad, run_loss
 
 
 class NumpyEngine:
@@ -76,6 +76,20 @@ class NumpyEngine:
             grads = P.tape.gradients(out, [leaves[k] for k in wrt])
         return float(value_of(out)), {k: g if g is not None else np.zeros_like(weights[k])
                                       for k, g in zip(wrt, grads, strict=True)}
+
+    def value_grads(self, model: Graph, loss: Graph, feeds: Mapping[str, Any],
+                    weights: Mapping[str, Any], seed: int, names: list[str]
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Every float weight is a leaf, so each value downstream of one is on the tape."""
+        P = make_grad_prims(training=True, seed=seed)
+        with np.errstate(all="ignore"):
+            value, result = run_loss(P, model, loss, feeds, {k: leaf(v) for k, v in
+                                                             weights.items()})
+            found = [result.env[n] for n in names]
+            grads = P.tape.gradients(value, found)
+        return ({n: np.asarray(value_of(v)) for n, v in zip(names, found, strict=True)},
+                {n: g if g is not None else np.zeros(np.shape(value_of(v)))
+                 for n, v, g in zip(names, found, grads, strict=True)})
 
     def nonfinite(self, arrays: Mapping[str, Any]) -> str | None:
         return next((k for k, v in arrays.items() if not np.isfinite(v).all()), None)

@@ -137,6 +137,21 @@ class TorchEngine:
         value = fn(P, leaves)
         return _float(value), self._grads([value], leaves, wrt)
 
+    def value_grads(self, model: Graph, loss: Graph, feeds: Mapping[str, Any],
+                    weights: Mapping[str, Any], seed: int, names: list[str]
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """One forward pass with every float weight tracked and one backward pass to the
+        values asked for; nothing leaves the device."""
+        P = self.table(seed)
+        leaves = {k: v.detach().requires_grad_(True) if v.is_floating_point() else v
+                  for k, v in weights.items()}
+        value, result = run_loss(P, model, loss, feeds, leaves)
+        found = {n: result.env[n] for n in names}
+        grads = self._grads([value], found, [n for n, v in found.items()
+                                             if isinstance(v, torch.Tensor) and v.requires_grad])
+        return ({n: v.detach() for n, v in found.items()},
+                {n: grads[n] if n in grads else torch.zeros_like(v) for n, v in found.items()})
+
     def _grads(self, roots: list[Any], leaves: Mapping[str, Any],
                names: list[str]) -> dict[str, Any]:
         """d(sum of roots)/d leaf for each named leaf; zeros where nothing reaches it."""

@@ -90,6 +90,7 @@ class EpochLoop:
                 feeds = s.rows if self.whole_data else {k: engine.take(v, picked)
                                                         for k, v in s.rows.items()}
                 self.losses.append(self.update(feeds))
+                s.on_step(number + 1, -(-s.data.rows // self.batch))
                 s.stop_here(self.position(self.epoch, began, number + 1, self.losses))
             self.epoch += 1
             self.end_epoch()

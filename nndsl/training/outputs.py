@@ -16,16 +16,21 @@ from nndsl.ir import NUMPY_DTYPE, Call, Graph, Program
 from nndsl.training.session import Session
 from nndsl.training.stages import History
 
-LOSS_SERIES = ("loss", "val_loss", "d_loss", "g_loss")  # drawn in loss.png when recorded
 
-
-def save_history(path: Path, history: History) -> None:
-    """metrics.csv and loss.png: also written when a run stops early, to show how far it got."""
-    from nndsl.plot import plot_losses
+def save_history(path: Path, history: History, diagnostics: History | None = None) -> None:
+    """metrics.csv, loss.png and plots/METRIC.png (nndsl/plot.py), and with diagnostics
+    diagnostics.csv and plots/diagnostics.png: also written when a run stops early, to show
+    how far it got."""
+    from nndsl.plot import diagnostics_plot, history_plots
 
     atomic_write_text(path / "metrics.csv", history.csv())
-    series = {k: history.series(k) for k in LOSS_SERIES if history.series(k)}
-    atomic_write(path / "loss.png", plot_losses(series or {"loss": []}))
+    plots = history_plots(history.rows)
+    if diagnostics is not None and diagnostics.rows:
+        atomic_write_text(path / "diagnostics.csv", diagnostics.csv())
+        plots["plots/diagnostics.png"] = diagnostics_plot(diagnostics.rows)
+    for name, png in plots.items():
+        (path / name).parent.mkdir(exist_ok=True)
+        atomic_write(path / name, png)
 
 
 def weights_file(model: str, main: str) -> str:
@@ -34,16 +39,18 @@ def weights_file(model: str, main: str) -> str:
     return "weights.npz" if model == main else f"{model}.weights.npz"
 
 
-def save_run(path: Path, session: Session, weights: dict[str, dict[str, np.ndarray]]) -> None:
-    """The history, the weights (one array per `<label>.<param>`) and the run's config."""
-    save_history(path, session.history)
+def save_run(path: Path, session: Session, weights: dict[str, dict[str, np.ndarray]],
+             config: dict[str, Any] | None = None) -> None:
+    """The history, the weights (one array per `<label>.<param>`) and the run's config
+    (nndsl/training/records.py makes it; without one, the train block's settings)."""
+    save_history(path, session.history, session.diagnostics)
     for model, arrays in weights.items():
         atomic_write(path / weights_file(model, session.spec.model), lambda f, a=arrays:
                      np.savez(f, **{k: np.asarray(v) for k, v in a.items()}), sync=True)
-    config = {key: str(value) if isinstance(value, Call) else value
-              for key, value in session.spec.settings}
-    atomic_write_text(path / "config.json", json.dumps({"model": session.spec.model, **config},
-                                                       indent=2, default=str))
+    config = config or {"model": session.spec.model, **{
+        key: str(value) if isinstance(value, Call) else value
+        for key, value in session.spec.settings}}
+    atomic_write_text(path / "config.json", json.dumps(config, indent=2, default=str))
 
 
 def class_labels(graph: Graph, data: Any) -> list[str] | None:

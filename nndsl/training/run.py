@@ -24,7 +24,9 @@ from nndsl.files import atomic_write, prepare_run_dir
 from nndsl.initialize import initialize
 from nndsl.ir import NUMPY_DTYPE, Graph, Program, TensorType, TrainSpec
 from nndsl.progress import Reporter
-from nndsl.training import checkpoint
+from nndsl.training import checkpoint, records
+from nndsl.training.best import Best
+from nndsl.training.diagnostics import check_rows, findings
 from nndsl.training.outputs import export_run, save_history, save_run
 from nndsl.training.registry import CheckContext, Trainer
 from nndsl.training.session import Interrupted, Position, Session
@@ -115,14 +117,19 @@ class Checkpointer:
     every: float
     last: float = -math.inf
     written: tuple[int, int] | None = None  # the (epoch, step) last written by this run
+    best: Best | None = None  # written to best.npz just before the checkpoint that names it
 
     def __call__(self, position: Position, must: bool) -> None:
         if not must and time.monotonic() - self.last < self.every:
             return
-        s = self.session
+        s, extra = self.session, {}
+        if self.best is not None:
+            self.best.save(self.path, self.meta)
+            extra["best"] = self.best.record()
         checkpoint.save(self.path / checkpoint.NAME, s.weights, position.state, {
             **self.meta, "stage": position.stage, "epoch": position.epoch, "step": s.step,
-            "record": position.record, "history": s.history.rows})
+            "record": position.record, "history": s.history.rows,
+            "diagnostics": s.diagnostics.rows, **extra})
         self.last, self.written = time.monotonic(), (position.epoch, s.step)
 
     def kept(self) -> str:
@@ -182,40 +189,50 @@ def train_spec(program: Program, spec_file: str, *, backend: str | None = None,
         path, weights = Path(run_dir or "."), resume.weights
     else:
         path = prepare_run_dir(spec.model, run_dir, _bytes_needed(graphs), overwrite)
+        records.clear(path)
         atomic_write(path / "spec.nn", Path(spec_file).read_bytes())
         seed = int(spec.get("seed", 0))
         weights = {g.name: initialize(g, seed + i) for i, g in enumerate(graphs)}
-    reporter = Reporter(spec.model, epochs or spec.get("epochs"), quiet)
     session = Session(program, spec, engine, data,
                       {m: engine.to_backend(w) for m, w in weights.items()}, epochs, steps,
-                      step_rows=steps is not None, on_row=reporter)
+                      step_rows=steps is not None)
+    reporter = Reporter(spec.model, {s.name: session.epochs_for(s) for s in run.stages}, quiet)
     meta = {"model": spec.model, "backend": backend, "device": device, "rng_mode": rng,
             "epochs": epochs, "steps": steps, "base_dir": str(base_dir),
             "checkpoint_every": CHECKPOINT_SECONDS if checkpoint_every is None
             else checkpoint_every}
-    hook = Checkpointer(path, session, meta, meta["checkpoint_every"])
+    best = Best(run.stages)
+    hook = Checkpointer(path, session, meta, meta["checkpoint_every"], best=best)
     session.on_checkpoint = hook
     start = checkpoint.position(resume) if resume else None
     if resume:
         session.step = int(resume.meta["step"])
         session.history.rows = list(resume.meta["history"])
+        session.diagnostics.rows = check_rows(resume.meta.get("diagnostics", []))
+        best.resume(resume.meta.get("best"), path, {g.name: g for g in graphs})
     else:
         hook(Position(0), True)  # a run killed before its first epoch resumes
+    events = records.Events.open(path, session, resumed=start is not None)
+    session.on_row, session.on_step = records.chain(events, reporter), reporter.step
     try:
         with stop_on_interrupt(session):
-            _run_stages(session, run, start)
+            _run_stages(session, run, start, best)
     except NndslError as e:
-        save_history(path, session.history)
+        save_history(path, session.history, session.diagnostics)
         raise e.with_note(hook.kept(), None) from None
     except Interrupted as stop:
-        save_history(path, session.history)
+        save_history(path, session.history, session.diagnostics)
         stop.run_dir = path
         raise
     finally:
         reporter.stop()
-    reporter.summary()
-    trained = {m: engine.to_numpy(w) for m, w in session.weights.items()}
-    save_run(path, session, trained)
+        if events is not None:
+            events.close()
+    trained, exported = best.exported(session)
+    found = findings(session.diagnostics.rows, session.model)
+    reporter.summary([exported, *(f"diagnostics: {f}" for f in found)])
+    save_run(path, session, trained, records.config(session, path / "spec.nn", backend,
+                                                    device, rng, exported))
     export_run(program, spec_file, run, trained, data, path, quiet)
     return path
 
@@ -229,15 +246,32 @@ def train_in_memory(program: Program, spec: TrainSpec, engine: Any, data: Any,
     session = Session(program, spec, engine, data,
                       {m: engine.to_backend(w) for m, w in weights.items()}, epochs, steps,
                       step_rows=steps is not None)
-    _run_stages(session, run, None)
-    session.weights = {m: engine.to_numpy(w) for m, w in session.weights.items()}
+    best = _run_stages(session, run, None)
+    session.weights = best.exported(session)[0]
     return session
 
 
-def _run_stages(session: Session, run: Plan, start: Position | None) -> None:
-    for index, (stage, trainer) in enumerate(zip(run.stages, run.trainers, strict=True)):
-        if start is not None and index < start.stage:
-            continue
-        here = start if start is not None and index == start.stage else None
-        trainer.run(session, stage, index, here)
-        session.checkpoint(Position(index + 1), must=True)  # the stage is done
+def _run_stages(session: Session, run: Plan, start: Position | None,
+                best: Best | None = None) -> Best:
+    """Each stage from `start`; the best epoch is watched as rows are recorded, and a stage
+    whose early_stop restores it hands its best weights to the next (nndsl/training/best.py)."""
+    best = best if best is not None else Best(run.stages)
+    shown = session.on_row
+
+    def record(row: dict[str, Any]) -> None:
+        best.observe(row, session)
+        shown(row)
+
+    session.on_row = record
+    try:
+        for index, (stage, trainer) in enumerate(zip(run.stages, run.trainers, strict=True)):
+            if start is not None and index < start.stage:
+                continue
+            here = start if start is not None and index == start.stage else None
+            trainer.run(session, stage, index, here)
+            if index < len(run.stages) - 1 and best.restores(index):
+                best.restore(session)
+            session.checkpoint(Position(index + 1), must=True)  # the stage is done
+    finally:
+        session.on_row = shown
+    return best

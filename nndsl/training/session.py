@@ -55,6 +55,8 @@ class Session:
     history: History = field(default_factory=History)
     step: int = 0  # updates applied so far, across stages and resumes
     on_row: Callable[[dict[str, Any]], None] = lambda row: None
+    on_step: Callable[[int, int], None] = lambda done, total: None  # batches of the epoch
+    diagnostics: History = field(default_factory=History)  # diagnostics.csv, one row per layer
     # (position, must): an epoch's end may be skipped (the hook decides how often to write);
     # a stage's end and a requested stop must be written.
     on_checkpoint: Callable[[Position, bool], None] = lambda position, must: None

@@ -4,10 +4,14 @@ update at the scheduled rate, constraints — the default trainer (docs/training
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nndsl.errors import NndslError
+from nndsl.ir import Graph
 from nndsl.training.core import Updater, blowup, penalties
+from nndsl.training.diagnostics import COLUMNS, Probe, check_rows
 from nndsl.training.epochs import EPOCH_SETTINGS, EpochLoop
 from nndsl.training.registry import CheckContext, Trainer, trainer
 from nndsl.training.session import Position, Session
@@ -20,7 +24,7 @@ class Backprop(Trainer):
     """Gradient descent on the loss with the train block's optimizer (the default trainer)."""
 
     reads = EPOCH_SETTINGS | {"loss", "optimizer", "schedule", "regularize", "constraint",
-                              "clip", "grad_noise", "steps"}
+                              "clip", "grad_noise", "steps", "diagnostics"}
     data_parallel = True
     needs_loss = True
 
@@ -33,6 +37,17 @@ class Backprop(Trainer):
     def run(self, session: Session, stage: Stage, index: int, start: Position | None) -> None:
         BackpropLoop(session, stage, index, start).run()
 
+    def check_state(self, position: Position, models: Mapping[str, Graph]) -> None:
+        super().check_state(position, models)
+        pending = position.record.get("diagnostics")
+        if pending is not None:
+            from nndsl.training.checkpoint_schema import Damaged
+
+            try:
+                check_rows([{"epoch": 0, "step": 0, "phase": "", **r} for r in pending])
+            except (NndslError, TypeError) as e:
+                raise Damaged("record.diagnostics", pending, "a list of per-layer rows") from e
+
 
 class BackpropLoop(EpochLoop):
     def __init__(self, session: Session, stage: Stage, index: int,
@@ -42,6 +57,12 @@ class BackpropLoop(EpochLoop):
         self.updater = Updater(session.engine, self.model, stage, self.seed)
         if start is not None:
             self.updater.state = session.engine.to_backend_state(start.state)
+        # diagnostics: measured on each epoch's last batch, kept until the epoch's row
+        self.probe = Probe(session.engine, self.model, stage.loss, stage.frozen) \
+            if stage.get("diagnostics") and stage.loss is not None else None
+        self.batches = -(-session.data.rows // self.batch)
+        self.pending: list[dict[str, Any]] | None = \
+            start.record.get("diagnostics") if start is not None else None
 
     def state(self) -> dict[str, dict[str, Any]]:
         return self.updater.state
@@ -49,6 +70,10 @@ class BackpropLoop(EpochLoop):
     def update(self, feeds: dict[str, Any]) -> float:
         """One step, in the documented order; the loss is the one before the update."""
         s, stage, engine = self.s, self.stage, self.s.engine
+        probe = self.probe if len(self.losses) == self.batches - 1 else None
+        if probe is not None:
+            self.pending = probe.measure(feeds, self.weights, stream_seed(self.seed, s.step))
+            before = dict(self.weights)  # updates are out of place: these stay the old arrays
         loss, grads, updates = engine.loss_and_grad(
             self.model, stage.loss, feeds, self.weights, stage.frozen,
             stream_seed(self.seed, s.step), self.regs)
@@ -59,6 +84,8 @@ class BackpropLoop(EpochLoop):
                          self.updater.rate(s.step, self.epoch), self.epoch, s.step,
                          stage.loss.span if stage.loss else stage.span)
         rate = self.updater.apply(self.weights, grads, s.step, self.epoch)
+        if probe is not None and self.pending is not None:
+            probe.ratios(before, self.weights, self.pending)
         self.weights.update(updates)
         s.step += 1
         if s.step_rows:
@@ -68,4 +95,17 @@ class BackpropLoop(EpochLoop):
 
     def row(self) -> dict[str, float]:
         last = self.updater.rate(max(self.s.step - 1, 0), self.epoch - 1)  # the last step's
+        if self.pending is not None:
+            self.s.diagnostics.rows += [{**dict.fromkeys(COLUMNS), "epoch": self.epoch,
+                                         "step": self.s.step, "phase": self.stage.name, **r}
+                                        for r in self.pending]
+            self.pending = None
         return {"lr": last, **super().row()}
+
+    def position(self, epoch: int, rng: dict[str, Any] | None, batch: int = 0,
+                 losses: list[float] | None = None) -> Position:
+        """The loop's position, with the epoch's diagnostics when they wait for its row."""
+        position = super().position(epoch, rng, batch, losses)
+        if self.pending is not None:
+            position.record["diagnostics"] = self.pending
+        return position
