@@ -28,9 +28,15 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-# Side-by-side ratios against hand-written PyTorch and onnxruntime (about 1.5 minutes on 2 cores);
-# prints one table and writes bench/results.json. BENCH_ARGS="--cases training --repeats 7".
-bench: $(STAMP)
+# Side-by-side ratios against hand-written PyTorch, Keras 3, Lightning and onnxruntime; prints
+# one table and writes bench/results.json. BENCH_ARGS="--cases training --repeats 7".
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test,bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 docs: $(STAMP)

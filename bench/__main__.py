@@ -16,7 +16,8 @@ from pathlib import Path
 from bench.timing import Settings, pin_threads
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-CASES = ("training", "inference", "reference", "frontend", "startup", "evolution", "gpu")
+CASES = ("training", "inference", "reference", "frontend", "startup", "evolution", "largedata",
+         "gpu")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

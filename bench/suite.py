@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import torch
 
-from bench import evolution, frontend, inference, reference, startup, training
+from bench import evolution, frontend, inference, largedata, reference, startup, training
 from bench.models import Workload, load_workload
 from bench.report import Report
 from bench.timing import Settings, machine
@@ -42,6 +42,8 @@ def run(settings: Settings, cases: Iterable[str]) -> Report:
         report.rows += startup.rows(settings)
     if "evolution" in cases:
         report.rows += evolution.rows(settings)
+    if "largedata" in cases:
+        report.rows += largedata.rows(settings)
     if "gpu" in cases:
         _gpu(report, settings, loaded)
     return report

@@ -18,13 +18,14 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 
 @dataclass(frozen=True)
 class Timing:
-    """Seconds per repeat: the median and every run, in the order they ran."""
+    """Seconds per repeat (or another amount per repeat, such as peak memory): the median and
+    every run, in the order they ran."""
 
     median: float
     runs: tuple[float, ...]
 
-    def as_json(self) -> dict[str, Any]:
-        return {"median_s": self.median, "runs_s": list(self.runs)}
+    def as_json(self, unit: str = "s") -> dict[str, Any]:
+        return {f"median_{unit}": self.median, f"runs_{unit}": list(self.runs)}
 
     def scaled(self, factor: float) -> Timing:
         return Timing(self.median * factor, tuple(r * factor for r in self.runs))
@@ -112,12 +113,15 @@ def cpu_model() -> str:
 
 
 def machine(threads: int) -> dict[str, Any]:
-    """What the figures were measured on: CPU, cores, GPU (if torch sees one), versions."""
+    """What the figures were measured on: CPU, cores, GPU (if torch sees one), versions (and
+    those of the peers installed)."""
     import numpy as np
     import onnxruntime as ort
     import torch
 
+    from bench.peers import installed
+
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads, "gpu": gpu,
             "python": platform.python_version(), "numpy": np.__version__,
-            "torch": torch.__version__, "onnxruntime": ort.__version__}
+            "torch": torch.__version__, "onnxruntime": ort.__version__, "peers": installed()}

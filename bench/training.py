@@ -1,5 +1,6 @@
 """Case 1, training throughput: `nndsl train` (torch backend) against the hand-written loops of
-bench/handwritten.py, on the same model, initial weights, optimizer, batch size and epochs.
+bench/handwritten.py and, when installed, Keras 3 `model.fit` and Lightning `Trainer.fit`
+(bench/peers.py), on the same model, initial weights, optimizer, batch size and epochs.
 
 Two nndsl figures: `nndsl train` is everything the command does in-process (load the data,
 train with the per-epoch metrics, a checkpoint written and fsynced after every epoch, then
@@ -18,7 +19,8 @@ from nndsl.backends.torch.engine import TorchEngine
 
 from bench import handwritten
 from bench.models import Workload
-from bench.report import Row, ratio_at_most, row
+from bench.peers import NOT_INSTALLED, PEERS
+from bench.report import Row, missing_row, ratio_at_most, ratio_below, row
 from bench.timing import Settings, synced
 from nndsl.training.run import train_in_memory, train_spec
 
@@ -62,9 +64,18 @@ def _workload_rows(w: Workload, settings: Settings, device: str, run_dir: Path) 
         DATALOADER: lambda: handwritten.dataloader_loop(w, epochs, device),
         INDEXED: lambda: handwritten.indexed_loop(w, epochs, device),
     }
+    peers = {p.label: p for p in PEERS if p.version() is not None}
+    for label, peer in peers.items():
+        fit = peer.fit()
+        contenders[label] = lambda fit=fit: fit(w, epochs, device)
     times = settings.measure({k: synced(fn, device) for k, fn in contenders.items()})
     workload = f"{w.name} {epochs} ep x {steps} steps"
     case = "1 training" if device == "cpu" else f"6 training ({device})"
-    return [row(case, workload, ours, times[ours], theirs, times[theirs],
-                *((f"<= {goal:.1f}x", ratio_at_most(goal)) if ours == FULL else ()))
-            for ours in (FULL, LOOP) for theirs, goal in GOALS.items()]
+    out = [row(case, workload, ours, times[ours], theirs, times[theirs],
+               *((f"<= {goal:.1f}x", ratio_at_most(goal)) if ours == FULL else ()))
+           for ours in (FULL, LOOP) for theirs, goal in GOALS.items()]
+    faster = "< 1.0x"
+    return out + [row(case, workload, FULL, times[FULL], p.label, times[p.label], faster,
+                      ratio_below(1.0)) if p.label in peers else
+                  missing_row(case, workload, FULL, times[FULL], p.label, NOT_INSTALLED, faster)
+                  for p in PEERS]

@@ -1,8 +1,10 @@
 """`python -m bench --quick` runs every case end to end on tiny sizes (one repeat), so the suite
-cannot rot; the table and the JSON have the expected shape. Timings are never checked."""
+cannot rot; the table and the JSON have the expected shape. Timings are never checked. The peers
+(Keras 3, Lightning) run when the [bench] extra is installed and say "not installed" when not."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -15,8 +17,10 @@ pytest.importorskip("onnxruntime")
 from .conftest import ROOT  # noqa: E402
 
 CASES = {"1 training", "2 inference", "3 numpy reference", "4 front end", "5 start-up",
-         "7 evolution"}
-ROW_KEYS = {"case", "workload", "a", "b", "ratio", "goal", "met"}
+         "7 evolution", "9 large data"}
+ROW_KEYS = {"case", "workload", "unit", "a", "b", "ratio", "goal", "met"}
+PEERS = {"Keras 3 fit": "keras", "Lightning fit": "pytorch_lightning"}
+TRAINED = ("digits_mlp", "digits_cnn", "sine_lstm")
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +36,38 @@ def test_every_case_reports_ratios(quick_run: tuple[str, dict]) -> None:
     _, report = quick_run
     assert {row["case"] for row in report["rows"]} == CASES
     for row in report["rows"]:
-        assert set(row) == ROW_KEYS
-        for side in ("a", "b"):
-            assert row[side]["label"] and len(row[side]["runs_s"]) == 1
-            assert row[side]["median_s"] > 0
-        assert row["ratio"] == pytest.approx(row["a"]["median_s"] / row["b"]["median_s"])
+        assert set(row) == ROW_KEYS and row["unit"] in ("s", "MiB")
+        median, runs = f"median_{row['unit']}", f"runs_{row['unit']}"
+        sides = ("a",) if "missing" in row["b"] else ("a", "b")
+        for side in sides:
+            assert row[side]["label"] and len(row[side][runs]) == 1
+            assert row[side][median] > 0
+        if "missing" in row["b"]:
+            assert row["b"]["label"] in PEERS and row["b"]["missing"] == "not installed"
+            assert row["ratio"] is None and row["met"] is None
+            continue
+        assert row["ratio"] == pytest.approx(row["a"][median] / row["b"][median])
         assert row["met"] in (True, False, None) and (row["met"] is None) == (not row["goal"])
+
+
+def test_peers_run_when_installed(quick_run: tuple[str, dict]) -> None:
+    """Each peer has a row per trained spec: timed when its package imports, else marked."""
+    stdout, report = quick_run
+    for label, module in PEERS.items():
+        rows = [r for r in report["rows"] if r["b"]["label"] == label]
+        assert sorted(r["workload"].split()[0] for r in rows) == sorted(TRAINED)
+        present = importlib.util.find_spec(module) is not None
+        assert all(("missing" not in r["b"]) == present for r in rows)
+        if not present:
+            assert f"{label}  not installed" in stdout
+
+
+def test_large_data_reports_time_and_memory(quick_run: tuple[str, dict]) -> None:
+    _, report = quick_run
+    rows = [r for r in report["rows"] if r["case"] == "9 large data"]
+    assert [r["unit"] for r in rows] == ["s", "MiB"]
+    assert all(r["a"]["label"] == "nndsl train" and r["b"]["label"] == "hand-written script"
+               for r in rows)
 
 
 def test_header_names_the_machine(quick_run: tuple[str, dict]) -> None:
@@ -85,3 +115,38 @@ def test_hand_written_twins_match_the_specs() -> None:
             got = w.inference_module()(torch.as_tensor(x)).numpy()
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
         assert check_outputs(w) < 1e-5  # and both ONNX exports agree
+
+
+def test_process_peak_memory_is_the_process_own(tmp_path) -> None:
+    """A small child of a large parent reports its own peak, not the parent's size."""
+    import numpy as np
+
+    from bench.largedata import run_process
+
+    ballast = np.ones(64 * 2**20 // 8)  # 64 MiB held here while the child runs
+    _, small = run_process([sys.executable, "-c", "pass"], tmp_path / "small.log")
+    _, large = run_process([sys.executable, "-c", "b = bytearray(96 * 2**20)"],
+                           tmp_path / "large.log")
+    assert ballast.sum() > 0 and small < 60 < 96 < large
+    with pytest.raises(RuntimeError, match="exited 3"):
+        run_process([sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "fail.log")
+
+
+def test_keras_twins_hold_the_same_weights() -> None:
+    """Keras's networks compute what the torch twins compute from nndsl's initial weights (the
+    layouts are transposed, the LSTM's two biases summed)."""
+    if importlib.util.find_spec("keras") is None:
+        pytest.skip("keras is not installed (the [bench] extra)")
+    import numpy as np
+    import torch
+
+    from bench.keras_peer import build
+    from bench.models import RECIPES, load_workload
+
+    for name in RECIPES:
+        w = load_workload(name, rows=8)
+        x = w.inputs(3)
+        with torch.no_grad():
+            want = w.module().eval()(torch.as_tensor(x)).numpy()
+        got = np.asarray(build(w, "cpu")(x, training=False).detach().cpu())
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
