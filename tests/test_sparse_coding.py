@@ -105,6 +105,20 @@ def test_the_layer_exports_as_one_function_node_and_imports_back() -> None:
     assert "dictionary: sparse_code(32)" in spec and "tied=dictionary" in spec, spec
 
 
+def test_a_given_step_keeps_float32_in_the_export() -> None:
+    """eta= makes the threshold a plain number: it must not turn the codes into float64."""
+    pytest.importorskip("onnxruntime")
+    from nndsl.backends.onnx.runtime import run_onnx
+    from nndsl.export import export_onnx
+
+    text = ("model m {\n  input x: [batch, 6]\n  z = x -> sparse_code(4, eta=0.5) -> dense(2)\n"
+            "  output z\n}\n")
+    program, sources = load("m.nn", text)
+    model = export_onnx(program, sources, program.models[0], initialize(program.models[0]))
+    (z,) = run_onnx(model, {"x": np.ones((3, 6), np.float32)})
+    assert z.dtype == np.float32
+
+
 def _quality(weights: dict[str, np.ndarray], x: np.ndarray) -> tuple[float, float]:
     """(relative reconstruction error Σ‖x − x̂‖² / Σ‖x‖², mean fraction of non-zero codes)."""
     program, _ = load(SPEC)

@@ -75,8 +75,10 @@ def lipschitz(P: Any, weight: Any) -> Any:
 
 
 def shrink(P: Any, u: Any, t: Any) -> Any:
-    """soft(u, t) = sign(u) max(|u| − t, 0), as u − clip(u, −t, t) (slope 1 outside, 0 in)."""
-    return P.sub(u, P.minimum(P.maximum(u, P.neg(t)), t))
+    """soft(u, t) = sign(u) max(|u| − t, 0), as u − clip(u, −t, t) (slope 1 outside, 0 in).
+    A number t stays a number (P.neg of a number would be a float64 constant in ONNX)."""
+    low = -t if isinstance(t, int | float) else P.neg(t)
+    return P.sub(u, P.minimum(P.maximum(u, low), t))
 
 
 @layer_op("sparse_code", infer=_code_type, weights=_code_weights,
@@ -85,7 +87,7 @@ def sparse_code(P: Any, x: Any, *, atoms: int, lam: float = 0.1, steps: int = 50
                 eta: float | None = None, weight: Weight) -> Any:
     """ISTA codes z of x for the dictionary W (atoms as rows): ½‖x − zW‖² + lam ‖z‖₁."""
     step = P.div(1.0, lipschitz(P, weight)) if eta is None else eta
-    threshold = P.mul(step, lam)
+    threshold = step * lam if eta is not None else P.mul(step, lam)
     xw = P.matmul(x, P.transpose(weight))  # x Wᵀ, the same every step
     gram = P.matmul(weight, P.transpose(weight))  # W Wᵀ [atoms, atoms]
     z = shrink(P, P.mul(step, xw), threshold)  # the first step from z = 0
