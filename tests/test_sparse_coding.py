@@ -109,6 +109,7 @@ def test_a_given_step_keeps_float32_in_the_export() -> None:
     """eta= makes the threshold a plain number: it must not turn the codes into float64."""
     pytest.importorskip("onnxruntime")
     from nndsl.backends.onnx.runtime import run_onnx
+
     from nndsl.export import export_onnx
 
     text = ("model m {\n  input x: [batch, 6]\n  z = x -> sparse_code(4, eta=0.5) -> dense(2)\n"

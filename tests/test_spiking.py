@@ -54,7 +54,7 @@ def test_firing_rate_is_the_lif_rate_curve(dt: float) -> None:
     no spike); so is `lif_rate` itself, the op the curve is registered as."""
     v = np.array([POINTS])
     steps = round(5.0 / dt)
-    rate = lif(v, steps=steps, dt=dt, output="rate")[0]
+    rate = lif(v, steps=steps, dt=dt, rate=True)[0]
     want = np.array([curve(p) for p in POINTS])
     np.testing.assert_allclose(OPS["lif_rate"].compute(make_numpy_prims(), v[0]), want)
     assert (rate[want == 0] == 0).all()
@@ -171,7 +171,7 @@ def test_export_at_a_fixed_number_of_steps_runs_in_onnxruntime(tmp_path: Path) -
 
     text = ("model m {\n  input x: [batch, 40, 3]\n"
             "  s = x -> spiking: lif(4, tau_m=0.01, dt=0.0005, bias_init=const(3))\n"
-            "  r = x -> lif(2, output=rate, threshold=0.8)\n  output s, r\n}\n")
+            "  r = x -> lif(2, rate=true, threshold=0.8)\n  output s, r\n}\n")
     program, sources = load("m.nn", text)
     graph = program.models[0]
     weights = initialize(graph, seed=2)
@@ -185,7 +185,7 @@ def test_export_at_a_fixed_number_of_steps_runs_in_onnxruntime(tmp_path: Path) -
         np.testing.assert_array_equal(g, w)
     spec = import_model(model, "m", "m.npz").spec
     assert "spiking: lif(4, tau_m=0.01, dt=0.0005)" in spec, spec
-    assert "lif(2, threshold=0.8, output=rate)" in spec, spec
+    assert "lif(2, threshold=0.8, rate=true)" in spec, spec
 
 
 @pytest.mark.slow

@@ -37,6 +37,10 @@ from nndsl.ops.registry import OPS, OpDef, register_natives
 DOMAIN = FUNCTION_DOMAIN
 FUNCTION_OPS = ("cosine_similarity", "content_address", "interpolation_gate", "circular_shift",
                 "sharpen", "lif", "sparse_code")
+# names onnx.reference's function runner keeps for itself: an attribute named so breaks it
+RESERVED_ATTRIBUTES = frozenset({"create", "domain", "eval", "implicit_inputs", "infer_name",
+                                 "input", "make_node", "need_context", "op_domain", "op_type",
+                                 "output", "run", "onnx_node", "run_params", "verbose"})
 
 
 def attribute_values(params: dict[str, Any]) -> dict[str, Any]:
@@ -97,13 +101,17 @@ def _function(em: OnnxEmitter, opdef: OpDef, formals: list[str], types: list[Val
                 if (f"{opdef.name}__{i}" if i > 1 else opdef.name) not in taken)
     em.functions.append(helper.make_function(
         DOMAIN, name, formals, ["out"], _body(sub, formals, out),
-        opset_imports=[helper.make_opsetid("", 17)], attributes=[p.name for p in opdef.params]))
+        opset_imports=[helper.make_opsetid("", 17)], attributes=list(attribute_values(params))))
     em.function_keys[key] = (name, sub.type_of(out))
     return em.function_keys[key]
 
 
 def function_form(opdef: OpDef) -> Callable[..., str]:
     """The ONNX form of `opdef`: one call of its function (same signature as the op)."""
+    clash = sorted(RESERVED_ATTRIBUTES & set(opdef.hyper))
+    if clash:
+        raise ValueError(f"op {opdef.name!r} cannot export as an ONNX function: its parameter "
+                         f"{clash[0]!r} would be an attribute ONNX's reference runtime reserves")
 
     def native(P: Any, *args: Any, **kwargs: Any) -> str:
         em = emitter_of(P)

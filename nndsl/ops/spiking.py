@@ -28,14 +28,14 @@ learns. The true derivative of a spike count is 0 almost everywhere, so finite d
 cannot check this gradient: the tests check it against the surrogate computed by hand.
 
 Input: [batch, time, features] currents, one per step, or [batch, features] held for `steps`
-steps. Output: spikes [batch, time, units] (0 or 1 per step), or with output = rate the firing
+steps. Output: spikes [batch, time, units] (0 or 1 per step), or with rate = true the firing
 rate in Hz, spikes / (time · dt), [batch, units]. Every step is unrolled (ONNX export has a fixed
 number of steps), so time is a known integer of at most MAX_STEPS.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from nndsl.errors import NndslError
 from nndsl.ir import TensorType, format_shape
@@ -73,14 +73,14 @@ def _steps(x: TensorType, steps: int | None) -> int:
 
 
 def _lif_type(x: TensorType, *, units: int, tau_m: float, tau_ref: float, threshold: float,
-              dt: float, steps: int | None, output: str, slope: float, **_: Any) -> TensorType:
+              dt: float, steps: int | None, rate: bool, slope: float, **_: Any) -> TensorType:
     positive("lif", units=units, tau_m=tau_m, threshold=threshold, dt=dt, slope=slope)
     if tau_ref < 0:
         raise NndslError(f"lif `tau_ref` must be >= 0, got {tau_ref}", expected="tau_ref >= 0",
                          received=f"tau_ref={tau_ref}")
     t = _steps(x, steps)
     known_dim("lif", x, -1, "input features")
-    return x.with_shape((x.shape[0], units) if output == "rate" else (x.shape[0], t, units))
+    return x.with_shape((x.shape[0], units) if rate else (x.shape[0], t, units))
 
 
 def _lif_weights(x: TensorType, *, units: int, **params: Any) -> dict[str, WeightSpec]:
@@ -115,7 +115,7 @@ def _step(P: Any, j: Any, v: Any, r: Any, c: dict[str, float]) -> tuple[Any, Any
           sample_params={"units": 2, "dt": 0.005, "tau_m": 0.01}, surrogate=True)
 def lif(P: Any, x: Any, *, units: int, tau_m: float = 0.02, tau_ref: float = 0.002,
         threshold: float = 1.0, dt: float = 0.001, steps: int | None = None,
-        output: Literal["spikes", "rate"] = "spikes", slope: float = 5.0, weight: Weight,
+        rate: bool = False, slope: float = 5.0, weight: Weight,
         bias: Weight) -> Any:
     """LIF membranes τ_m dv/dt = J − v, J = x Wᵀ + b: spikes at threshold, reset, refractory."""
     consts = {"threshold": threshold, "dt": dt, "tau_m": tau_m, "tau_ref": tau_ref,
@@ -129,7 +129,7 @@ def lif(P: Any, x: Any, *, units: int, tau_m: float = 0.02, tau_ref: float = 0.0
         j = j_all if held else P.reshape(P.slice(j_all, 1, t, t + 1), (None, -1))
         s, v, r = _step(P, j, v, r, consts)
         spikes.append(s)
-    if output == "rate":
+    if rate:
         total = spikes[0]
         for s in spikes[1:]:
             total = P.add(total, s)
