@@ -2,18 +2,65 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from bench import evolution, frontend, inference, largedata, reference, startup, training
+from bench import (
+    diagnostics,
+    evolution,
+    frontend,
+    inference,
+    largedata,
+    reference,
+    startup,
+    training,
+)
 from bench.models import Workload, load_workload
 from bench.report import Report
 from bench.timing import Settings, machine
 
-# the specs each case trains or runs (GPU: cases 1 and 2 again, on CUDA)
-WORKLOADS = {"training": training.WORKLOADS, "inference": inference.WORKLOADS,
-             "reference": reference.WORKLOADS, "gpu": training.WORKLOADS + inference.WORKLOADS}
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark case: the specs it needs loaded, and what measures it."""
+
+    workloads: tuple[str, ...]
+    rows: Callable[[Report, Settings, list[Workload]], None]
+
+
+def _rows_of(module: Any) -> Callable[[Report, Settings, list[Workload]], None]:
+    """A case whose module measures the loaded specs: `module.rows(workloads, settings)`."""
+    return lambda report, settings, loaded: report.rows.extend(module.rows(loaded, settings))
+
+
+def _settings_only(module: Any) -> Callable[[Report, Settings, list[Workload]], None]:
+    """A case that needs no loaded spec: `module.rows(settings)`."""
+    return lambda report, settings, loaded: report.rows.extend(module.rows(settings))
+
+
+def _frontend(report: Report, settings: Settings, loaded: list[Workload]) -> None:
+    rows, exponent = frontend.rows(settings)
+    report.rows += rows
+    report.notes.append(f"front end: check time grows as layers^{exponent:.2f} "
+                        f"(log-log least squares over {frontend.fitted_sizes(settings)})")
+
+
+# The registry of cases, in the order they run and print (python -m bench --cases NAME,...).
+CASES: dict[str, Case] = {
+    "training": Case(training.WORKLOADS, _rows_of(training)),
+    "inference": Case(inference.WORKLOADS, _rows_of(inference)),
+    "reference": Case(reference.WORKLOADS, _rows_of(reference)),
+    "frontend": Case((), _frontend),
+    "startup": Case((), _settings_only(startup)),
+    "evolution": Case((), _settings_only(evolution)),
+    "diagnostics": Case(diagnostics.WORKLOADS, _rows_of(diagnostics)),
+    "largedata": Case((), _settings_only(largedata)),
+    "gpu": Case(training.WORKLOADS + inference.WORKLOADS,
+                lambda report, settings, loaded: _gpu(report, settings, loaded)),
+}
 
 
 def run(settings: Settings, cases: Iterable[str]) -> Report:
@@ -24,43 +71,24 @@ def run(settings: Settings, cases: Iterable[str]) -> Report:
                                                 "warmup": settings.warmup,
                                                 "quick": settings.quick,
                                                 "cases": sorted(cases)})
-    loaded = {n: load_workload(n, rows=64 if settings.quick else None)
-              for n in sorted({n for c in cases for n in WORKLOADS.get(c, ())})}
-
-    if "training" in cases:
-        report.rows += training.rows(_pick(loaded, training.WORKLOADS), settings)
-    if "inference" in cases:
-        report.rows += inference.rows(_pick(loaded, inference.WORKLOADS), settings)
-    if "reference" in cases:
-        report.rows += reference.rows(_pick(loaded, reference.WORKLOADS), settings)
-    if "frontend" in cases:
-        rows, exponent = frontend.rows(settings)
-        report.rows += rows
-        report.notes.append(f"front end: check time grows as layers^{exponent:.2f} "
-                            f"(log-log least squares over {frontend.fitted_sizes(settings)})")
-    if "startup" in cases:
-        report.rows += startup.rows(settings)
-    if "evolution" in cases:
-        report.rows += evolution.rows(settings)
-    if "largedata" in cases:
-        report.rows += largedata.rows(settings)
-    if "gpu" in cases:
-        _gpu(report, settings, loaded)
+    names = sorted({n for c in cases for n in CASES[c].workloads})
+    loaded = {n: load_workload(n, rows=64 if settings.quick else None) for n in names}
+    for name, case in CASES.items():
+        if name in cases:
+            case.rows(report, settings, [loaded[n] for n in case.workloads])
     return report
 
 
-def _pick(loaded: dict[str, Workload], names: Iterable[str]) -> list[Workload]:
-    return [loaded[n] for n in names]
-
-
-def _gpu(report: Report, settings: Settings, loaded: dict[str, Workload]) -> None:
+def _gpu(report: Report, settings: Settings, loaded: list[Workload]) -> None:
     """Cases 1 and 2 on CUDA, in their own table."""
     if not torch.cuda.is_available():
         report.notes.append("GPU: none here, so case 6 (training and inference on CUDA) did "
                             "not run")
         return
-    report.gpu_rows += training.rows(_pick(loaded, training.WORKLOADS), settings, "cuda")
+    by_name = {w.name: w for w in loaded}
+    report.gpu_rows += training.rows([by_name[n] for n in training.WORKLOADS], settings, "cuda")
     try:
-        report.gpu_rows += inference.rows(_pick(loaded, inference.WORKLOADS), settings, "cuda")
+        report.gpu_rows += inference.rows([by_name[n] for n in inference.WORKLOADS], settings,
+                                          "cuda")
     except RuntimeError as e:  # onnxruntime without a working CUDA provider
         report.notes.append(f"GPU inference did not run: {e}")
