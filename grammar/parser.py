@@ -14,7 +14,8 @@ PUNCTUATION = {
     "LPAR": "'('", "RPAR": "')'", "LBRACE": "'{'", "RBRACE": "'}'", "LSQB": "'['",
     "RSQB": "']'", "COMMA": "','", "COLON": "':'", "SEMICOLON": "';'", "EQUAL": "'='",
     "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'", "__ANON_0": "'->'",
-    "NAME": "a name", "NUMBER": "a number", "INT": "an integer", "STRING": "a string",
+    "NAME": "a name", "DOTTED_NAME": "a weight name", "NUMBER": "a number",
+    "INT": "an integer", "STRING": "a string",
     "$END": "end of the file",
 }
 

@@ -27,7 +27,7 @@ SETTINGS: dict[str, Any] = {
     "early_stop": Annotated[Call, "early_stop"],
     "trainer": Annotated[Call, "trainer"],
     "metrics": tuple[Metric, ...],
-    "freeze": tuple[Label, ...],
+    "freeze": tuple[Label, ...],  # layer labels, or single weights `label.param`
     "split": float,
     "batch": int,
     "epochs": int,
@@ -125,14 +125,23 @@ class TrainLowerer:
             raise NndslError(f"target '{item.name}' clashes with an existing name", item.span)
         self.targets[item.name] = tensor_type(item.type)
 
-    def check_freeze(self, labels: tuple[str, ...], span: Span) -> None:
+    def check_freeze(self, names: tuple[str, ...], span: Span) -> None:
+        """Each entry is a layer label (all its weights) or one weight, `label.param`."""
         if self.model is None:
             return
         known = {w.name.rsplit(".", 1)[0] for w in self.model.weights}
-        for label in labels:
-            if label not in known:
-                raise NndslError(f"freeze: no layer with weights is labelled '{label}'", span,
-                                 hint=did_you_mean(label, known)
+        weights = [w.name for w in self.model.weights]
+        for name in names:
+            if "." in name and name not in weights:
+                label = name.rsplit(".", 1)[0]
+                own = [w for w in weights if w.startswith(f"{label}.")]
+                raise NndslError(f"freeze: the model has no weight '{name}'", span,
+                                 hint=did_you_mean(name, weights) or (
+                                     f"layer '{label}' has {', '.join(own)}" if own else
+                                     f"labelled layers: {', '.join(sorted(known)) or 'none'}"))
+            if "." not in name and name not in known:
+                raise NndslError(f"freeze: no layer with weights is labelled '{name}'", span,
+                                 hint=did_you_mean(name, known)
                                  or f"labelled layers: {', '.join(sorted(known)) or 'none'}")
 
     def loss_graph(self, stmt: ast.Setting) -> Graph | None:
@@ -152,9 +161,10 @@ def lower_loss(stmt: ast.Setting, model: Graph, targets: dict[str, TensorType]) 
     unbound = {n.name for n in model.nodes if n.name == n.label}  # named by label, not binding
     for w in model.weights:  # a layer label names its weight: contractive(code, enc)
         label, param = w.name.rsplit(".", 1)
+        scope.values[w.name] = w.name  # and `enc.weight`, `h.bias` name themselves
+        b.types[w.name] = TensorType(w.shape, w.dtype)
         if param == "weight" and (label not in scope.values or label in unbound):
             scope.values[label] = w.name
-            b.types[w.name] = TensorType(w.shape, w.dtype)
     value = b.tensor(stmt.value, scope)
     owner = next((n for n in b.nodes if n.weights and ops.OPS[n.op].borrows is None), None)
     if owner is not None:  # the loss graph has no weights of its own: nothing would train them

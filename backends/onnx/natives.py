@@ -35,8 +35,9 @@ def _along_axis(op_type: str) -> Callable[..., str]:
 
 
 def dense(P: Any, x: Any, *, units: int, use_bias: bool = True, tied: str | None = None,
-          weight: Any, bias: Any = None) -> str:
-    """Gemm(x, W, b, transB=1) for a 2-D input (tied weights: transB=0)."""
+          shared_bias: bool = False, weight: Any, bias: Any = None) -> str:
+    """Gemm(x, W, b, transB=1) for a 2-D input (tied weights: transB=0); Gemm broadcasts a
+    shared bias [1] over the units."""
     em = emitter_of(P)
     xt = em.type_of(x)
     if xt.rank != 2:  # [batch, time, features]: MatMul broadcasts over time

@@ -50,11 +50,12 @@ def _decomposed_kind(name: str, kind: str) -> Callable[..., Any]:
 
 
 def dense(P: Any, x: Any, *, units: int, use_bias: bool = True, tied: str | None = None,
-          weight: Any, bias: Any = None) -> Any:
-    """F.linear: x Wᵀ + b in one kernel (addmm), for any number of leading axes."""
+          shared_bias: bool = False, weight: Any, bias: Any = None) -> Any:
+    """F.linear: x Wᵀ + b in one kernel (addmm), for any number of leading axes (a shared
+    bias [1] broadcasts there too)."""
     if not _floats(x, weight, bias):
         return _decomposed("dense")(P, x, units=units, use_bias=use_bias, tied=tied,
-                                    weight=weight, bias=bias)
+                                    shared_bias=shared_bias, weight=weight, bias=bias)
     return F.linear(x, weight.t() if tied is not None else weight, bias)
 
 

@@ -66,8 +66,8 @@ def _int_or_tuple(values: Sequence[int]) -> str:
 
 @layer("dense")
 def dense(c: Ctx) -> list[str] | None:
-    if c.param("tied") is not None:
-        return None  # x @ W + b with another layer's W: written out
+    if c.param("tied") is not None or c.param("shared_bias"):
+        return None  # x @ W + b with another layer's W, or one bias [1]: written out
     bias = "" if c.param("use_bias") else ", bias=False"
     m = c.module(f"nn.Linear({c.types[0].shape[-1]}, {c.param('units')}{bias})",
                  {"weight": "weight", "bias": "bias"})

@@ -68,6 +68,16 @@ dataset("and", doc="x f32 [4, 2] (00, 01, 10, 11), y f32 [4, 1] = x1 AND x2.")(
     _table(_XOR_X, [[0], [0], [0], [1]]))
 dataset("or", doc="x f32 [4, 2] (00, 01, 10, 11), y f32 [4, 1] = x1 OR x2.")(
     _table(_XOR_X, [[0], [1], [1], [1]]))
+
+
+@dataset("mazur")
+def _mazur(rng: np.random.Generator, n: int | None) -> Arrays:
+    """x f64 [1, 2] = (0.05, 0.10), y f64 [1, 2] = (0.01, 0.99): the one example of Mazur's
+    step-by-step backpropagation (float64, so an f64 model reproduces it digit for digit)."""
+    rows = np.zeros(1 if n is None else n, dtype=np.int64)
+    return {"x": np.array([[0.05, 0.10]])[rows], "y": np.array([[0.01, 0.99]])[rows]}
+
+
 _PATTERNS8 = np.eye(8, dtype=int).tolist()
 # The lecture notes' own patterns are not reproduced; these five are nndsl's.
 _BINARY_WORLD = [

@@ -105,6 +105,7 @@ def rules() -> tuple[Match | Region, ...]:
               ("punctuation", "whitespace", "label", "whitespace", "punctuation")),
         Match(rf"([(,]){s}({NAME}){s}(=)",
               ("punctuation", "whitespace", "parameter", "whitespace", "operator")),
+        Match(rf"\b{NAME}\.{NAME}", ("name",)),  # a weight, `label.param` (DOTTED_NAME)
         Match(words(KEYWORDS), ("keyword",)),
         Match(words(CONSTANTS), ("constant",)),
         Match(rf"({NAME}){s}(=)", ("variable", "whitespace", "operator")),

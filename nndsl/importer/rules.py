@@ -58,6 +58,8 @@ def emit_dense(imp: Importer, node: onnx.NodeProto, x: str, weight: np.ndarray,
     source = source_name(imp, weight_value)
     owner = imp.owner.get(source)
     params: dict[str, Any] = {"units": weight.shape[0], "use_bias": bias is not None}
+    if bias is not None and bias.shape == (1,) and weight.shape[0] > 1:
+        params["shared_bias"] = True  # one bias for every unit, dense(shared_bias=true)
     if tied_form and owner is not None and owner.endswith(".weight"):
         params["tied"] = owner.rsplit(".", 1)[0]
     label = imp.label_for(source, "dense") if owner is None else None
@@ -82,7 +84,7 @@ def gemm(imp: Importer, node: onnx.NodeProto) -> None:
             c.dtype)
         if c.size not in (1, weight.shape[0]):
             raise node_error(node, f"bias C of shape {list(c.shape)} is not one per unit")
-        bias = np.broadcast_to(c.reshape(-1), (weight.shape[0],)).astype(c.dtype)
+        bias = c.reshape(-1)  # one number for every unit: a shared bias
     x = imp.tensor(node.input[0], node)
     emit_dense(imp, node, x, weight, bias, node.output[0], node.input[1], not trans_b)
 

@@ -8,6 +8,8 @@ all three use the helpers of `shapes.py`. Conventions fixed here:
   3-D input `[batch, time, features]` is transformed at every step (matmul broadcasts), as torch
   Linear does. `dense(tied=enc)` holds `enc.weight` as its own `weight`, so its declared shape
   is `[in, units]` (enc's `[out, in]`) and `y = x @ W + b`; one array, both paths' gradients.
+  `dense(shared_bias=true)` has one bias b `[1]` added to every unit (Mazur's worked example
+  shares one bias per layer); its gradient is the sum of the units' gradients.
 - `dropout(rate=)` is the drop probability, `dropout(keep=)` the keep probability; a
   bare number is refused because the literature uses both. Inverted scaling at training time.
 - `mask_noise(rate)` zeroes each element with probability `rate` and does not rescale: the
@@ -57,19 +59,24 @@ def _dense_type(x: TensorType, *, units: int, **_: Any) -> TensorType:
 
 
 def _dense_weights(x: TensorType, *, units: int, use_bias: bool, tied: str | None,
-                   **_: Any) -> dict[str, WeightSpec]:
+                   shared_bias: bool = False, **_: Any) -> dict[str, WeightSpec]:
     n_in = known_dim("dense", x, -1, "input features")
     shape = (n_in, units) if tied is not None else (units, n_in)
     specs = {"weight": WeightSpec(shape, fan_in=n_in, fan_out=units)}
     if use_bias:
-        specs["bias"] = WeightSpec((units,), "bias", fan_in=n_in, fan_out=units)
+        specs["bias"] = WeightSpec((1 if shared_bias else units,), "bias", fan_in=n_in,
+                                   fan_out=units)
     return specs
 
 
 @layer_op("dense", infer=_dense_type, weights=_dense_weights, sample_params={"units": 3})
 def dense(P: Any, x: Any, *, units: int, use_bias: bool = True, tied: Label | None = None,
-          weight: Weight, bias: Weight = None) -> Any:
-    """y = x @ Wᵀ + b, W [units, in]; tied: y = x @ W + b with W the tied layer's [in, units]."""
+          shared_bias: bool = False, weight: Weight, bias: Weight = None) -> Any:
+    """y = x @ Wᵀ + b, W [units, in]; tied: y = x @ W + b with W the tied layer's [in, units].
+
+    shared_bias=true: b is one number [1] added to every unit (one bias per layer, as in
+    Mazur's step-by-step backpropagation example); dE/db is the sum over the units.
+    """
     y = P.matmul(x, weight if tied is not None else P.transpose(weight))
     return y if bias is None else P.add(y, bias)
 
