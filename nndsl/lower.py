@@ -17,7 +17,7 @@ from nndsl.errors import ErrorSink, NndslError, Span, did_you_mean
 from nndsl.grammar import ast
 from nndsl.ir import DTYPES, Call, TensorType
 from nndsl.ops.registry import Constraint, Init, OpDef, Regularizer
-from nndsl.ops.weight_files import FILE_PARAMS
+from nndsl.ops.weight_files import ARRAY_PARAMS, FILE_PARAMS
 from nndsl.passes.bind import BOOLS, Consts, bind_params, literal
 
 TENSOR_KINDS = ("activation", "layer", "loss", "metric")
@@ -289,9 +289,10 @@ def _weights_file(call: Call, span: Span) -> None:
         raise NndslError(f"defaults `weights` reads every weight from a file, not from "
                          f"{call.name}", span, expected='weights = from_npz("file.npz")',
                          hint="to draw weights at random, set `init` and `bias_init`")
-    if call.get("array"):
-        raise NndslError("defaults `weights` reads each weight's own array: leave out array=",
-                         span, expected='weights = from_npz("file.npz")',
+    key = ARRAY_PARAMS[call.name]
+    if call.get(key):
+        raise NndslError(f"defaults `weights` reads each weight's own array: leave out {key}=",
+                         span, expected=f'weights = {call.name}("...")',
                          hint="each weight reads the array named after it, `<label>.<param>`")
 
 

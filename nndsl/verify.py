@@ -19,13 +19,14 @@ rtol/atol) near zero, where a plain relative error means nothing. A row is ok ex
 element is within its bound, i.e. when max_rel ≤ rtol.
 
 Weights are the spec's initial weights (the train block's seed, as `nndsl compile` exports them)
-or a run directory's `weights.npz`, checked against the declared shapes. A model that cannot be
+or a run directory's (nndsl/run_weights.py: a model's own MODEL.weights.npz, then the trained
+model's weights.npz, whose layers a model sharing their labels reads), checked against the
+declared shapes. A model that cannot be
 exported to ONNX is one failed row ("not exportable") with the exporter's reason.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ from nndsl.export import load_onnx, pick_model
 from nndsl.initialize import initialize
 from nndsl.interpreter import run
 from nndsl.ir import NUMPY_DTYPE, Graph, Program, TrainSpec
+from nndsl.run_weights import run_arrays, run_model_name
 
 BATCHES = (1, 7)
 TIMES = (3, 11)  # only for models with an input that has a `time` axis
@@ -172,16 +174,6 @@ def _unreadable(file: Path, e: Exception) -> NndslError:
     return NndslError(f"cannot read weights from {file}: {reason}",
                       hint="weights.npz must hold plain numeric arrays, one per "
                       "`<label>.<param>`, as `nndsl train` writes them")
-
-
-def run_model_name(path: Path) -> str | None:
-    """The model a run directory was trained for (its config.json), if it says."""
-    config = path / "config.json" if path.is_dir() else path.parent / "config.json"
-    try:
-        name = json.loads(config.read_text(encoding="utf-8")).get("model")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return name if isinstance(name, str) else None
 
 
 def check_weights(graph: Graph, arrays: Mapping[str, np.ndarray],
@@ -437,6 +429,8 @@ def verify_program(program: Program, sources: SourceMap, *, onnx_model: Any = No
     arrays = read_weights(weights_path) if weights_path is not None else weights
     rows: list[Row] = []
     for graph in select_models(program, onnx_model, weights_path):
+        if weights_path is not None and weights_path.is_dir():  # the run's arrays for graph
+            arrays = run_arrays(weights_path, graph.name)
         given = (check_weights(graph, arrays, str(weights_path or "weights"))
                  if arrays is not None else initial_weights(program, graph))
         rows += verify_graph(program, sources, graph, given, onnx_model, seed)

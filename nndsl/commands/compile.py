@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(a standalone nn.Module file) when it ends in .py)")
     parser.add_argument("-o", "--output", help="write to this file instead of stdout")
     parser.add_argument("--model", help="which model of the spec to export")
+    parser.add_argument("--weights", metavar="RUN_DIR",
+                        help="export with a run's trained weights (ONNX): the model's own "
+                        "MODEL.weights.npz, else weights.npz, whose layers it may share by label")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERRORS
     if args.emit == "onnx" or (args.output or "").endswith(".onnx"):
         return _compile_onnx(args, program, sources)
+    if args.weights:
+        print("nndsl compile: --weights exports trained weights to ONNX: give -o FILE.onnx",
+              file=sys.stderr)
+        return EXIT_USAGE
     if args.emit == "torch" or (args.output or "").endswith(".py"):
         return _compile_torch(args, program, sources)
     text = "\n\n".join(format_graph(g) for g in program.models)
@@ -50,7 +57,7 @@ def _compile_onnx(args: argparse.Namespace, program, sources) -> int:  # type: i
         return EXIT_USAGE
     try:
         graph = pick_model(program, args.model)
-        model = export_onnx(program, sources, graph)
+        model = export_onnx(program, sources, graph, _trained(args, graph))
         Path(args.output).write_bytes(model.SerializeToString())
     except NndslError as e:
         print_error(e, sources, args.spec)
@@ -84,6 +91,16 @@ def _compile_torch(args: argparse.Namespace, program, sources) -> int:  # type: 
         return EXIT_ERRORS
     print(f"wrote {args.output} (model {graph.name} as a torch.nn.Module)")
     return EXIT_OK
+
+
+def _trained(args: argparse.Namespace, graph):  # type: ignore[no-untyped-def]
+    """`--weights RUN_DIR`: the run's arrays for `graph` (nndsl/run_weights.py), checked
+    against its declared shapes; None: the spec's initial weights."""
+    if not args.weights:
+        return None
+    from nndsl.run_weights import trained_weights
+
+    return trained_weights(Path(args.weights), graph)
 
 
 register(Command("compile", "lower a spec (to IR text, ONNX or a torch module)", add_arguments,

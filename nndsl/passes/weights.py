@@ -10,6 +10,7 @@ import numpy as np
 from nndsl.errors import NndslError, Span
 from nndsl.ir import Call, WeightDecl, format_shape
 from nndsl.ops.registry import OpDef, WeightSpec
+from nndsl.ops.weight_files import ARRAY_PARAMS, for_weight, whole_layer
 
 ROLE_INIT_KEY = {"weight": "init", "bias": "bias_init"}
 ROLE_FALLBACK = {"weight": Call("glorot_uniform"), "bias": Call("zeros")}
@@ -33,12 +34,14 @@ def literal_init(value: Any, shape: tuple[int, ...], where: str, span: Span) -> 
 
 
 def from_file(default: Call | None, name: str) -> Call | None:
-    """`defaults { weights = from_npz("model.npz") }`: this weight's array in that file (the
-    array named after the weight, `<label>.<param>`), positioned at the defaults line."""
+    """`defaults { weights = from_npz("model.npz") }` (or `from_run("runs/ae")`): this weight's
+    array in that file (the array named after the weight, `<label>.<param>`), positioned at the
+    defaults line."""
     if default is None:
         return None
-    return Call(default.name, (*(kv for kv in default.kwargs if kv[0] != "array"),
-                               ("array", name)), default.span)
+    key = ARRAY_PARAMS.get(default.name, "array")
+    return Call(default.name, (*(kv for kv in default.kwargs if kv[0] != key),
+                               (key, name)), default.span)
 
 
 def make_weights(opdef: OpDef, specs: Mapping[str, WeightSpec], label: str,
@@ -49,6 +52,7 @@ def make_weights(opdef: OpDef, specs: Mapping[str, WeightSpec], label: str,
     Weights take the model's float precision (`dtype`): f64 when an input is declared f64.
     """
     decls: list[WeightDecl] = []
+    whole = options.get("init") if whole_layer(options.get("init")) else None
     for param, spec in specs.items():
         name = f"{label}.{param}"
         if param in options:
@@ -56,6 +60,8 @@ def make_weights(opdef: OpDef, specs: Mapping[str, WeightSpec], label: str,
         else:
             key = ROLE_INIT_KEY.get(spec.role)
             init = options.get(key) if key else None
+            if whole is not None and (key == "init" or init is None):  # from_run(RUN, LABEL)
+                init = for_weight(whole, param)  # starts every weight: LABEL.param
             init = init or from_file(defaults.get("weights"), name)
             init = init or spec.init or (defaults.get(key) if key else None)
             init = init or ROLE_FALLBACK.get(spec.role) or Call("zeros")
