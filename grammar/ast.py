@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from lark import Token, Transformer, v_args
@@ -202,8 +203,22 @@ RESERVED = frozenset({"true", "false", "input", "output", "model", "block", "tra
                       "defaults", "target", "phase", "repeat"})
 
 
-def _number(text: str) -> int | float:
-    return int(text) if text.isdigit() else float(text)
+MAX_INT = 2**63 - 1  # a literal no size, count or seed can exceed (int64, as ONNX stores them)
+
+
+def _number(text: str, span: Span) -> int | float:
+    """A literal's value; one that overflows (`1e400` is inf as a float) is an error here, so
+    no hyper-parameter or size is ever infinite or beyond int64."""
+    if text.isdigit():
+        if len(text) > 19 or int(text) > MAX_INT:
+            raise NndslError(f"the number {text[:20]}{'...' if len(text) > 20 else ''} is too "
+                             "large", span, expected=f"an integer up to {MAX_INT:,}")
+        return int(text)
+    value = float(text)
+    if math.isinf(value):
+        raise NndslError(f"the number {text} is too large: it overflows to infinity", span,
+                         expected="a finite number (at most about 1.8e308)")
+    return value
 
 
 def _unquote(text: str, span: Span) -> str:
@@ -296,7 +311,7 @@ class ToAst(Transformer):
 
     # expressions
     def number(self, meta, c):  # type: ignore[no-untyped-def]
-        return Number(self._span(meta), _number(str(c[0])))
+        return Number(self._span(meta), _number(str(c[0]), self._span(meta)))
 
     def string(self, meta, c):  # type: ignore[no-untyped-def]
         return String(self._span(meta), _unquote(str(c[0]), self._span(meta)))

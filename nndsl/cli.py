@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 from nndsl import __version__
@@ -32,7 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        with warnings.catch_warnings():
+            if not args.debug:  # NumPy's overflow warnings name internal lines; nndsl checks
+                warnings.simplefilter("ignore", RuntimeWarning)  # values itself, says why
+            return func(args)
     except BrokenPipeError:  # `nndsl ... | head`: the reader left; not an error of ours
         sys.stderr.close()
         return EXIT_OK

@@ -7,6 +7,7 @@ so one mistake gives one error while independent mistakes are all reported.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,8 @@ LAYER_OPTIONS: dict[str, Any] = {  # accepted by every layer that owns weights
 }
 DEFAULT_KEYS = ("init", "bias_init", "regularize", "constraint", "weights")
 DEFAULT_OPTIONS = {**LAYER_OPTIONS, "weights": Init}  # weights = from_npz(PATH): every weight
-__all__ = ["ModelBuilder", "Poisoned", "Scope", "tensor_type"]  # Poisoned: the builder's
+__all__ = ["ModelBuilder", "Poisoned", "Scope", "refuse_shadowing",  # Poisoned: the builder's
+           "tensor_type"]
 MAX_REPEAT = 10_000
 MAX_BLOCK_DEPTH = 50  # blocks inside blocks: expansion recurses, so Python's stack is the bound
 
@@ -227,6 +229,7 @@ class ModelBuilder(GraphBuilder):
         for stmt in stmts:
             match stmt:
                 case ast.Binding(name=name, value=value):
+                    refuse_shadowing(stmt, self.blocks)
                     last = self.tensor(value, scope)
                     scope.values[name] = last
                 case ast.ExprStmt(value=value):
@@ -270,6 +273,22 @@ class _DefaultsHolder:
 
     key: str
     name: str = "defaults"
+
+
+def refuse_shadowing(stmt: ast.Binding, blocks: Mapping[str, ast.BlockDef]) -> None:
+    """A binding may not take the name of an op a chain can apply, or of a block: in
+    `x -> relu` the name means the op (or block), so such a value could never be applied and
+    would silently be read as the other. An error, at the binding."""
+    opdef = ops.OPS.get(stmt.name)
+    if opdef is not None and opdef.kind in TENSOR_KINDS:
+        what = f"the {opdef.kind} '{stmt.name}'"
+    elif stmt.name in blocks:
+        what = f"block '{stmt.name}'"
+    else:
+        return
+    raise NndslError(f"the binding '{stmt.name}' has the name of {what}", stmt.span,
+                     hint=f"`x -> {stmt.name}` would apply {what}, not this value: pick "
+                     f"another name, e.g. '{stmt.name}_out'")
 
 
 def tensor_type(t: ast.TypeExpr) -> TensorType:
@@ -333,16 +352,14 @@ def _fold(op: str, a: float, b: float, span: Span) -> float:
         return _power(a, b, span)
     if op == "div" and b == 0:
         raise NndslError("division by zero", span)
-    return {"add": a + b, "sub": a - b, "mul": a * b}[op] if op != "div" else a / b
-
-
-def _not_an_unknown_value(expr: ast.Expr, scope: Scope) -> None:
-    """Where a tensor input may stand, a name that means nothing is a misspelt value, not a
-    parameter (else the error would be about positional parameters)."""
-    known = (BOOLS, scope.consts.values, ops.OPS)
-    if isinstance(expr, ast.Name) and not any(expr.id in names for names in known):
-        raise NndslError(f"unknown name '{expr.id}'", expr.span,
-                         hint=did_you_mean(expr.id, scope.values) or _names_hint(scope))
+    try:
+        value = {"add": a + b, "sub": a - b, "mul": a * b}[op] if op != "div" else a / b
+    except OverflowError:  # an int too large for a float division
+        value = math.inf
+    if not math.isfinite(value) or (isinstance(value, int) and abs(value) >= 2**63):
+        raise NndslError("this arithmetic overflows", span, received=str(value)[:24],
+                         expected="a finite number (sizes and counts up to 2**63)")
+    return value
 
 
 def _power(a: float, b: float, span: Span) -> float:
@@ -363,6 +380,15 @@ def _power(a: float, b: float, span: Span) -> float:
         raise NndslError("this arithmetic overflows", span, received=f"{a:g} ** {b:g}",
                          expected="a finite number (sizes and counts up to 2**63)")
     return value
+
+
+def _not_an_unknown_value(expr: ast.Expr, scope: Scope) -> None:
+    """Where a tensor input may stand, a name that means nothing is a misspelt value, not a
+    parameter (else the error would be about positional parameters)."""
+    known = (BOOLS, scope.consts.values, ops.OPS)
+    if isinstance(expr, ast.Name) and not any(expr.id in names for names in known):
+        raise NndslError(f"unknown name '{expr.id}'", expr.span,
+                         hint=did_you_mean(expr.id, scope.values) or _names_hint(scope))
 
 
 def _names_hint(scope: Scope) -> str | None:

@@ -14,7 +14,7 @@ from nndsl.errors import ErrorSink, NndslError, SourceMap, Span, did_you_mean
 from nndsl.grammar import ast
 from nndsl.grammar.parser import parse
 from nndsl.ir import Graph, Program, TrainSpec
-from nndsl.lower import ModelBuilder, Poisoned, Scope
+from nndsl.lower import ModelBuilder, Poisoned, Scope, refuse_shadowing
 from nndsl.passes.verify import verify
 
 SPEC_SUFFIX = ".nn"
@@ -49,7 +49,7 @@ def read_source(path: Path, sources: SourceMap, span: Span | None = None,
         raise NndslError(f"{path} is too large for a spec ({target.stat().st_size} bytes)", span,
                          expected=f"at most {MAX_SPEC_BYTES} bytes")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (some editors') dropped
     except FileNotFoundError:
         raise NndslError(f"no such spec file: {path}", span) from None
     except UnicodeDecodeError:
@@ -82,6 +82,7 @@ class Loader:
         if text is None:
             text = read_source(Path(name), self.sources, span, imported=not main)
         else:
+            text = text.removeprefix("\ufeff")
             self.sources[name] = text
         module = parse(text, name)
         self.stack.append(key)
@@ -143,6 +144,10 @@ def lower_model(model: ast.ModelDef, defs: Definitions, sink: ErrorSink) -> Grap
                 if name in scope.values:
                     sink.add(NndslError(f"'{name}' is already defined", stmt.span,
                                         hint="every name is bound once; pick a new name"))
+                    continue
+                if not _guard(sink, lambda stmt=stmt: refuse_shadowing(stmt, defs.blocks)):
+                    scope.values[name] = name  # poisoned: later uses are skipped silently
+                    b.types[name] = None
                     continue
                 if not _guard(sink, lambda stmt=stmt: _bind(b, scope, stmt)):
                     scope.values[name] = name  # poisoned: later uses are skipped silently
