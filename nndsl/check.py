@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,7 @@ from nndsl.errors import NndslError
 from nndsl.initialize import initialize
 from nndsl.interpreter import run
 from nndsl.ir import NUMPY_DTYPE, Graph, Program, TensorType, TrainSpec
+from nndsl.memory import Estimate, check_memory
 
 SYMBOL_SIZES = {"batch": 2, "time": 5}
 OTHER_SYMBOL_SIZE = 3
@@ -35,10 +37,12 @@ class ModelReport:
     inputs: dict[str, list[int | str]]
     outputs: dict[str, list[int | str]]
     layers: list[LayerRow] = field(default_factory=list)
+    memory: Estimate | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "params": self.params, "inputs": self.inputs,
-                "outputs": self.outputs, "layers": [vars(r) for r in self.layers]}
+                "outputs": self.outputs, "layers": [vars(r) for r in self.layers],
+                "memory": self.memory.as_json() if self.memory else None}
 
 
 def concrete(shape: tuple[int | str, ...], sizes: dict[str, int] | None = None) -> tuple[int, ...]:
@@ -82,7 +86,7 @@ def random_inputs(graph: Graph, rng: np.random.Generator,
 
 
 def report(graph: Graph) -> ModelReport:
-    sizes = {w.name: int(np.prod(w.shape)) for w in graph.weights if w.role != "buffer"}
+    sizes = {w.name: math.prod(w.shape) for w in graph.weights if w.role != "buffer"}
     rows, counted = [], set()
     for node in graph.nodes:
         own = [w for _, w in node.weights if w in sizes and w not in counted]
@@ -156,13 +160,17 @@ def check_penalties(graph: Graph, trains: Sequence[TrainSpec]) -> None:
                                  "[out, in, *kernel]") from e
 
 
-def check_program(program: Program) -> list[ModelReport]:
+def check_program(program: Program, max_memory: int | None = None) -> list[ModelReport]:
+    """Each model's report; the memory estimate first (nndsl/memory.py), so a model too large
+    for the machine is refused at its layer before the trial forward pass allocates it."""
+    estimates = check_memory(program, max_memory)
     seeds = {t.model: t.get("seed", 0) for t in program.trains}
     reports = []
-    for graph in program.models:
+    for graph, memory in zip(program.models, estimates, strict=True):
         run_forward(graph, seeds.get(graph.name, 0))
         check_penalties(graph, [t for t in program.trains if t.model == graph.name])
         reports.append(report(graph))
+        reports[-1].memory = memory
     return reports
 
 

@@ -96,5 +96,7 @@ def test_check_prints_a_table_per_model(capsys: pytest.CaptureFixture[str]) -> N
     assert lines[0] == "model xor"
     assert lines[2].split("┃")[1:-1] == [" layer   ", " op      ", " output shape ", " params "]
     assert lines[4] == "│ x       │ input   │ [batch, 2]   │      0 │"
-    assert lines[-2] == "│ total   │         │              │      9 │"
-    assert len({len(line) for line in lines[1:]}) == 1  # every row as wide as the box
+    assert lines[-3] == "│ total   │         │              │      9 │"
+    assert len({len(line) for line in lines[1:-1]}) == 1  # every row as wide as the box
+    assert lines[-1] == ("memory: parameters 36 B, activations at batch 4 128 B; training "
+                         "needs about 400 B")

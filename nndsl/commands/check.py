@@ -7,6 +7,7 @@ import json
 
 from nndsl.commands import EXIT_ERRORS, EXIT_OK, Command, register
 from nndsl.commands._common import box_table, load_spec, print_error
+from nndsl.memory import add_option as add_memory_option
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,6 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON report")
     parser.add_argument("--grad", action="store_true", help="also compare gradients with "
                         "central finite differences (float64); exit 1 over tolerance")
+    add_memory_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         sources = None
         try:
             program, sources = load_spec(spec)
-            results.extend(check_program(program))
+            results.extend(check_program(program, args.max_memory))
             if args.grad and not _check_gradients(program, args.json):
                 failed = True
         except NndslError as e:
@@ -68,6 +70,8 @@ def _print_reports(reports) -> None:  # type: ignore[no-untyped-def]
                  for row in r.layers]
         print(box_table(f"model {r.name}", ("layer", "op", "output shape", "params"), rows,
                         ("total", "", "", f"{r.params:,}")))
+        if r.memory is not None:
+            print(r.memory.text())
 
 
 register(Command("check", "parse, check and run one forward pass of specs", add_arguments, run,

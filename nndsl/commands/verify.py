@@ -7,6 +7,7 @@ import json
 
 from nndsl.commands import EXIT_ERRORS, EXIT_OK, Command, register
 from nndsl.commands._common import load_spec, print_error
+from nndsl.memory import add_option as add_memory_option
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,15 +17,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", metavar="RUN_DIR",
                         help="a run directory (or its weights.npz) instead of initial weights")
     parser.add_argument("--json", action="store_true", help="print every comparison as JSON")
+    add_memory_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from nndsl.errors import NndslError
-    from nndsl.verify import tolerance_text, verify_program
+    from nndsl.memory import check_memory
+    from nndsl.verify import BATCHES, tolerance_text, verify_program
 
     sources = None
     try:
         program, sources = load_spec(args.spec)
+        check_memory(program, args.max_memory, batch=max(BATCHES))
         rows = verify_program(program, sources, onnx_model=args.model, weights=args.weights)
     except NndslError as e:
         print_error(e, sources or getattr(e, "sources", None), args.spec)

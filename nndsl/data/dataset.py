@@ -56,8 +56,10 @@ def where(spec: TrainSpec) -> Span | None:
 
 def _check(name: str, array: np.ndarray, ty: TensorType, source: str, spec: TrainSpec) -> \
         np.ndarray:
-    """One array against its declaration: rank, fixed sizes, finite values; cast to dtype."""
+    """One array against its declaration: its kind of values, rank, fixed sizes, values
+    finite and within the declared dtype; cast to that dtype (see `convert`)."""
     role = "target" if name in dict(spec.targets) else "input"
+    _kind(array, source, spec)
     want = ty.shape[1:]
     got = array.shape[1:]
     fits = len(want) == len(got) and all(not isinstance(w, int) or w == g
@@ -74,18 +76,63 @@ def _check(name: str, array: np.ndarray, ty: TensorType, source: str, spec: Trai
                          expected=f"rows of {format_shape(want)} "
                          f"(declared {format_shape(ty.shape)})",
                          received=f"rows of {format_shape(got)} ({len(array)} rows)")
-    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         bad = np.argwhere(~np.isfinite(array))[0]
         raise NndslError(f"data array '{source}' from {describe(spec)} holds NaN or infinity",
                          where(spec), received=f"{array[tuple(bad)]} at index "
                          f"{tuple(int(i) for i in bad)}", hint="nndsl does not fill in missing "
                          "values: drop or impute those rows first")
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-        raise NndslError(f"data array '{source}' from {describe(spec)} is not numeric",
-                         where(spec), received=f"dtype {array.dtype}")
     if ty.dtype.startswith("i") and np.issubdtype(array.dtype, np.floating):
         _integral(name, array, spec)
-    return array.astype(NUMPY_DTYPE[ty.dtype])
+    return convert(array, np.dtype(NUMPY_DTYPE[ty.dtype]), source, spec)
+
+
+KINDS = {"c": "complex numbers", "U": "strings", "S": "byte strings", "O": "Python objects",
+         "V": "records (a structured dtype)", "M": "dates", "m": "time differences"}
+
+
+def _kind(array: np.ndarray, source: str, spec: TrainSpec) -> None:
+    """Only numbers and booleans, with rows: complex, text, objects, records, dates and a
+    single number (a 0-d array) are errors, never silently cast."""
+    what = KINDS.get(array.dtype.kind) or ("records (a structured dtype)" if array.dtype.names
+                                            else None)
+    if what is not None:
+        raise NndslError(f"data array '{source}' from {describe(spec)} is not numeric: it holds "
+                         f"{what}",
+                         where(spec), expected="numbers (float, integer or bool)",
+                         received=f"dtype {array.dtype}",
+                         hint="store the real and imaginary parts as separate arrays" if
+                         array.dtype.kind == "c" else "store plain numeric arrays; encode "
+                         "categories as integers")
+    if array.ndim == 0:
+        raise NndslError(f"data array '{source}' from {describe(spec)} is a single number, "
+                         "not rows", where(spec), expected="an array with one row per example",
+                         received=f"a 0-d array ({array.item()!r})")
+
+
+def convert(array: np.ndarray, dtype: np.dtype, source: str, spec: TrainSpec) -> np.ndarray:
+    """Data in the declared dtype. bool becomes 0/1; integers must be exact in it (every
+    int8/int16/uint8/uint16 value is; larger ones beyond 2**24 may not be in float32) and floats
+    within its range (1e39 does not fit float32) — else an error naming the value's index."""
+    if array.dtype == dtype or array.dtype.kind == "b":
+        return array.astype(dtype)
+    if array.dtype.kind == "f" and dtype.kind == "f":
+        outside = np.abs(array) > np.finfo(dtype).max
+        problem = f"outside {dtype}'s range (largest {np.finfo(dtype).max:.3g})"
+        with np.errstate(all="ignore"):
+            converted = array.astype(dtype)
+    else:
+        with np.errstate(all="ignore"):
+            converted = array.astype(dtype)
+            outside = converted.astype(array.dtype) != array
+        problem = f"not exactly representable as {dtype}"
+    if outside.any():
+        at = _first(outside)
+        raise NndslError(f"data array '{source}' from {describe(spec)} holds {array[at]} at "
+                         f"index {at}: {problem}", where(spec), expected=f"values {dtype} holds",
+                         received=f"{array[at]} ({array.dtype})", hint="rescale the data "
+                         "(standardize it), or declare a wider dtype (f64)")
+    return converted
 
 
 def _first(mask: np.ndarray) -> tuple[int, ...]:
@@ -160,12 +207,19 @@ def bind(wanted: dict[str, TensorType], graphs: list[Graph], spec: TrainSpec,
     return bound
 
 
-def split(arrays: dict[str, np.ndarray], fraction: float, seed: int) -> Dataset:
-    """Hold out `fraction` of the rows (a seeded random choice) for validation."""
+def split(arrays: dict[str, np.ndarray], fraction: float, seed: int,
+          span: Span | None = None) -> Dataset:
+    """Hold out `fraction` of the rows (a seeded random choice) for validation; `span` is the
+    `split = ...` setting's."""
     rows = len(next(iter(arrays.values())))
     held = int(round(rows * fraction))
     if fraction and not 0 < held < rows:
-        raise NndslError(f"split = {fraction} leaves no rows on one side of {rows}")
+        side = "validation" if held == 0 else "training"
+        raise NndslError(f"split = {fraction} leaves no {side} rows of the data's {rows}",
+                         span, expected=f"a fraction of the {rows} rows that holds out 1 to "
+                         f"{rows - 1} of them", received=f"{held} held out",
+                         hint="more data, or a larger split" if held == 0 else
+                         "a smaller split")
     order = np.random.default_rng([seed, 7]).permutation(rows)
     val, train = order[:held], order[held:]
     return Dataset({k: v[train] for k, v in arrays.items()},
@@ -175,4 +229,4 @@ def split(arrays: dict[str, np.ndarray], fraction: float, seed: int) -> Dataset:
 def load_dataset(wanted: dict[str, TensorType], graphs: list[Graph], spec: TrainSpec,
                  base_dir: Path) -> Dataset:
     arrays = bind(wanted, graphs, spec, load_arrays(spec, base_dir))
-    return split(arrays, spec.get("split", 0.0), spec.get("seed", 0))
+    return split(arrays, spec.get("split", 0.0), spec.get("seed", 0), spec.where("split"))

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import numpy as np
 
 from nndsl.errors import NndslError, Span, did_you_mean
+from nndsl.npz import NpzArchive, open_npz
 from nndsl.ops.optimizers import require
 from nndsl.ops.registry import op
 
@@ -42,6 +43,14 @@ def _cell_span(file: Path, line: int, raw: str, record: list[str], j: int, sep: 
     return Span(str(file), line, column, line, column + max(1, len(record[j])))
 
 
+def visible(text: str, limit: int = 40) -> str:
+    """A cell as a message can show it: characters a terminal would hide (NUL, other control
+    characters) written as escapes, and at most `limit` characters."""
+    shown = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                    for ch in text[:limit])
+    return shown + (f"... ({len(text):,} characters)" if len(text) > limit else "")
+
+
 def _is_number(cell: str) -> bool:
     try:
         return math.isfinite(float(cell))
@@ -62,7 +71,7 @@ class _CsvReader:
         reader = csv.reader(io.StringIO(text), delimiter=self.sep)
         names: list[str] | None = None
         rows: list[list[float]] = []
-        for record in reader:
+        for record in _records(reader, self.file):
             if not any(cell.strip() for cell in record):
                 continue
             if names is None:
@@ -87,13 +96,30 @@ class _CsvReader:
         if all(_is_number(cell) for cell in record):
             return [float(cell) for cell in record]
         j = next(j for j, cell in enumerate(record) if not _is_number(cell))
-        column = f"column {j + 1}" + (f" ('{names[j]}')" if names[j] else "")
-        shown = f"'{record[j].strip()}'" if record[j].strip() else "an empty cell"
+        column = f"column {j + 1}" + (f" ('{visible(names[j])}')" if names[j] else "")
+        shown = f"'{visible(record[j].strip())}'" if record[j].strip() else "an empty cell"
         raise NndslError(
             f"data row {row}, {column}: {shown} is not a number",
             _cell_span(self.file, line, raw, record, j, self.sep),
             expected="a finite number", received=shown,
             hint="encode classes as integers; nndsl does not fill in missing values")
+
+
+def _records(reader: Any, file: Path) -> Iterable[list[str]]:
+    """The reader's records; its own errors (a field over csv's limit of 131,072 characters,
+    a newline in an unquoted field) as positioned errors."""
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            line = reader.line_num
+            raise NndslError(f"data file '{file}', line {line}: {e}",
+                             Span(str(file), line, 1, line, 2),
+                             hint="a CSV of numbers has short fields: check the file and its "
+                             "delimiter") from None
+        yield record
 
 
 Columns = str | int | tuple[str, ...] | tuple[int, ...] | None
@@ -146,39 +172,24 @@ def csv_data(base_dir: Path, *, path: str, target: Columns = None, header: bool 
 Names = Annotated[tuple[tuple[str, str], ...], "names"]
 
 
-def _open_npz(file: Path) -> Any:
-    try:
-        archive = np.load(file, allow_pickle=False)
-    except FileNotFoundError:
-        raise NndslError(f"data file '{file}' does not exist",
-                         hint="relative paths are relative to the spec file's folder") from None
-    except (OSError, ValueError) as e:
-        raise NndslError(f"data file '{file}' is not a NumPy .npz archive ({e})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise NndslError(f"data file '{file}' holds one array (.npy), not an .npz archive",
-                         hint="save named arrays with numpy.savez('f.npz', X=..., y=...)")
-    return archive
-
-
-def _npz_array(archive: Any, file: Path, key: str) -> np.ndarray:
+def _npz_array(archive: NpzArchive, file: Path, key: str) -> np.ndarray:
     if key not in archive.files:
         raise NndslError(f"'{file.name}' has no array '{key}'", expected=", ".join(archive.files),
                          received=key, hint=did_you_mean(key, archive.files))
-    try:
-        return np.asarray(archive[key])
-    except ValueError:
-        raise NndslError(f"array '{key}' in '{file.name}' holds Python objects",
-                         hint="store numeric arrays") from None
+    return archive.read(key)
 
 
 @op("npz", "data")
 def npz(base_dir: Path, *, path: str, arrays: Names = ()) -> Arrays:
     """data[NAME] = file[ARRAY] for each NAME="ARRAY" given; without any, every array as named.
 
-    `npz("digits.npz", x="X", y="y")` feeds the array X to the model input or target x. Arrays
-    keep their stored dtype; the trainer casts them to the declared types.
+    `npz("digits.npz", x="X", y="y")` feeds the array X to the model input or target x. Each
+    array becomes the declared dtype: bool as 0/1, integers when exact in it (every int8, int16,
+    uint8 and uint16 value is; float32 holds integers up to 2**24 exactly), floats when within
+    its range (1e39 is not a float32). Complex, text, object, structured and 0-d arrays are
+    errors, as is a header whose shape the stored bytes do not hold.
     """
     file = base_dir / path
-    with _open_npz(file) as archive:
+    with open_npz(file, "data file") as archive:
         pairs = arrays or tuple((key, key) for key in archive.files)
         return {name: _npz_array(archive, file, key) for name, key in pairs}
