@@ -53,6 +53,23 @@ def stop_after_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
     monkeypatch.setattr(Session, "stop_here", stop_here)
 
 
+def signal_after_step(monkeypatch: pytest.MonkeyPatch, step: int, number: int) -> None:
+    """Send this process signal `number` (SIGINT, SIGTERM, ...) once `step` updates are done,
+    as a user or a supervisor would mid-epoch: the run's own handler then stops it there."""
+    import signal
+
+    from nndsl.training.session import Session
+
+    original = Session.stop_here
+
+    def stop_here(self: Session, position: Any) -> None:
+        if self.step == step and not self.stop_requested:
+            signal.raise_signal(number)
+        original(self, position)
+
+    monkeypatch.setattr(Session, "stop_here", stop_here)
+
+
 def assert_same_run(want: Any, got: Any) -> None:
     """Two run directories hold the same weights (bit for bit) and the same metrics.csv."""
     for file in sorted(p.name for p in want.glob("*weights.npz")):

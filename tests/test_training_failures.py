@@ -133,9 +133,9 @@ def _rewrite_meta(path: Path, **changes: Any) -> None:
 
 @pytest.mark.parametrize("changes, message", [
     ({"epoch": "three"}, "its record's 'epoch' is 'three'"),
-    ({"step": -4}, "step -4"),
+    ({"step": -4}, "its record's 'step' is -4"),
     ({"history": None}, "its record's 'history' is None"),
-    ({"backend": "cuda-magic"}, "backend 'cuda-magic'"),
+    ({"backend": "cuda-magic"}, "its record's 'backend' is 'cuda-magic'"),
 ])
 def test_a_damaged_checkpoint_record_is_refused(tmp_path: Path, capsys, changes: dict,
                                                 message: str) -> None:  # type: ignore[no-untyped-def]

@@ -18,7 +18,7 @@ models in `check`; `data` says which arrays it reads; `run` trains one stage thr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -84,6 +84,15 @@ class Trainer:
 
     def run(self, session: Session, stage: Stage, index: int, start: Position | None) -> None:
         raise NotImplementedError
+
+    def check_state(self, position: Position, models: Mapping[str, Graph]) -> None:
+        """Refuse checkpointed state this trainer would misread, before a resume starts
+        (raise `checkpoint_schema.Damaged(field, value, expected)`). The record's generic parts
+        (position, generator, history, finite numbers) are checked already; the default checks
+        that slots named after weights hold arrays of the weight's shape and dtype."""
+        from nndsl.training.checkpoint_schema import check_weight_slots
+
+        check_weight_slots(position.state, models)
 
 
 TRAINERS: dict[str, type[Trainer]] = {}

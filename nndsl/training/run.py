@@ -20,15 +20,23 @@ from nndsl import ops
 from nndsl.backend import default_backend, make_engine
 from nndsl.data.dataset import load_dataset
 from nndsl.errors import NndslError
-from nndsl.files import atomic_write, prepare_run_dir
+from nndsl.files import (
+    atomic_write,
+    check_writable,
+    default_run_dir,
+    lock_run_dir,
+    prepare_run_dir,
+)
 from nndsl.initialize import initialize
 from nndsl.ir import NUMPY_DTYPE, Graph, Program, TensorType, TrainSpec
+from nndsl.memory import check_memory
 from nndsl.progress import Reporter
 from nndsl.training import checkpoint, records
 from nndsl.training.best import Best
 from nndsl.training.diagnostics import check_rows, findings
 from nndsl.training.outputs import export_run, save_history, save_run
 from nndsl.training.registry import CheckContext, Trainer
+from nndsl.training.resume import start_position
 from nndsl.training.session import Interrupted, Position, Session
 from nndsl.training.stages import Stage, stages
 
@@ -86,30 +94,44 @@ def _bytes_needed(graphs: list[Graph]) -> int:
                    for g in graphs for w in g.weights)
 
 
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # Ctrl-C; docker stop, systemd, kill; hang-up
+
+
 @contextmanager
-def stop_on_interrupt(session: Session) -> Iterator[None]:
-    """The first Ctrl-C asks the trainer to checkpoint after its current step and stop; a second
-    one interrupts at once (the last checkpoint on disk stays whole either way)."""
+def stop_on_interrupt(session: Session) -> Iterator[dict[str, int]]:
+    """The first Ctrl-C, SIGTERM (`docker stop`, systemd, `timeout`, plain `kill`) or SIGHUP (a
+    closed terminal) asks the trainer to checkpoint after its current step and stop; a second
+    one ends the process at once (the last checkpoint on disk stays whole either way). Yields
+    {"signal": number} once one has arrived, for the exit status (128 + number)."""
+    received: dict[str, int] = {}
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
+    numbers = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
 
     def ask(signum: int, frame: Any) -> None:
+        received.setdefault("signal", signum)
         session.stop_requested = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for number in numbers:
+            signal.signal(number, signal.default_int_handler if number == signal.SIGINT
+                          else signal.SIG_DFL)
 
-    previous = signal.signal(signal.SIGINT, ask)
+    previous = {number: signal.signal(number, ask) for number in numbers}
     try:
-        yield
+        yield received
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
 @dataclass
 class Checkpointer:
     """The session's checkpoint hook: writes when it must (a stage ends, a stop was asked for),
     else after an epoch once `every` seconds have passed since the last write — a checkpoint
-    costs a millisecond or more (it is flushed to disk), which short epochs would feel."""
+    costs a millisecond or more (it is flushed to disk), which short epochs would feel.
+
+    The final checkpoint (every one of the `stages` done) also keeps where the last stage
+    ended — its last offered position — so `--extend` can continue that stage exactly."""
 
     path: Path
     session: Session
@@ -117,16 +139,25 @@ class Checkpointer:
     every: float
     last: float = -math.inf
     written: tuple[int, int] | None = None  # the (epoch, step) last written by this run
+    stages: int = 0
+    offered: Position | None = None  # the last position a stage's trainer handed over
     best: Best | None = None  # written to best.npz just before the checkpoint that names it
 
     def __call__(self, position: Position, must: bool) -> None:
+        if position.stage < self.stages:
+            self.offered = position
         if not must and time.monotonic() - self.last < self.every:
             return
-        s, extra = self.session, {}
+        s, state, extra = self.session, position.state, {}
+        ended = self.offered
+        if position.stage >= self.stages > 0 and ended is not None and ended.epoch > 0 and \
+                ended.stage == self.stages - 1:
+            state, extra = ended.state, {"ended": {"epoch": ended.epoch,
+                                                   "record": ended.record}}
         if self.best is not None:
             self.best.save(self.path, self.meta)
             extra["best"] = self.best.record()
-        checkpoint.save(self.path / checkpoint.NAME, s.weights, position.state, {
+        checkpoint.save(self.path / checkpoint.NAME, s.weights, state, {
             **self.meta, "stage": position.stage, "epoch": position.epoch, "step": s.step,
             "record": position.record, "history": s.history.rows,
             "diagnostics": s.diagnostics.rows, **extra})
@@ -141,22 +172,12 @@ class Checkpointer:
                 f"{self.path / 'spec.nn'}, `nndsl train --resume {self.path}` continues from it")
 
 
-def resume_run(run_dir: str, quiet: bool = False) -> Path:
-    """Continue a run from its checkpoint, with the spec and options it was started with."""
-    from nndsl.program import load
+def resume_run(run_dir: str, quiet: bool = False, options: Any = None) -> Path:
+    """Continue a run from its checkpoint, with the spec and options it was started with
+    (nndsl/training/resume.py: options given again must agree with them)."""
+    from nndsl.training.resume import resume
 
-    saved = checkpoint.load(Path(run_dir) / checkpoint.NAME)
-    spec_file = Path(run_dir) / "spec.nn"
-    if not spec_file.is_file():
-        raise NndslError(f"{spec_file} is missing", hint="a run directory written by "
-                         "`nndsl train` keeps the spec it was started with as spec.nn")
-    program, _ = load(spec_file)
-    meta = saved.meta
-    every = meta.get("checkpoint_every")
-    return train_spec(program, str(spec_file), backend=meta["backend"], epochs=meta["epochs"],
-                      steps=meta["steps"], run_dir=run_dir, model=meta["model"], quiet=quiet,
-                      device=meta["device"], rng=meta["rng_mode"], resume=saved,
-                      checkpoint_every=float(every) if isinstance(every, int | float) else None)
+    return resume(run_dir, quiet, options)
 
 
 def _check_backend(run: Plan, backend: str) -> None:
@@ -171,58 +192,77 @@ def train_spec(program: Program, spec_file: str, *, backend: str | None = None,
                epochs: int | None = None, steps: int | None = None, run_dir: str | None = None,
                model: str | None = None, quiet: bool = False, device: str = "auto",
                rng: str = "device", resume: checkpoint.Checkpoint | None = None,
-               overwrite: bool = False, checkpoint_every: float | None = None) -> Path:
-    """Validate the data, prepare the run directory, train with checkpoints (one before the
-    first epoch, then after an epoch at most every `checkpoint_every` seconds, and at the end of
-    each stage), then write the run's files. A failure keeps the last good checkpoint."""
+               overwrite: bool = False, checkpoint_every: float | None = None,
+               max_memory: int | None = None, extend: bool = False) -> Path:
+    """Validate the memory estimate, the data and (resuming) the checkpoint, take the run
+    directory (one process at a time), train with checkpoints (one before the first epoch, then
+    after an epoch at most every `checkpoint_every` seconds, and at the end of each stage), then
+    write the run's files. A failure keeps the last good checkpoint."""
     spec = pick_train(program, model)
     backend = backend or default_backend()
     run = plan(program, spec)
     _check_backend(run, backend)
+    check_memory(program, max_memory)
     graphs = [program.model(name) for name in run.models]
     base_dir = Path(resume.meta["base_dir"]) if resume else Path(spec_file).resolve().parent
     data = load_dataset(run.data, graphs, spec, base_dir)  # before anything is written
     engine = make_engine(backend, device, rng)
-    if resume:
-        for g in graphs:
-            checkpoint.check_weights(resume, g.name, g.weights)
-        path, weights = Path(run_dir or "."), resume.weights
-    else:
-        path = prepare_run_dir(spec.model, run_dir, _bytes_needed(graphs), overwrite)
-        records.clear(path)
-        atomic_write(path / "spec.nn", Path(spec_file).read_bytes())
-        seed = int(spec.get("seed", 0))
-        weights = {g.name: initialize(g, seed + i) for i, g in enumerate(graphs)}
-    session = Session(program, spec, engine, data,
-                      {m: engine.to_backend(w) for m, w in weights.items()}, epochs, steps,
-                      step_rows=steps is not None)
-    reporter = Reporter(spec.model, {s.name: session.epochs_for(s) for s in run.stages}, quiet)
-    meta = {"model": spec.model, "backend": backend, "device": device, "rng_mode": rng,
-            "epochs": epochs, "steps": steps, "base_dir": str(base_dir),
-            "checkpoint_every": CHECKPOINT_SECONDS if checkpoint_every is None
-            else checkpoint_every}
-    best = Best(run.stages)
-    hook = Checkpointer(path, session, meta, meta["checkpoint_every"], best=best)
-    session.on_checkpoint = hook
-    start = checkpoint.position(resume) if resume else None
-    if resume:
-        session.step = int(resume.meta["step"])
-        session.history.rows = list(resume.meta["history"])
-        session.diagnostics.rows = check_rows(resume.meta.get("diagnostics", []))
-        best.resume(resume.meta.get("best"), path, {g.name: g for g in graphs})
-    else:
-        hook(Position(0), True)  # a run killed before its first epoch resumes
-    events = records.Events.open(path, session, resumed=start is not None)
+    path = Path(run_dir or ".") if resume else default_run_dir(spec.model, run_dir)
+    session = Session(program, spec, engine, data, {}, epochs, steps, step_rows=steps is not None)
+    with lock_run_dir(path):  # one process writes a run directory, for the run's whole life
+        if resume:
+            start = start_position(resume, str(path / checkpoint.NAME), run, graphs, session,
+                                   extend)
+            check_writable(path)
+            weights = resume.weights
+        else:
+            prepare_run_dir(path, _bytes_needed(graphs), overwrite)
+            records.clear(path)
+            atomic_write(path / "spec.nn", Path(spec_file).read_bytes())
+            seed = int(spec.get("seed", 0))
+            start, weights = None, {g.name: initialize(g, seed + i) for i, g in enumerate(graphs)}
+        session.weights = {m: engine.to_backend(w) for m, w in weights.items()}
+        meta = {"model": spec.model, "backend": backend, "device": device, "rng_mode": rng,
+                "epochs": epochs, "steps": steps, "base_dir": str(base_dir),
+                "checkpoint_every": CHECKPOINT_SECONDS if checkpoint_every is None
+                else checkpoint_every}
+        best = Best(run.stages)
+        hook = Checkpointer(path, session, meta, meta["checkpoint_every"], stages=len(run.stages),
+                            best=best)
+        session.on_checkpoint = hook
+        if resume:
+            session.step = int(resume.meta["step"])
+            session.history.rows = list(resume.meta["history"])
+            session.diagnostics.rows = check_rows(resume.meta.get("diagnostics", []))
+            best.resume(resume.meta.get("best"), path, {g.name: g for g in graphs})
+        else:
+            hook(Position(0), True)  # a run killed before its first epoch resumes
+        trained, exported = _train(session, run, start, hook, quiet, best)
+        save_run(path, session, trained, records.config(session, path / "spec.nn", backend,
+                                                        device, rng, exported))
+        export_run(program, spec_file, run, trained, data, path, quiet)
+    return path
+
+
+def _train(session: Session, run: Plan, start: Position | None, hook: Checkpointer,
+           quiet: bool, best: Best) -> tuple[dict[str, dict[str, np.ndarray]], str]:
+    """Every stage from `start`, with progress (and TensorBoard events when installed),
+    stopping on a signal; a failure or a stop writes metrics.csv and says where the last good
+    checkpoint is. Returns the weights to export and the summary's line on them."""
+    reporter = Reporter(run.spec.model, {s.name: session.epochs_for(s) for s in run.stages},
+                        quiet)
+    events = records.Events.open(hook.path, session, resumed=start is not None)
     session.on_row, session.on_step = records.chain(events, reporter), reporter.step
     try:
-        with stop_on_interrupt(session):
+        with stop_on_interrupt(session) as received:
             _run_stages(session, run, start, best)
     except NndslError as e:
-        save_history(path, session.history, session.diagnostics)
+        save_history(hook.path, session.history, session.diagnostics)
         raise e.with_note(hook.kept(), None) from None
     except Interrupted as stop:
-        save_history(path, session.history, session.diagnostics)
-        stop.run_dir = path
+        save_history(hook.path, session.history, session.diagnostics)
+        stop.run_dir = hook.path
+        stop.signal = received.get("signal", signal.SIGINT)  # type: ignore[attr-defined]
         raise
     finally:
         reporter.stop()
@@ -231,10 +271,7 @@ def train_spec(program: Program, spec_file: str, *, backend: str | None = None,
     trained, exported = best.exported(session)
     found = findings(session.diagnostics.rows, session.model)
     reporter.summary([exported, *(f"diagnostics: {f}" for f in found)])
-    save_run(path, session, trained, records.config(session, path / "spec.nn", backend,
-                                                    device, rng, exported))
-    export_run(program, spec_file, run, trained, data, path, quiet)
-    return path
+    return trained, exported
 
 
 def train_in_memory(program: Program, spec: TrainSpec, engine: Any, data: Any,
