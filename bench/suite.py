@@ -17,6 +17,7 @@ from bench import (
     reference,
     startup,
     training,
+    truncation,
 )
 from bench.models import Workload, load_workload
 from bench.report import Report
@@ -58,6 +59,7 @@ CASES: dict[str, Case] = {
     "evolution": Case((), _settings_only(evolution)),
     "diagnostics": Case(diagnostics.WORKLOADS, _rows_of(diagnostics)),
     "largedata": Case((), _settings_only(largedata)),
+    "truncation": Case((), _settings_only(truncation)),
     "gpu": Case(training.WORKLOADS + inference.WORKLOADS,
                 lambda report, settings, loaded: _gpu(report, settings, loaded)),
 }

@@ -50,9 +50,10 @@ def run(graph: Graph, P: Any, feeds: Mapping[str, Any], weights: Mapping[str, An
             raise
         except Exception as e:  # a backend failure: report it at the user's line, keep the cause
             raise ExecutionError(f"{node.op} failed: {e}", node.span) from e
-        if isinstance(value, WithUpdates):
-            wnames = dict(node.weights)
-            result.updates.update({wnames[k]: v for k, v in value.updates.items()})
+        if isinstance(value, WithUpdates):  # kept where the node binds that name: a
+            wnames = dict(node.weights)  # recurrent layer's final state only while truncated
+            result.updates.update({wnames[k]: v for k, v in value.updates.items()
+                                   if k in wnames})
             value = value.value
         env[node.name] = value
     return result

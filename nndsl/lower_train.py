@@ -32,6 +32,7 @@ SETTINGS: dict[str, Any] = {
     "batch": int,
     "epochs": int,
     "steps": int,
+    "truncate": int,  # truncated BPTT: chunks of this many time steps (training/truncate.py)
     "seed": int,
     "shuffle": bool,
     "diagnostics": bool,
@@ -41,6 +42,7 @@ RANGES: dict[str, tuple[Any, str]] = {
     "batch": (lambda v: v >= 1, "an integer >= 1"),
     "epochs": (lambda v: v >= 1, "an integer >= 1"),
     "steps": (lambda v: v >= 1, "an integer >= 1"),
+    "truncate": (lambda v: v >= 1, "a number of time steps >= 1"),
     "seed": (lambda v: v >= 0, "an integer >= 0"),
 }
 PHASE_ONLY_FORBIDDEN = ("data", "split", "seed")

@@ -100,10 +100,11 @@ def test_shape_rule_matches_the_output(name: str, training: bool,
         weights = random_weights(opdef, types, params, rng)
         assert set(weights) <= set(opdef.weight_params)
         out = opdef.compute(make_numpy_prims(training), *inputs, **params, **weights)
-        if isinstance(out, WithUpdates):
-            assert set(out.updates) <= set(weights)
+        if isinstance(out, WithUpdates):  # new buffers, or a recurrent layer's final state
+            assert set(out.updates) <= set(opdef.weight_params)  # (state_h [batch, H])
             for key, value in out.updates.items():
-                assert np.shape(value) == weights[key].shape
+                assert np.shape(value) == (weights[key].shape if key in weights else
+                                           (np.shape(inputs[0])[0], params["units"]))
             out = out.value
         assert np.shape(out) == expected.shape, name
 

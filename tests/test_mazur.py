@@ -4,7 +4,6 @@ two updates that reproduce the worked numbers on NumPy and torch."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from nndsl.initialize import initialize
 from nndsl.program import load
 
 from .conftest import ROOT
+from .trained import train_run
 
 SPEC = ROOT / "specs" / "mazur.nn"
 X, T = np.array([0.05, 0.10]), np.array([0.01, 0.99])
@@ -43,14 +43,8 @@ def by_hand(h: np.ndarray, o: np.ndarray, lr: float = 0.5) -> tuple[float, np.nd
 
 def _train(tmp_path: Path, backend: str, epochs: int) -> tuple[dict[str, np.ndarray],
                                                                  list[float]]:
-    run = tmp_path / f"{backend}{epochs}"
-    assert main(["train", str(SPEC), "--backend", backend, "--device", "cpu", "--epochs",
-                 str(epochs), "--run-dir", str(run), "--quiet"]) == 0
-    with np.load(run / "weights.npz") as archive:
-        weights = {k: archive[k] for k in archive.files}
-    with (run / "metrics.csv").open(encoding="utf-8") as f:
-        losses = [float(r["loss"]) for r in csv.DictReader(f) if r["kind"] == "epoch"]
-    return weights, losses
+    return train_run(SPEC, tmp_path / f"{backend}{epochs}", "--backend", backend, "--epochs",
+                     str(epochs))
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])

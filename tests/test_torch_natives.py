@@ -16,7 +16,7 @@ from nndsl.backends.torch.prims import make_torch_prims  # noqa: E402
 
 from nndsl import ops  # noqa: E402
 from nndsl.ir import TensorType  # noqa: E402
-from nndsl.ops.registry import OPS  # noqa: E402
+from nndsl.ops.registry import OPS, WithUpdates  # noqa: E402
 
 SEQ = (3, 5, 4)  # [batch, time, features]
 CASES: list[tuple[str, tuple[tuple[int, ...], ...], dict[str, Any]]] = [
@@ -31,6 +31,10 @@ CASES: list[tuple[str, tuple[tuple[int, ...], ...], dict[str, Any]]] = [
     *[("lstm", (SEQ,), {"units": 4, "sequences": s, "bidirectional": b})
       for s in (True, False) for b in (True, False)],
     ("lstm", (SEQ,), {"units": 4, "peephole": True}),
+    ("lstm", (SEQ,), {"units": 4, "initial_state": "learned", "bidirectional": True}),
+    ("lstm", (SEQ,), {"units": 4, "initial_state": "learned", "sequences": False}),
+    ("gru", (SEQ,), {"units": 4, "initial_state": "learned"}),
+    ("rnn", (SEQ,), {"units": 4, "initial_state": "learned", "activation": "relu"}),
     ("lstm", (SEQ,), {"units": 4, "coupled": True, "sequences": False}),
     *[("gru", (SEQ,), {"units": 4, "sequences": s, "bidirectional": True,
                        "linear_before_reset": r}) for s in (True, False) for r in (True, False)],
@@ -69,11 +73,16 @@ def _weights(rng: np.random.Generator, name: str, shapes: tuple[tuple[int, ...],
 
 def _value_and_grads(fn: Any, P: Any, args: list[Any], weights: dict[str, Any],
                      params: dict[str, Any]) -> list[np.ndarray]:
+    """The output (and the state a layer reports in training mode) and the gradients of a
+    fixed projection of them all."""
     out = fn(P, *args, **params, **weights)
+    roots = [out.value, *out.updates.values()] if isinstance(out, WithUpdates) else [out]
     leaves = [*args, *weights.values()]
-    grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype)
-                                 .reshape(out.shape)).sum(), leaves, allow_unused=True)
-    return [out.detach().numpy()] + [np.zeros(1) if g is None else g.numpy() for g in grads]
+    total = sum((r * torch.linspace(-1, 1, r.numel(), dtype=r.dtype).reshape(r.shape)).sum()
+                for r in roots)
+    grads = torch.autograd.grad(total, leaves, allow_unused=True)
+    return [r.detach().numpy() for r in roots] + [np.zeros(1) if g is None else g.numpy()
+                                                  for g in grads]
 
 
 @pytest.mark.parametrize(("name", "shapes", "params"), CASES,

@@ -17,6 +17,7 @@ from nndsl.initialize import initialize
 from nndsl.program import load
 
 from .conftest import ROOT
+from .trained import train_run
 
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
@@ -26,10 +27,7 @@ SHIPPED_RUN = SPECS / "pretrained" / "denoising_autoencoder"
 
 
 def _train(spec: Path, run: Path, *extra: str) -> dict[str, np.ndarray]:
-    assert main(["train", str(spec), "--device", "cpu", "--run-dir", str(run), "--quiet",
-                 *extra]) == 0
-    with np.load(run / "weights.npz") as archive:
-        return {k: archive[k] for k in archive.files}
+    return train_run(spec, run, *extra)[0]
 
 
 def _onnx_initializers(path: Path) -> dict[str, np.ndarray]:

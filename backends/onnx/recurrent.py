@@ -28,6 +28,10 @@ The node has 4·H rows either way, and the form needs no runtime support for `in
 which the ONNX spec leaves undefined ("couple the input and forget gates"): onnxruntime computes
 f = 1 - i, its reference evaluator ignores the attribute, WebNN refuses it.
 
+Initial state. A learned initial state (`initial_state=learned`: initial_h, initial_c [H] per
+direction) is broadcast over the batch and stacked to the node's initial_h / initial_c inputs
+[D, batch, H]; a carried state (state_h, state_c) exists only while truncated BPTT trains.
+
 Layout. onnxruntime 1.31 rejects `layout=1` (batch first) for all three ops, so X is transposed
 to [time, batch, F] and the result back: Y [T, D, batch, H] -> [batch, T, D·H] (forward then
 reverse on the feature axis, as ours); with sequences=false Y_h [D, batch, H] -> [batch, D·H]
@@ -50,7 +54,7 @@ import numpy as np
 from nndsl.backends.numpy.prims import make_numpy_prims
 from nndsl.backends.onnx.emitter import OnnxEmitter, ValueType, emitter_of
 
-from nndsl.ops.recurrent import Direction
+from nndsl.ops.recurrent import Direction, Start
 from nndsl.ops.registry import OPS, register_natives
 
 Slots = tuple[tuple[int, bool], ...]  # per ONNX gate slot: (our block index, negated)
@@ -131,6 +135,20 @@ def _folded_weights(P: Any, em: OnnxEmitter, directions: Sequence[Direction],
 # ---- the node --------------------------------------------------------------------------------
 
 
+def _initial(P: Any, xn: Any, begin: Sequence[Start], state: str, units: int,
+             dtype: np.dtype) -> str:
+    """ONNX's initial_h or initial_c [D, batch, H]: each direction's learned [H] vector (or
+    zeros) broadcast over the batch, which a one-row slice of x gives."""
+    x0 = P.reshape(P.slice(xn, 1, 0, 1), (-1, P.shape(xn)[2]))  # [batch, F]
+    zeros = P.zeros_like(P.slice(x0, -1, 0, 1))  # [batch, 1]
+    rows = []
+    for start in begin:
+        value = getattr(start, state)
+        vector = value if value is not None else np.zeros(units, dtype)
+        rows.append(P.reshape(P.add(zeros, vector), (1, -1, units)))
+    return rows[0] if len(rows) == 1 else P.concat(rows, 0)
+
+
 def _weight_kwargs(directions: Sequence[Direction]) -> dict[str, Any]:
     """Our keyword arguments for the weights in `directions` (for the decomposition)."""
     kwargs = {}
@@ -142,20 +160,23 @@ def _weight_kwargs(directions: Sequence[Direction]) -> dict[str, Any]:
 
 def _recurrent(P: Any, name: str, x: Any, directions: Sequence[Direction], layout: OnnxLayout,
                *, units: int, sequences: bool, hyper: Mapping[str, Any],
-               unsupported: str | None = None) -> str:
+               initial: Mapping[str, Any], unsupported: str | None = None) -> str:
     """One ONNX `layout.op_type` node computing our layer `name` on x [batch, time, F].
 
     `unsupported` says why the ONNX op cannot express this layer; then (and for a dtype that
     onnxruntime has no kernel for) the decomposition runs instead when the time axis is fixed.
+    `initial`: the layer's learned initial states by parameter name (initial_h, ...), given to
+    the node as its initial_h and initial_c inputs.
     """
     em = emitter_of(P)
     weights = [v for d in directions for v in d if v is not None]
+    weights += [v for v in initial.values() if v is not None]
     dtype = np.result_type(*(em.type_of(em.operand(v)).dtype for v in (x, *weights)))
     fixed_time = isinstance(em.type_of(em.operand(x)).shape[1], int)
     if fixed_time and (unsupported is not None or dtype != FLOAT32):
         return OPS[name].compute(P, x, units=units, sequences=sequences,
                                  bidirectional=len(directions) == 2, **hyper,
-                                 **_weight_kwargs(directions))
+                                 **_weight_kwargs(directions), **initial)
     if unsupported is not None:
         raise NotImplementedError(
             f"{unsupported}, and the time axis has no fixed length to unroll the loop over")
@@ -166,8 +187,14 @@ def _recurrent(P: Any, name: str, x: Any, directions: Sequence[Direction], layou
     time, batch, _ = em.type_of(xt).shape
     n_dir = len(directions)
     inputs = [xt, named["W"], named["R"], named["B"]]
-    if "P" in named:
-        inputs += ["", "", "", named["P"]]  # sequence_lens, initial_h, initial_c: defaults
+    begin = [Start(initial.get(f"initial_h{s}"), initial.get(f"initial_c{s}"))
+             for s in ("", "_reverse")[:n_dir]]
+    optional = ["", *(_initial(P, xn, begin, state, units, dtype)
+                      if any(getattr(b, state) is not None for b in begin) else ""
+                      for state in ("h", "c")), named.get("P", "")]
+    while optional and not optional[-1]:  # sequence_lens, initial_h, initial_c, P: defaults
+        optional.pop()
+    inputs += optional
     outs = [ValueType(dtype, (time, n_dir, batch, units))]
     if not sequences:
         outs.append(ValueType(dtype, (n_dir, batch, units)))
@@ -186,10 +213,15 @@ def _directions(bidirectional: bool, forward: Direction, reverse: Direction) -> 
 # ---- the natives: the signatures of the ops in nndsl/ops/recurrent.py ------------------------
 
 
+def _learned(**states: Any) -> dict[str, Any]:
+    return {k: v for k, v in states.items() if v is not None}
+
+
 def rnn(P: Any, x: Any, *, units: int, activation: str = "tanh", bidirectional: bool = False,
-        sequences: bool = True, weight_ih: Any, weight_hh: Any, bias_ih: Any, bias_hh: Any,
-        weight_ih_reverse: Any = None, weight_hh_reverse: Any = None,
-        bias_ih_reverse: Any = None, bias_hh_reverse: Any = None) -> str:
+        sequences: bool = True, initial_state: str = "zeros", weight_ih: Any, weight_hh: Any,
+        bias_ih: Any, bias_hh: Any, weight_ih_reverse: Any = None, weight_hh_reverse: Any = None,
+        bias_ih_reverse: Any = None, bias_hh_reverse: Any = None, initial_h: Any = None,
+        initial_h_reverse: Any = None, state_h: Any = None) -> str:
     """An ONNX RNN node; `activation` must be one ONNX RNN has (tanh, relu, sigmoid)."""
     directions = _directions(
         bidirectional, Direction(weight_ih, weight_hh, bias_ih, bias_hh),
@@ -200,27 +232,35 @@ def rnn(P: Any, x: Any, *, units: int, activation: str = "tanh", bidirectional: 
         f"{', '.join(ONNX_ACTIVATIONS)})")
     layout = OnnxLayout(RNN.op_type, RNN.gates, attrs={"activations": [act] * len(directions)})
     return _recurrent(P, "rnn", x, directions, layout, units=units, sequences=sequences,
-                      hyper={"activation": activation}, unsupported=unsupported)
+                      hyper={"activation": activation}, unsupported=unsupported,
+                      initial=_learned(initial_h=initial_h, initial_h_reverse=initial_h_reverse))
 
 
 def lstm(P: Any, x: Any, *, units: int, bidirectional: bool = False, sequences: bool = True,
-         peephole: bool = False, coupled: bool = False, weight_ih: Any, weight_hh: Any,
-         bias_ih: Any, bias_hh: Any, weight_peephole: Any = None, weight_ih_reverse: Any = None,
-         weight_hh_reverse: Any = None, bias_ih_reverse: Any = None, bias_hh_reverse: Any = None,
-         weight_peephole_reverse: Any = None) -> str:
+         peephole: bool = False, coupled: bool = False, initial_state: str = "zeros",
+         weight_ih: Any, weight_hh: Any, bias_ih: Any, bias_hh: Any,
+         weight_peephole: Any = None, weight_ih_reverse: Any = None,
+         weight_hh_reverse: Any = None, bias_ih_reverse: Any = None,
+         bias_hh_reverse: Any = None, weight_peephole_reverse: Any = None,
+         initial_h: Any = None, initial_c: Any = None, initial_h_reverse: Any = None,
+         initial_c_reverse: Any = None, state_h: Any = None, state_c: Any = None) -> str:
     """An ONNX LSTM node (peepholes as its P input; coupled as described in the module)."""
     directions = _directions(
         bidirectional, Direction(weight_ih, weight_hh, bias_ih, bias_hh, weight_peephole),
         Direction(weight_ih_reverse, weight_hh_reverse, bias_ih_reverse, bias_hh_reverse,
                   weight_peephole_reverse))
     return _recurrent(P, "lstm", x, directions, LSTM[coupled], units=units, sequences=sequences,
-                      hyper={"peephole": peephole, "coupled": coupled})
+                      hyper={"peephole": peephole, "coupled": coupled},
+                      initial=_learned(initial_h=initial_h, initial_c=initial_c,
+                                       initial_h_reverse=initial_h_reverse,
+                                       initial_c_reverse=initial_c_reverse))
 
 
 def gru(P: Any, x: Any, *, units: int, bidirectional: bool = False, sequences: bool = True,
-        linear_before_reset: bool = True, weight_ih: Any, weight_hh: Any, bias_ih: Any,
-        bias_hh: Any, weight_ih_reverse: Any = None, weight_hh_reverse: Any = None,
-        bias_ih_reverse: Any = None, bias_hh_reverse: Any = None) -> str:
+        linear_before_reset: bool = True, initial_state: str = "zeros", weight_ih: Any,
+        weight_hh: Any, bias_ih: Any, bias_hh: Any, weight_ih_reverse: Any = None,
+        weight_hh_reverse: Any = None, bias_ih_reverse: Any = None, bias_hh_reverse: Any = None,
+        initial_h: Any = None, initial_h_reverse: Any = None, state_h: Any = None) -> str:
     """An ONNX GRU node with our `linear_before_reset`."""
     directions = _directions(
         bidirectional, Direction(weight_ih, weight_hh, bias_ih, bias_hh),
@@ -228,7 +268,8 @@ def gru(P: Any, x: Any, *, units: int, bidirectional: bool = False, sequences: b
     layout = OnnxLayout(GRU.op_type, GRU.gates,
                         attrs={"linear_before_reset": int(linear_before_reset)})
     return _recurrent(P, "gru", x, directions, layout, units=units, sequences=sequences,
-                      hyper={"linear_before_reset": linear_before_reset})
+                      hyper={"linear_before_reset": linear_before_reset},
+                      initial=_learned(initial_h=initial_h, initial_h_reverse=initial_h_reverse))
 
 
 NATIVE = {"rnn": rnn, "lstm": lstm, "gru": gru}

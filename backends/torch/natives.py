@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from nndsl.ops.conv import pads, sizes
 from nndsl.ops.layers import dropout_keep
 from nndsl.ops.optimizers import check_adam, require
-from nndsl.ops.registry import OPS, get, register_natives
+from nndsl.ops.recurrent import Start, starts
+from nndsl.ops.registry import OPS, WithUpdates, get, register_natives
 from nndsl.ops.transformer import project, split_inputs
 from nndsl.ops.upsampling import transpose_geometry
 
@@ -117,57 +118,82 @@ def _weights(params: dict[str, Any], bidirectional: bool) -> list[Any]:
             for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
 
 
-Fused = Callable[..., tuple[Any, ...]]  # (x, h0, weights, bidirectional, training, params)
+Fused = Callable[..., tuple[Any, ...]]  # (x, hx, weights, bidirectional, training, params)
 
 
 def _fused(name: str, call: Fused, P: Any, x: Any, units: int, bidirectional: bool,
-           sequences: bool, params: dict[str, Any]) -> Any:
-    """torch's fused RNN/LSTM/GRU over the whole sequence (batch first, zero initial state).
+           sequences: bool, params: dict[str, Any], begin: list[Start]) -> Any:
+    """torch's fused RNN/LSTM/GRU over the whole sequence (batch first), from each direction's
+    start (zeros, a learned vector or a carried state: h_0 [D, batch, H] stacked from them).
 
     `sequences=false` returns torch's h_n, which is the decomposition's [h_T forward, h_1
-    reverse] on the feature axis.
+    reverse] on the feature axis. In training mode a one-directional layer also reports its
+    final state, h_n (and c_n), as the decomposition does.
     """
     weights = _weights(params, bidirectional)
-    if not (_floats(x, *weights) and x.ndim == 3 and x.shape[1] > 0
+    given = [v for start in begin for v in start if v is not None]
+    if not (_floats(x, *weights, *given) and x.ndim == 3 and x.shape[1] > 0
             and _supported(name, params)):
         return _decomposed(name)(P, x, units=units, bidirectional=bidirectional,
                                  sequences=sequences, **params)
-    h0 = x.new_zeros((2 if bidirectional else 1, x.shape[0], units))
-    out, h_n = call(x, h0, weights, bidirectional, bool(P.training), params)[:2]
-    return out if sequences else torch.cat(list(h_n), dim=-1)
+    zeros = x.new_zeros((x.shape[0], units))
+    h0 = torch.stack([zeros if s.h is None else zeros + s.h for s in begin])
+    hx = (h0, torch.stack([zeros if s.c is None else zeros + s.c for s in begin])) \
+        if name == "lstm" else h0
+    out, *final = call(x, hx, weights, bidirectional, bool(P.training), params)
+    value = out if sequences else torch.cat(list(final[0]), dim=-1)
+    if not P.training or bidirectional:
+        return value
+    return WithUpdates(value, dict(zip(("state_h", "state_c"), (f[0] for f in final),
+                                       strict=False)))
 
 
 def rnn(P: Any, x: Any, *, units: int, activation: str = "tanh", bidirectional: bool = False,
-        sequences: bool = True, weight_ih: Any, weight_hh: Any, bias_ih: Any, bias_hh: Any,
-        weight_ih_reverse: Any = None, weight_hh_reverse: Any = None,
-        bias_ih_reverse: Any = None, bias_hh_reverse: Any = None) -> Any:
-    params = dict(activation=activation, weight_ih=weight_ih, weight_hh=weight_hh,
-                  bias_ih=bias_ih, bias_hh=bias_hh, **_reverse(
+        sequences: bool = True, initial_state: str = "zeros", weight_ih: Any, weight_hh: Any,
+        bias_ih: Any, bias_hh: Any, weight_ih_reverse: Any = None, weight_hh_reverse: Any = None,
+        bias_ih_reverse: Any = None, bias_hh_reverse: Any = None, initial_h: Any = None,
+        initial_h_reverse: Any = None, state_h: Any = None) -> Any:
+    params = dict(activation=activation, initial_state=initial_state, weight_ih=weight_ih,
+                  weight_hh=weight_hh, bias_ih=bias_ih, bias_hh=bias_hh, initial_h=initial_h,
+                  initial_h_reverse=initial_h_reverse, state_h=state_h, **_reverse(
                       weight_ih_reverse, weight_hh_reverse, bias_ih_reverse, bias_hh_reverse))
-    return _fused("rnn", _rnn, P, x, units, bidirectional, sequences, params)
+    begin = starts(bidirectional, (initial_h, None), (initial_h_reverse,), (state_h, None))
+    return _fused("rnn", _rnn, P, x, units, bidirectional, sequences, params, begin)
 
 
 def lstm(P: Any, x: Any, *, units: int, bidirectional: bool = False, sequences: bool = True,
-         peephole: bool = False, coupled: bool = False, weight_ih: Any, weight_hh: Any,
-         bias_ih: Any, bias_hh: Any, weight_peephole: Any = None, weight_ih_reverse: Any = None,
+         peephole: bool = False, coupled: bool = False, initial_state: str = "zeros",
+         weight_ih: Any, weight_hh: Any, bias_ih: Any, bias_hh: Any,
+         weight_peephole: Any = None, weight_ih_reverse: Any = None,
          weight_hh_reverse: Any = None, bias_ih_reverse: Any = None,
-         bias_hh_reverse: Any = None, weight_peephole_reverse: Any = None) -> Any:
-    params = dict(peephole=peephole, coupled=coupled, weight_ih=weight_ih,
-                  weight_hh=weight_hh, bias_ih=bias_ih, bias_hh=bias_hh,
+         bias_hh_reverse: Any = None, weight_peephole_reverse: Any = None,
+         initial_h: Any = None, initial_c: Any = None, initial_h_reverse: Any = None,
+         initial_c_reverse: Any = None, state_h: Any = None, state_c: Any = None) -> Any:
+    params = dict(peephole=peephole, coupled=coupled, initial_state=initial_state,
+                  weight_ih=weight_ih, weight_hh=weight_hh, bias_ih=bias_ih, bias_hh=bias_hh,
                   weight_peephole=weight_peephole,
-                  weight_peephole_reverse=weight_peephole_reverse, **_reverse(
-                      weight_ih_reverse, weight_hh_reverse, bias_ih_reverse, bias_hh_reverse))
-    return _fused("lstm", _lstm, P, x, units, bidirectional, sequences, params)
+                  weight_peephole_reverse=weight_peephole_reverse, initial_h=initial_h,
+                  initial_c=initial_c, initial_h_reverse=initial_h_reverse,
+                  initial_c_reverse=initial_c_reverse, state_h=state_h, state_c=state_c,
+                  **_reverse(weight_ih_reverse, weight_hh_reverse, bias_ih_reverse,
+                             bias_hh_reverse))
+    begin = starts(bidirectional, (initial_h, initial_c), (initial_h_reverse, initial_c_reverse),
+                   (state_h, state_c))
+    return _fused("lstm", _lstm, P, x, units, bidirectional, sequences, params, begin)
 
 
 def gru(P: Any, x: Any, *, units: int, bidirectional: bool = False, sequences: bool = True,
-        linear_before_reset: bool = True, weight_ih: Any, weight_hh: Any, bias_ih: Any,
-        bias_hh: Any, weight_ih_reverse: Any = None, weight_hh_reverse: Any = None,
-        bias_ih_reverse: Any = None, bias_hh_reverse: Any = None) -> Any:
-    params = dict(linear_before_reset=linear_before_reset, weight_ih=weight_ih,
-                  weight_hh=weight_hh, bias_ih=bias_ih, bias_hh=bias_hh, **_reverse(
-                      weight_ih_reverse, weight_hh_reverse, bias_ih_reverse, bias_hh_reverse))
-    return _fused("gru", _gru, P, x, units, bidirectional, sequences, params)
+        linear_before_reset: bool = True, initial_state: str = "zeros", weight_ih: Any,
+        weight_hh: Any, bias_ih: Any, bias_hh: Any, weight_ih_reverse: Any = None,
+        weight_hh_reverse: Any = None, bias_ih_reverse: Any = None, bias_hh_reverse: Any = None,
+        initial_h: Any = None, initial_h_reverse: Any = None, state_h: Any = None) -> Any:
+    params = dict(linear_before_reset=linear_before_reset, initial_state=initial_state,
+                  weight_ih=weight_ih, weight_hh=weight_hh, bias_ih=bias_ih, bias_hh=bias_hh,
+                  initial_h=initial_h, initial_h_reverse=initial_h_reverse, state_h=state_h,
+                  **_reverse(weight_ih_reverse, weight_hh_reverse, bias_ih_reverse,
+                             bias_hh_reverse))
+    begin = starts(bidirectional, (initial_h, None), (initial_h_reverse,), (state_h, None))
+    return _fused("gru", _gru, P, x, units, bidirectional, sequences, params, begin)
 
 
 def _reverse(weight_ih: Any, weight_hh: Any, bias_ih: Any, bias_hh: Any) -> dict[str, Any]:
@@ -185,10 +211,9 @@ def _supported(name: str, params: dict[str, Any]) -> bool:
     return params.get("activation", "tanh") in _RNN
 
 
-def _lstm(x: Any, h0: Any, w: list[Any], bidirectional: bool, training: bool,
+def _lstm(x: Any, hx: tuple[Any, Any], w: list[Any], bidirectional: bool, training: bool,
           params: dict[str, Any]) -> tuple[Any, ...]:
-    return torch.lstm(x, (h0, torch.zeros_like(h0)), w, True, 1, 0.0, training, bidirectional,
-                      True)
+    return torch.lstm(x, hx, w, True, 1, 0.0, training, bidirectional, True)
 
 
 def _gru(x: Any, h0: Any, w: list[Any], bidirectional: bool, training: bool,

@@ -138,8 +138,8 @@ def _torch_module_fits(node: Node) -> bool:
 
 @layer("lstm", "gru", "rnn")
 def recurrent(c: Ctx) -> list[str] | None:
-    if not _torch_module_fits(c.node):
-        return recurrent_loop(c)
+    if not _torch_module_fits(c.node) or c.param("initial_state") == "learned":
+        return recurrent_loop(c)  # (a learned initial state: the loop starts from it)
     units, bidirectional = c.param("units"), bool(c.param("bidirectional"))
     extra = ", bidirectional=True" if bidirectional else ""
     if c.node.op == "rnn" and c.param("activation") != "tanh":
@@ -183,8 +183,11 @@ def recurrent_loop(c: Ctx) -> list[str]:
         new_h, new_c = STEPS[c.node.op](c.node)(P, xt, Code(h, state), Code(cell, state),
                                                 direction)
         steps = f"range({x.text}.shape[1])"
+        zeros = f"{x.text}.new_zeros({x.text}.shape[0], {units})"
+        start = {s: f" + {w[f'initial_{s}{suffix}'].text}" if f"initial_{s}{suffix}" in w
+                 else "" for s in ("h", "c")}
         lines += [f"{xw} = {x.text} @ {direction.weight_ih.text}.T + {direction.bias_ih.text}",
-                  f"{h} = {cell} = {x.text}.new_zeros({x.text}.shape[0], {units})",
+                  f"{h} = {zeros}{start['h']}", f"{cell} = {zeros}{start['c']}",
                   f"{seq} = []",
                   f"for step in {f'reversed({steps})' if d else steps}:",
                   *[f"    {line}" for line in tracer.lines],

@@ -29,18 +29,22 @@ class _Builtin:
     make: Make
     doc: str
     noise: float = 0.0  # default std of the Gaussian noise added to "x"
+    length: int | None = None  # a sequence set's default number of steps; `length=` changes it
 
 
 BUILTINS: dict[str, _Builtin] = {}
 
 
-def dataset(name: str, noise: float = 0.0, doc: str | None = None) -> Callable[[Make], Make]:
-    """Register a built-in data set; a second registration of a name is an error."""
+def dataset(name: str, noise: float = 0.0, doc: str | None = None,
+            length: int | None = None) -> Callable[[Make], Make]:
+    """Register a built-in data set; a second registration of a name is an error. A set with a
+    `length` makes sequences of that many steps: make(rng, n, length)."""
 
     def register(make: Make) -> Make:
         if name in BUILTINS:
             raise ValueError(f"built-in data set {name!r} is defined twice")
-        BUILTINS[name] = _Builtin(make, " ".join((doc or make.__doc__ or "").split()), noise)
+        BUILTINS[name] = _Builtin(make, " ".join((doc or make.__doc__ or "").split()), noise,
+                                  length)
         return make
 
     return register
@@ -189,6 +193,18 @@ def _ring8(rng: np.random.Generator, n: int | None) -> Arrays:
             "c_onehot": np.eye(_RING_MODES, dtype=F32)[mode]}
 
 
+@dataset("long_sine", length=1000)
+def _long_sine(rng: np.random.Generator, n: int | None, length: int) -> Arrays:
+    """n = 32 sine waves of `length` steps (default 1,000), sin(phase + w t) with the phase
+    uniform and the frequency w uniform in [0.1, 0.4] per wave, x f32 [n, length, 1]; y f32
+    [n, length, 1] is the next value at every step (a long-sequence task for truncated BPTT)."""
+    n = n if n is not None else 32
+    phase = rng.uniform(0.0, 2 * np.pi, size=(n, 1))
+    w = rng.uniform(0.1, 0.4, size=(n, 1))
+    wave = np.sin(phase + w * np.arange(length + 1))[:, :, None].astype(F32)
+    return {"x": wave[:, :-1], "y": wave[:, 1:]}
+
+
 _ECHO_SYMBOLS, _ECHO_STEPS = 4, 10
 
 
@@ -266,13 +282,15 @@ BuiltinName = Literal[tuple(BUILTINS)]  # type: ignore[valid-type]  # every set 
 
 @op("builtin", "data")
 def builtin(base_dir: Path, *, name: BuiltinName, n: int | None = None,
-            noise: float | None = None, seed: int = 0, bipolar: bool = False) -> Arrays:
+            noise: float | None = None, seed: int = 0, bipolar: bool = False,
+            length: int | None = None) -> Arrays:
     """A shipped or generated data set {x, y, ...}; x += noise N(0, 1); same arguments, same arrays.
 
     Class data sets give y i64 [n] labels and onehot f32 [n, classes]. For the fixed tables
     (xor, and, or, patterns8, binary_world) n draws n rows uniformly. Targets never get the
     noise. `bipolar = true` maps a set of 0/1 values to -1/+1 (2v - 1), the encoding of sign
-    units and Hopfield nets. The sets are listed below (from their registrations).
+    units and Hopfield nets. `length` sets the steps of a sequence set that takes it (long_sine).
+    The sets are listed below (from their registrations).
     """
     spec = BUILTINS.get(name)
     if spec is None:
@@ -280,8 +298,13 @@ def builtin(base_dir: Path, *, name: BuiltinName, n: int | None = None,
     require(n is None or n >= 1, "n", n, "an integer >= 1")
     std = noise if noise is not None else spec.noise
     require(std >= 0, "noise", std, "a number >= 0")
+    sized = sorted(k for k, b in BUILTINS.items() if b.length is not None)
+    require(length is None or spec.length is not None, "length", length,
+            f"left out: {name} has no length (sets with one: {', '.join(sized)})")
+    require(length is None or length >= 1, "length", length, "an integer >= 1")
     rng = np.random.default_rng(seed)
-    data = spec.make(rng, n)
+    data = spec.make(rng, n) if spec.length is None else \
+        spec.make(rng, n, length or spec.length)  # type: ignore[call-arg]
     if bipolar:
         binary = all(np.isin(a, (0, 1)).all() for a in data.values() if a.dtype.kind == "f")
         require(binary, "bipolar", bipolar, f"false: {name} is not a set of 0/1 values")

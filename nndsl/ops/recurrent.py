@@ -1,6 +1,12 @@
 """Recurrent layers (rnn, lstm, gru) and scaled dot-product attention.
 
-Inputs are batch first, [batch, time, features]; the initial state is zeros. The
+Inputs are batch first, [batch, time, features]. The initial state is zeros, or with
+`initial_state=learned` trainable vectors `initial_h [H]` (and `initial_c [H]` for lstm; one per
+direction, `..._reverse`), the same for every sequence of a batch. Truncated backpropagation
+through time (nndsl/training/truncate.py) feeds a layer the state it ended the previous chunk
+with as `state_h [batch, H]` (and `state_c`): never declared weights, bound only while it
+trains; in training mode a one-directional layer reports its final state under those names
+(`WithUpdates`), which the interpreter keeps only where they are bound. The
 time loop is unrolled here (the concrete length comes from `P.shape`), so every backend runs
 the same decomposition; native overrides use the mapping below. ONNX export has one for rnn,
 lstm and gru (backends/onnx/recurrent.py: one ONNX RNN/LSTM/GRU node, so the time axis may stay
@@ -51,12 +57,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from nndsl.errors import NndslError
 from nndsl.ir import TensorType
 from nndsl.ops import registry
-from nndsl.ops.registry import OPS, ActivationName, Weight, WeightSpec
+from nndsl.ops.registry import OPS, ActivationName, Weight, WeightSpec, WithUpdates
 from nndsl.ops.shapes import (
     const,
     known_dim,
@@ -100,25 +106,54 @@ def _affine(P: Any, h: Any, w: Any, b: Any) -> Any:
     return P.add(P.matmul(h, P.transpose(w)), b)
 
 
-def _unroll(P: Any, x: Any, step: Step, w: Direction, units: int,
-            reverse: bool) -> tuple[Any, Any]:
-    """Run `step` over time (backwards if `reverse`): ([batch, time, H] in time order, last h)."""
+class Start(NamedTuple):
+    """Where one direction starts: h_0 and c_0, each None (zeros), a learned [H] vector or a
+    carried [batch, H] state."""
+
+    h: Any = None
+    c: Any = None
+
+
+def _start(P: Any, zeros: Any, value: Any) -> Any:
+    """A state [batch, H] from zeros and a [H] vector or [batch, H] array (added: broadcast)."""
+    return zeros if value is None else P.add(zeros, value)
+
+
+def _unroll(P: Any, x: Any, step: Step, w: Direction, units: int, reverse: bool,
+            start: Start) -> tuple[Any, Any, Any]:
+    """Run `step` over time (backwards if `reverse`) from `start`: ([batch, time, H] in time
+    order, last h, last c)."""
     xw = _affine(P, x, w.weight_ih, w.bias_ih)  # every step's input projection at once
     times = range(P.shape(x)[1])
     inputs = [P.reshape(P.slice(xw, 1, t, t + 1), (None, -1)) for t in times]
-    h = c = P.zeros_like(P.slice(inputs[0], -1, 0, units))
+    zeros = P.zeros_like(P.slice(inputs[0], -1, 0, units))
+    h, c = _start(P, zeros, start.h), _start(P, zeros, start.c)
     outputs: dict[int, Any] = {}
     for t in reversed(times) if reverse else times:
         h, c = step(P, inputs[t], h, c, w)
         outputs[t] = P.reshape(h, (None, 1, units))
-    return P.concat([outputs[t] for t in times], 1), h
+    return P.concat([outputs[t] for t in times], 1), h, c
 
 
 def _recurrent(P: Any, x: Any, step: Step, directions: list[Direction], units: int,
-               sequences: bool) -> Any:
-    runs = [_unroll(P, x, step, w, units, reverse=d == 1) for d, w in enumerate(directions)]
-    outs = [seq if sequences else last for seq, last in runs]
-    return outs[0] if len(outs) == 1 else P.concat(outs, -1)
+               sequences: bool, starts: list[Start], cell: bool = False) -> Any:
+    """The layer's output; in training mode a one-directional layer also reports its final
+    state (`state_h`, and `state_c` when it has a cell) for truncated BPTT to carry."""
+    runs = [_unroll(P, x, step, w, units, d == 1, start)
+            for d, (w, start) in enumerate(zip(directions, starts, strict=False))]
+    outs = [seq if sequences else last for seq, last, _ in runs]
+    out = outs[0] if len(outs) == 1 else P.concat(outs, -1)
+    if not P.training or len(runs) != 1:
+        return out
+    _, h, c = runs[0]
+    return WithUpdates(out, {"state_h": h, "state_c": c} if cell else {"state_h": h})
+
+
+def starts(bidirectional: bool, initial: tuple[Any, ...], reverse: tuple[Any, ...],
+           carried: tuple[Any, ...]) -> list[Start]:
+    """Each direction's start: a carried state (the forward direction only) over a learned one."""
+    forward = Start(*(s if s is not None else i for s, i in zip(carried, initial, strict=True)))
+    return [forward, Start(*reverse)][: 1 + bidirectional]
 
 
 def _rnn_step(P: Any, xt: Any, h: Any, c: Any, w: Direction, *,
@@ -182,11 +217,13 @@ def _sequence_rule(name: str) -> Callable[..., TensorType]:
     return infer
 
 
-def _weights_rule(name: str, gates: Callable[..., tuple[int, int]]) -> Callable[..., Any]:
-    """Weights of a recurrent layer; `gates(**params)` gives (gate blocks, peephole blocks)."""
+def _weights_rule(name: str, gates: Callable[..., tuple[int, int]],
+                  states: tuple[str, ...] = ("h",)) -> Callable[..., Any]:
+    """Weights of a recurrent layer; `gates(**params)` gives (gate blocks, peephole blocks);
+    `states` are the states a learned initial state gives a vector each (lstm: h and c)."""
 
     def weights(x: TensorType, *, units: int, bidirectional: bool,
-                **params: Any) -> dict[str, WeightSpec]:
+                initial_state: str = "zeros", **params: Any) -> dict[str, WeightSpec]:
         n_in = _features(name, x, units)
         g, k = gates(**params)
         specs: dict[str, WeightSpec] = {}
@@ -202,6 +239,10 @@ def _weights_rule(name: str, gates: Callable[..., tuple[int, int]]) -> Callable[
             if k:
                 specs[f"weight_peephole{suffix}"] = WeightSpec((k * units,), "other",
                                                                init=const(0.0))
+            if initial_state == "learned":  # start at 0: the zeros state, then learnt
+                for state in states:
+                    specs[f"initial_{state}{suffix}"] = WeightSpec((units,), "other",
+                                                                   init=const(0.0))
         return specs
 
     return weights
@@ -217,48 +258,75 @@ SEQUENCE_SAMPLES = (((2, 5, 3),),)
 # ---- ops ------------------------------------------------------------------------------------
 
 
+InitialState = Literal["zeros", "learned"]
+
+
 @layer_op("rnn", infer=_sequence_rule("rnn"), weights=_weights_rule("rnn", lambda **_: (1, 0)),
-          samples=SEQUENCE_SAMPLES, sample_params={"units": 4, "sequences": False})
+          samples=SEQUENCE_SAMPLES,
+          sample_params={"units": 4, "sequences": False, "initial_state": "learned"})
 def rnn(P: Any, x: Any, *, units: int, activation: ActivationName = "tanh",
-        bidirectional: bool = False, sequences: bool = True, weight_ih: Weight,
-        weight_hh: Weight, bias_ih: Weight, bias_hh: Weight, weight_ih_reverse: Weight = None,
-        weight_hh_reverse: Weight = None, bias_ih_reverse: Weight = None,
-        bias_hh_reverse: Weight = None) -> Any:
-    """h_t = act(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh), h_0 = 0 (Elman RNN)."""
+        bidirectional: bool = False, sequences: bool = True, initial_state: InitialState = "zeros",
+        weight_ih: Weight, weight_hh: Weight, bias_ih: Weight, bias_hh: Weight,
+        weight_ih_reverse: Weight = None, weight_hh_reverse: Weight = None,
+        bias_ih_reverse: Weight = None, bias_hh_reverse: Weight = None, initial_h: Weight = None,
+        initial_h_reverse: Weight = None, state_h: Weight = None) -> Any:
+    """h_t = act(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh), h_0 = 0 or learned (Elman RNN).
+
+    initial_state=learned: h_0 = initial_h [H], a trainable vector (starting at 0) shared by
+    every sequence. state_h [batch, H] is the state truncated BPTT carries in (never declared).
+    """
     fwd = Direction(weight_ih, weight_hh, bias_ih, bias_hh)
     bwd = Direction(weight_ih_reverse, weight_hh_reverse, bias_ih_reverse, bias_hh_reverse)
     step = partial(_rnn_step, activation=activation)
-    return _recurrent(P, x, step, [fwd, bwd][: 1 + bidirectional], units, sequences)
+    begin = starts(bidirectional, (initial_h, None), (initial_h_reverse,), (state_h, None))
+    return _recurrent(P, x, step, [fwd, bwd][: 1 + bidirectional], units, sequences, begin)
 
 
-@layer_op("lstm", infer=_sequence_rule("lstm"), weights=_weights_rule("lstm", _lstm_gates),
-          samples=SEQUENCE_SAMPLES, sample_params={"units": 4, "bidirectional": True})
+@layer_op("lstm", infer=_sequence_rule("lstm"),
+          weights=_weights_rule("lstm", _lstm_gates, ("h", "c")), samples=SEQUENCE_SAMPLES,
+          sample_params={"units": 4, "bidirectional": True, "initial_state": "learned"})
 def lstm(P: Any, x: Any, *, units: int, bidirectional: bool = False, sequences: bool = True,
-         peephole: bool = False, coupled: bool = False, weight_ih: Weight, weight_hh: Weight,
-         bias_ih: Weight, bias_hh: Weight, weight_peephole: Weight = None,
-         weight_ih_reverse: Weight = None, weight_hh_reverse: Weight = None,
-         bias_ih_reverse: Weight = None, bias_hh_reverse: Weight = None,
-         weight_peephole_reverse: Weight = None) -> Any:
-    """c_t = f ⊙ c_{t−1} + i ⊙ g, h_t = o ⊙ tanh(c_t); gates (i, f, g, o) (Hochreiter, 1997)."""
+         peephole: bool = False, coupled: bool = False, initial_state: InitialState = "zeros",
+         weight_ih: Weight, weight_hh: Weight, bias_ih: Weight, bias_hh: Weight,
+         weight_peephole: Weight = None, weight_ih_reverse: Weight = None,
+         weight_hh_reverse: Weight = None, bias_ih_reverse: Weight = None,
+         bias_hh_reverse: Weight = None, weight_peephole_reverse: Weight = None,
+         initial_h: Weight = None, initial_c: Weight = None, initial_h_reverse: Weight = None,
+         initial_c_reverse: Weight = None, state_h: Weight = None,
+         state_c: Weight = None) -> Any:
+    """c_t = f ⊙ c_{t−1} + i ⊙ g, h_t = o ⊙ tanh(c_t); gates (i, f, g, o) (Hochreiter, 1997).
+
+    h_0 = c_0 = 0, or with initial_state=learned the trainable vectors initial_h and initial_c
+    [H] (starting at 0). state_h, state_c [batch, H]: the state truncated BPTT carries in.
+    """
     fwd = Direction(weight_ih, weight_hh, bias_ih, bias_hh, weight_peephole)
     bwd = Direction(weight_ih_reverse, weight_hh_reverse, bias_ih_reverse, bias_hh_reverse,
                     weight_peephole_reverse)
     step = partial(_lstm_step, units=units, coupled=coupled)
-    return _recurrent(P, x, step, [fwd, bwd][: 1 + bidirectional], units, sequences)
+    return _recurrent(P, x, step, [fwd, bwd][: 1 + bidirectional], units, sequences,
+                      starts(bidirectional, (initial_h, initial_c),
+                             (initial_h_reverse, initial_c_reverse), (state_h, state_c)),
+                      cell=True)
 
 
 @layer_op("gru", infer=_sequence_rule("gru"), weights=_weights_rule("gru", lambda **_: (3, 0)),
           samples=SEQUENCE_SAMPLES, sample_params={"units": 4})
 def gru(P: Any, x: Any, *, units: int, bidirectional: bool = False, sequences: bool = True,
-        linear_before_reset: bool = True, weight_ih: Weight, weight_hh: Weight,
-        bias_ih: Weight, bias_hh: Weight, weight_ih_reverse: Weight = None,
-        weight_hh_reverse: Weight = None, bias_ih_reverse: Weight = None,
-        bias_hh_reverse: Weight = None) -> Any:
-    """h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}; gates (r, z, n), torch/ONNX roles (Cho, 2014)."""
+        linear_before_reset: bool = True, initial_state: InitialState = "zeros",
+        weight_ih: Weight, weight_hh: Weight, bias_ih: Weight, bias_hh: Weight,
+        weight_ih_reverse: Weight = None, weight_hh_reverse: Weight = None,
+        bias_ih_reverse: Weight = None, bias_hh_reverse: Weight = None, initial_h: Weight = None,
+        initial_h_reverse: Weight = None, state_h: Weight = None) -> Any:
+    """h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}; gates (r, z, n), torch/ONNX roles (Cho, 2014).
+
+    h_0 = 0, or the trainable initial_h [H] with initial_state=learned; state_h [batch, H]: the
+    state truncated BPTT carries in.
+    """
     fwd = Direction(weight_ih, weight_hh, bias_ih, bias_hh)
     bwd = Direction(weight_ih_reverse, weight_hh_reverse, bias_ih_reverse, bias_hh_reverse)
     step = partial(_gru_step, units=units, linear_before_reset=linear_before_reset)
-    return _recurrent(P, x, step, [fwd, bwd][: 1 + bidirectional], units, sequences)
+    begin = starts(bidirectional, (initial_h, None), (initial_h_reverse,), (state_h, None))
+    return _recurrent(P, x, step, [fwd, bwd][: 1 + bidirectional], units, sequences, begin)
 
 
 ATTENTION_LAYOUTS = {"query": "[batch, queries, d]", "keys": "[batch, keys, d]",

@@ -10,6 +10,7 @@ from typing import Any
 
 from nndsl.errors import NndslError
 from nndsl.ir import Graph
+from nndsl.training import truncate
 from nndsl.training.core import Updater, blowup, penalties
 from nndsl.training.diagnostics import COLUMNS, Probe, check_rows
 from nndsl.training.epochs import EPOCH_SETTINGS, EpochLoop
@@ -24,7 +25,7 @@ class Backprop(Trainer):
     """Gradient descent on the loss with the train block's optimizer (the default trainer)."""
 
     reads = EPOCH_SETTINGS | {"loss", "optimizer", "schedule", "regularize", "constraint",
-                              "clip", "grad_noise", "steps", "diagnostics"}
+                              "clip", "grad_noise", "steps", "diagnostics", "truncate"}
     data_parallel = True
     needs_loss = True
 
@@ -33,6 +34,8 @@ class Backprop(Trainer):
 
         if ctx.stage.loss is not None:
             check_gradient_flow(ctx.model, ctx.stage.loss, ctx.stage.frozen, ctx)
+        if ctx.stage.get("truncate") is not None:
+            truncate.check(ctx.model, ctx.spec, ctx.stage)
 
     def run(self, session: Session, stage: Stage, index: int, start: Position | None) -> None:
         BackpropLoop(session, stage, index, start).run()
@@ -63,20 +66,38 @@ class BackpropLoop(EpochLoop):
         self.batches = -(-session.data.rows // self.batch)
         self.pending: list[dict[str, Any]] | None = \
             start.record.get("diagnostics") if start is not None else None
+        length = stage.get("truncate")  # truncated BPTT: each batch in chunks of steps
+        self.chunks = truncate.Truncation(self.model, session.spec, int(length)) \
+            if length is not None else None
 
     def state(self) -> dict[str, dict[str, Any]]:
         return self.updater.state
 
     def update(self, feeds: dict[str, Any]) -> float:
-        """One step, in the documented order; the loss is the one before the update."""
-        s, stage, engine = self.s, self.stage, self.s.engine
+        """One step on the batch (with `truncate`, one per chunk of it); the loss is the one
+        before the update. Diagnostics measure the batch's first chunk."""
         probe = self.probe if len(self.losses) == self.batches - 1 else None
         if probe is not None:
-            self.pending = probe.measure(feeds, self.weights, stream_seed(self.seed, s.step))
+            first = self.chunks.chunk(feeds, 0) if self.chunks is not None else feeds
+            self.pending = probe.measure(first, self.weights, stream_seed(self.seed, self.s.step))
             before = dict(self.weights)  # updates are out of place: these stay the old arrays
+        if self.chunks is None:
+            loss = self.step(feeds, self.model, {})[0]
+        else:
+            loss = self.chunks.run(feeds, self.step, self.s.budget_left)
+        if probe is not None and self.pending is not None:
+            probe.ratios(before, self.weights, self.pending)
+        return loss
+
+    def step(self, feeds: dict[str, Any], model: Graph,
+             carried: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+        """One update, in the documented order, from `carried` recurrent state (truncate):
+        (the loss, the state the recurrent layers ended with, detached)."""
+        s, stage, engine = self.s, self.stage, self.s.engine
+        weights = {**self.weights, **carried} if carried else self.weights
         loss, grads, updates = engine.loss_and_grad(
-            self.model, stage.loss, feeds, self.weights, stage.frozen,
-            stream_seed(self.seed, s.step), self.regs)
+            model, stage.loss, feeds, weights, stage.frozen, stream_seed(self.seed, s.step),
+            self.regs)
         bad = None if math.isfinite(loss) else "the loss"
         bad = bad or engine.nonfinite(grads)
         if bad is not None:
@@ -84,14 +105,13 @@ class BackpropLoop(EpochLoop):
                          self.updater.rate(s.step, self.epoch), self.epoch, s.step,
                          stage.loss.span if stage.loss else stage.span)
         rate = self.updater.apply(self.weights, grads, s.step, self.epoch)
-        if probe is not None and self.pending is not None:
-            probe.ratios(before, self.weights, self.pending)
+        state = {k: updates.pop(k) for k in carried}
         self.weights.update(updates)
         s.step += 1
         if s.step_rows:
             s.record({"kind": "step", "step": s.step, "epoch": self.epoch + 1, "loss": loss,
                       "lr": rate})
-        return loss
+        return loss, state
 
     def row(self) -> dict[str, float]:
         last = self.updater.rate(max(self.s.step - 1, 0), self.epoch - 1)  # the last step's
