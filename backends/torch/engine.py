@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from nndsl.backends.torch.data_parallel import DataParallel
 from nndsl.backends.torch.prims import make_torch_prims
 
 from nndsl import ops
@@ -72,6 +73,17 @@ class TorchEngine:
         self._trainable: dict[tuple[str, tuple[str, ...]], list[str]] = {}
         self._rules: dict[Call, tuple[Any, Any, dict[str, Any]]] = {}
         self._index: tuple[Any, Any] = (None, None)  # the last batch index, and on the device
+        self.parallel: DataParallel | None = None  # set by `data_parallel` in a launched run
+
+    def data_parallel(self, rank: int, world: int, vote: Callable[[], bool]) -> DataParallel:
+        """Make this engine one rank of a data-parallel run (nndsl/training/distributed.py):
+        batches are shared out, gradients summed across ranks."""
+        self.parallel = DataParallel(rank, world, vote)
+        self._step_P = make_torch_prims(
+            training=True, generator=self._stream.torch, device=self.device,
+            numpy_source=(lambda: self._stream.numpy) if self._stream.reference else None,
+            global_draw=self.parallel.global_draw)
+        return self.parallel
 
     def to_backend(self, arrays: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v if isinstance(v, torch.Tensor) and v.device == self.device
@@ -87,7 +99,8 @@ class TorchEngine:
 
     def take(self, array: Any, index: np.ndarray) -> Any:
         if index is not self._index[0]:  # the trainer takes every array's rows with one index
-            self._index = (index, torch.as_tensor(index, device=self.device))
+            rows = self.parallel.take(index) if self.parallel is not None else index
+            self._index = (index, torch.as_tensor(rows, device=self.device))
         return array[self._index[1]]
 
     def table(self, seed: int) -> Any:
@@ -117,6 +130,8 @@ class TorchEngine:
         traced = {k for k, calls in regs.items() if not all(self._rule(c)[1] for c in calls)}
         leaves = {k: v.detach().requires_grad_(True) if k in names else v
                   for k, v in weights.items()}
+        if self.parallel is not None:
+            return self._parallel_step(model, loss, feeds, weights, leaves, names, regs, P)
         value, result = run_loss(P, model, loss, feeds, leaves)
         taken = {k: self._penalty(regs[k], leaves[k]) for k in regs if k in traced}
         out = self._grads([value, *taken.values()], leaves, names)
@@ -127,6 +142,41 @@ class TorchEngine:
                 if k not in traced:
                     out[k] = out[k] + self._penalty(calls, weights[k], part=1)
         return total, out, {k: v.detach() for k, v in result.updates.items()}
+
+    def _parallel_step(self, model: Graph, loss: Graph, feeds: Mapping[str, Any],
+                       weights: Mapping[str, Any], leaves: dict[str, Any], names: list[str],
+                       regs: Mapping[str, list[Call]], P: Any
+                       ) -> tuple[float, dict[str, Any], dict[str, Any]]:
+        """One rank's share of a step: the share-weighted loss gradient of its rows, summed
+        over the ranks; then every penalty, once, as one process adds it."""
+        assert self.parallel is not None
+        share = self.parallel.shard.share
+        if share:
+            value, result = run_loss(P, model, loss, feeds, leaves)
+            out = self._grads([value * share], leaves, names)
+            updates = {k: v.detach() * share for k, v in result.updates.items()}
+            local = _float(value) * share
+        else:  # more ranks than rows in this batch: this one holds none
+            out = {k: torch.zeros_like(leaves[k]) for k in names}
+            updates = {w.name: torch.zeros_like(weights[w.name]) for w in model.weights
+                       if w.role == "buffer"}
+            local = 0.0
+        total = self.parallel.reduce(local, out, updates)
+        with torch.no_grad():
+            for k, calls in regs.items():
+                total += _float(self._penalty(calls, weights[k]))
+                out[k] = out[k] + self._penalty_grad(calls, weights[k])
+        return total, out, updates
+
+    def _penalty_grad(self, calls: list[Call], w: Any) -> Any:
+        """A penalty's gradient: in closed form where its regularizers give one, else by
+        autograd on the penalty alone."""
+        if all(self._rule(c)[1] for c in calls):
+            return self._penalty(calls, w, part=1)
+        with torch.enable_grad():
+            leaf = w.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(self._penalty(calls, leaf), [leaf])
+        return g
 
     def value_and_grad(self, fn: Callable[[Any, dict[str, Any]], Any],
                        weights: Mapping[str, Any], wrt: list[str], seed: int

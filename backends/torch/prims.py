@@ -119,10 +119,13 @@ def make_torch_prims(
     generator: torch.Generator | None = None,
     device: str | torch.device = "cpu",
     numpy_source: Callable[[], np.random.Generator] | None = None,
+    global_draw: Callable[[tuple[int, ...]], tuple[tuple[int, ...], Any] | None] | None = None,
 ) -> SimpleNamespace:
     """A torch primitive table; `generator` seeds the training-mode random primitives, unless
     `numpy_source` gives the NumPy generator to draw them from instead (the reference stream:
-    the same draws as the NumPy table, moved to the device)."""
+    the same draws as the NumPy table, moved to the device). `global_draw` (a data-parallel
+    rank's) maps a random array's shape to the global batch's shape and this rank's slice of
+    it, so that ranks draw what one process would."""
     dev = torch.device(device)
     h = _make_tensor_helpers(dev)
     tensor, promote = h.tensor, h.promote
@@ -270,21 +273,23 @@ def make_torch_prims(
         idx = torch.sort(order.narrow(axis, 0, k), dim=axis).values
         return torch.gather(x, axis, idx)
 
-    def from_numpy(draw: Callable[[tuple[int, ...]], np.ndarray], x: torch.Tensor) -> Any:
-        array = draw(tuple(x.shape)).astype(str(x.dtype).removeprefix("torch."))
-        return torch.as_tensor(array).to(x.device)
+    def draw(x: Any, numpy_draw: str, torch_draw: Callable[..., Any]) -> torch.Tensor:
+        x = tensor(x)
+        shape, part = tuple(x.shape), slice(None)
+        wide = global_draw(shape) if global_draw is not None else None
+        if wide is not None:
+            shape, part = wide
+        if numpy_source is not None:
+            array = getattr(numpy_source(), numpy_draw)(shape)
+            out = torch.as_tensor(array.astype(str(x.dtype).removeprefix("torch.")))
+            return out[part].to(x.device)
+        return torch_draw(shape, generator=generator, dtype=x.dtype, device=x.device)[part]
 
     def random_uniform_like(x: Any) -> torch.Tensor:
-        x = tensor(x)
-        if numpy_source is not None:
-            return from_numpy(numpy_source().random, x)
-        return torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        return draw(x, "random", torch.rand)
 
     def random_normal_like(x: Any) -> torch.Tensor:
-        x = tensor(x)
-        if numpy_source is not None:
-            return from_numpy(numpy_source().standard_normal, x)
-        return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        return draw(x, "standard_normal", torch.randn)
 
     return SimpleNamespace(
         backend="torch",

@@ -38,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extend", action="store_true",
                         help="with --resume and --epochs N: train the run on to N epochs (a "
                         "finished run continues its last phase where it ended)")
+    parser.add_argument("--nproc", type=int, metavar="N",
+                        help="train data-parallel on N local ranks (torch.distributed: gloo on "
+                        "the CPU, NCCL on CUDA, one device per rank); the spec's batch is the "
+                        "global batch. Across machines, start `torchrun ... -m nndsl train`")
     parser.add_argument("--model", help="which train block's model, when a spec has several")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     add_memory_option(parser)
@@ -56,9 +60,12 @@ def run(args: argparse.Namespace) -> int:
         print("nndsl train: --extend goes with --resume RUN_DIR (a run to train longer)",
               file=sys.stderr)
         return EXIT_USAGE
+    launched = _launch(args)
+    if launched is not None:
+        return launched
     try:
         if args.resume is not None:
-            print(f"trained model written to {_resume(args)}")
+            _written(_resume(args))
             return EXIT_OK
         program, sources = load_spec(args.spec)
         run_dir = train_spec(program, args.spec, backend=args.backend, epochs=args.epochs,
@@ -68,8 +75,9 @@ def run(args: argparse.Namespace) -> int:
                              checkpoint_every=args.checkpoint_every,
                              max_memory=args.max_memory)
     except NndslError as e:
-        print_error(e, sources or getattr(e, "sources", None),
-                    args.spec if args.resume is None else None)
+        if _writer():  # every rank of a data-parallel run meets the same error: say it once
+            print_error(e, sources or getattr(e, "sources", None),
+                        args.spec if args.resume is None else None)
         return EXIT_ERRORS
     except Interrupted as stop:
         number = getattr(stop, "signal", signal.SIGINT)
@@ -77,8 +85,85 @@ def run(args: argparse.Namespace) -> int:
         print(f"{stop}: checkpoint written; continue with `nndsl train --resume "
               f"{stop.run_dir}` (stopped by {name})", file=sys.stderr)
         return 128 + number
-    print(f"trained model written to {run_dir}")
+    _written(run_dir)
     return EXIT_OK
+
+
+def _writer() -> bool:
+    from nndsl.training.distributed import from_env
+
+    ranks = from_env()
+    return ranks is None or ranks.writer
+
+
+def _written(run_dir: object) -> None:
+    if _writer():
+        print(f"trained model written to {run_dir}")
+
+
+def _launch(args: argparse.Namespace) -> int | None:
+    """With --nproc N (or resuming a data-parallel run), start the ranks through torch's
+    launcher, each running this command without --nproc; None when this process trains."""
+    import os
+
+    from nndsl.training.distributed import from_env, launch
+
+    if from_env() is not None or os.environ.get("TORCHELASTIC_RUN_ID"):
+        return None  # this process is a rank already
+    nproc = args.nproc
+    if nproc is None and args.resume is not None:
+        nproc = _stored_world(args.resume)
+    if nproc is None or nproc == 1 and args.resume is None:
+        return None
+    if nproc < 1:
+        print(f"nndsl train: --nproc {nproc}: give a number of ranks >= 1", file=sys.stderr)
+        return EXIT_USAGE
+    child = _child_args(args)
+    if args.resume is None:  # a spec with mistakes is reported once, not by every rank
+        from nndsl.errors import NndslError
+        from nndsl.files import default_run_dir
+        from nndsl.training.run import pick_train
+
+        sources = None
+        try:
+            program, sources = load_spec(args.spec)
+            model = pick_train(program, args.model).model
+        except NndslError as e:
+            print_error(e, sources or getattr(e, "sources", None), args.spec)
+            return EXIT_ERRORS
+        if args.run_dir is None:
+            child += ["--run-dir", str(default_run_dir(model, None))]
+    return launch(child, nproc)
+
+
+# the options a rank is started with, as given to this command (--nproc is the launcher's)
+FORWARDED = (("resume", "--resume"), ("backend", "--backend"), ("device", "--device"),
+             ("rng", "--rng"), ("epochs", "--epochs"), ("steps", "--steps"),
+             ("run_dir", "--run-dir"), ("checkpoint_every", "--checkpoint-every"),
+             ("model", "--model"), ("max_memory", "--max-memory"))
+FLAGS = (("overwrite", "--overwrite"), ("extend", "--extend"), ("quiet", "--quiet"))
+
+
+def _child_args(args: argparse.Namespace) -> list[str]:
+    child = ["train", *([args.spec] if args.spec else [])]
+    for key, option in FORWARDED:
+        if getattr(args, key) is not None:
+            child += [option, str(getattr(args, key))]
+    return child + [option for key, option in FLAGS if getattr(args, key)]
+
+
+def _stored_world(run_dir: str) -> int | None:
+    """The number of ranks that wrote a run's checkpoint (1 for a single process)."""
+    from pathlib import Path
+
+    from nndsl.errors import NndslError
+    from nndsl.training import checkpoint
+
+    try:
+        world = checkpoint.load(Path(run_dir) / checkpoint.NAME).meta.get("world", 1)
+    except NndslError:
+        return None  # the resume itself reports it
+    return int(world) if int(world) > 1 else None
 
 
 def _resume(args: argparse.Namespace) -> object:

@@ -105,6 +105,7 @@ def check_meta(meta: Any) -> None:
             "epochs and steps (null when not given)")
     for key in ("stage", "epoch", "step"):
         count(key, meta.get(key))
+    count("world", meta.get("world", 1), 1)  # the ranks that wrote it (data-parallel runs)
     every = meta.get("checkpoint_every", 0.0)
     require(_finite(every) and every >= 0, "checkpoint_every", every,
             "a number of seconds >= 0")

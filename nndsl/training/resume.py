@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nndsl.errors import ErrorGroup, NndslError
-from nndsl.files import lock_run_dir
-from nndsl.training import checkpoint
+from nndsl.training import checkpoint, distributed
 from nndsl.training.session import Position, Session
 
 KEEP = "a resumed run keeps the options it was started with (its checkpoint records them)"
@@ -47,7 +46,7 @@ def resume(run_dir: str, quiet: bool = False, options: ResumeOptions | None = No
     saved_file = path / checkpoint.NAME
     if not saved_file.is_file():  # before the lock, which would write DIR/.lock
         checkpoint.load(saved_file)  # the error that says what a run directory holds
-    with lock_run_dir(path):
+    with distributed.writer_lock(path, distributed.from_env()):
         saved = checkpoint.load(saved_file)
         spec_file = path / "spec.nn"
         if not spec_file.is_file():

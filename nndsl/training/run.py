@@ -17,21 +17,20 @@ from typing import Any
 import numpy as np
 
 from nndsl import ops
-from nndsl.backend import default_backend, make_engine
+from nndsl.backend import default_backend, get_backend, make_engine
 from nndsl.data.dataset import load_dataset
 from nndsl.errors import NndslError
 from nndsl.files import (
     atomic_write,
     check_writable,
     default_run_dir,
-    lock_run_dir,
     prepare_run_dir,
 )
 from nndsl.initialize import initialize
 from nndsl.ir import NUMPY_DTYPE, Graph, Program, TensorType, TrainSpec
 from nndsl.memory import check_memory
 from nndsl.progress import Reporter
-from nndsl.training import checkpoint, records
+from nndsl.training import checkpoint, distributed, records
 from nndsl.training.best import Best
 from nndsl.training.diagnostics import check_rows, findings
 from nndsl.training.outputs import export_run, save_history, save_run
@@ -142,10 +141,13 @@ class Checkpointer:
     stages: int = 0
     offered: Position | None = None  # the last position a stage's trainer handed over
     best: Best | None = None  # written to best.npz just before the checkpoint that names it
+    writes: bool = True  # false on the ranks of a data-parallel run other than rank 0
 
     def __call__(self, position: Position, must: bool) -> None:
         if position.stage < self.stages:
             self.offered = position
+        if not self.writes:
+            return
         if not must and time.monotonic() - self.last < self.every:
             return
         s, state, extra = self.session, position.state, {}
@@ -206,40 +208,74 @@ def train_spec(program: Program, spec_file: str, *, backend: str | None = None,
     graphs = [program.model(name) for name in run.models]
     base_dir = Path(resume.meta["base_dir"]) if resume else Path(spec_file).resolve().parent
     data = load_dataset(run.data, graphs, spec, base_dir)  # before anything is written
-    engine = make_engine(backend, device, rng)
+    ranks = distributed.from_env()
+    if ranks is not None:
+        distributed.check_parallel(get_backend(backend), [
+            (stage.trainer_call.name, trainer) for stage, trainer in zip(run.stages,
+                                                                          run.trainers,
+                                                                          strict=True)])
+        distributed.join(ranks, distributed.device_for(ranks, device))
+    engine = make_engine(backend, distributed.device_for(ranks, device) if ranks else device,
+                         rng)
     path = Path(run_dir or ".") if resume else default_run_dir(spec.model, run_dir)
+    if ranks is not None and not resume and run_dir is None:
+        path = Path(distributed.broadcast(str(path)))  # rank 0's clock names the run
     session = Session(program, spec, engine, data, {}, epochs, steps, step_rows=steps is not None)
-    with lock_run_dir(path):  # one process writes a run directory, for the run's whole life
-        if resume:
-            start = start_position(resume, str(path / checkpoint.NAME), run, graphs, session,
-                                   extend)
+    writer = ranks is None or ranks.writer
+    if ranks is not None:
+        parallel = engine.data_parallel(ranks.rank, ranks.world,  # type: ignore[attr-defined]
+                                        vote=lambda: session.stop_requested)
+        session.stop_agreed = lambda: parallel.stop_agreed
+        quiet = quiet or not writer
+    try:
+        with distributed.writer_lock(path, ranks):  # one process writes a run directory
+            return _run(program, spec_file, run, graphs, data, session, path, resume, extend,
+                        overwrite, writer, quiet, {
+                            "model": spec.model, "backend": backend, "device": device,
+                            "rng_mode": rng, "epochs": epochs, "steps": steps,
+                            "base_dir": str(base_dir), "world": ranks.world if ranks else 1,
+                            "checkpoint_every": CHECKPOINT_SECONDS if checkpoint_every is None
+                            else checkpoint_every})
+    finally:
+        if ranks is not None:
+            distributed.leave()
+
+
+def _run(program: Program, spec_file: str, run: Plan, graphs: list[Graph], data: Any,
+         session: Session, path: Path, resume: checkpoint.Checkpoint | None, extend: bool,
+         overwrite: bool, writer: bool, quiet: bool, meta: dict[str, Any]) -> Path:
+    """The run proper, once the run directory is held: start or resume, train, write."""
+    engine, spec = session.engine, run.spec
+    if resume:
+        start = start_position(resume, str(path / checkpoint.NAME), run, graphs, session,
+                               extend)
+        if writer:
             check_writable(path)
-            weights = resume.weights
-        else:
+        weights = resume.weights
+    else:
+        if writer:
             prepare_run_dir(path, _bytes_needed(graphs), overwrite)
             records.clear(path)
             atomic_write(path / "spec.nn", Path(spec_file).read_bytes())
-            seed = int(spec.get("seed", 0))
-            start, weights = None, {g.name: initialize(g, seed + i) for i, g in enumerate(graphs)}
-        session.weights = {m: engine.to_backend(w) for m, w in weights.items()}
-        meta = {"model": spec.model, "backend": backend, "device": device, "rng_mode": rng,
-                "epochs": epochs, "steps": steps, "base_dir": str(base_dir),
-                "checkpoint_every": CHECKPOINT_SECONDS if checkpoint_every is None
-                else checkpoint_every}
-        best = Best(run.stages)
-        hook = Checkpointer(path, session, meta, meta["checkpoint_every"], stages=len(run.stages),
-                            best=best)
-        session.on_checkpoint = hook
-        if resume:
-            session.step = int(resume.meta["step"])
-            session.history.rows = list(resume.meta["history"])
-            session.diagnostics.rows = check_rows(resume.meta.get("diagnostics", []))
-            best.resume(resume.meta.get("best"), path, {g.name: g for g in graphs})
-        else:
-            hook(Position(0), True)  # a run killed before its first epoch resumes
-        trained, exported = _train(session, run, start, hook, quiet, best)
-        save_run(path, session, trained, records.config(session, path / "spec.nn", backend,
-                                                        device, rng, exported))
+        seed = int(spec.get("seed", 0))
+        start, weights = None, {g.name: initialize(g, seed + i) for i, g in enumerate(graphs)}
+    session.weights = {m: engine.to_backend(w) for m, w in weights.items()}
+    best = Best(run.stages)
+    hook = Checkpointer(path, session, meta, meta["checkpoint_every"], stages=len(run.stages),
+                        best=best, writes=writer)
+    session.on_checkpoint = hook
+    if resume:
+        session.step = int(resume.meta["step"])
+        session.history.rows = list(resume.meta["history"])
+        session.diagnostics.rows = check_rows(resume.meta.get("diagnostics", []))
+        best.resume(resume.meta.get("best"), path, {g.name: g for g in graphs})
+    else:
+        hook(Position(0), True)  # a run killed before its first epoch resumes
+    trained, exported = _train(session, run, start, hook, quiet, best)
+    if writer:
+        save_run(path, session, trained, records.config(
+            session, path / "spec.nn", meta["backend"], meta["device"], meta["rng_mode"],
+            exported))
         export_run(program, spec_file, run, trained, data, path, quiet)
     return path
 
@@ -251,16 +287,19 @@ def _train(session: Session, run: Plan, start: Position | None, hook: Checkpoint
     checkpoint is. Returns the weights to export and the summary's line on them."""
     reporter = Reporter(run.spec.model, {s.name: session.epochs_for(s) for s in run.stages},
                         quiet)
-    events = records.Events.open(hook.path, session, resumed=start is not None)
+    events = records.Events.open(hook.path, session, resumed=start is not None) \
+        if hook.writes else None
     session.on_row, session.on_step = records.chain(events, reporter), reporter.step
     try:
         with stop_on_interrupt(session) as received:
             _run_stages(session, run, start, best)
     except NndslError as e:
-        save_history(hook.path, session.history, session.diagnostics)
+        if hook.writes:
+            save_history(hook.path, session.history, session.diagnostics)
         raise e.with_note(hook.kept(), None) from None
     except Interrupted as stop:
-        save_history(hook.path, session.history, session.diagnostics)
+        if hook.writes:
+            save_history(hook.path, session.history, session.diagnostics)
         stop.run_dir = hook.path
         stop.signal = received.get("signal", signal.SIGINT)  # type: ignore[attr-defined]
         raise

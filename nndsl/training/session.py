@@ -61,6 +61,9 @@ class Session:
     # a stage's end and a requested stop must be written.
     on_checkpoint: Callable[[Position, bool], None] = lambda position, must: None
     stop_requested: bool = False  # set by a signal handler; honoured after the current step
+    # In a data-parallel run a signal is only this rank's vote; the ranks agree on stopping in
+    # the step's all-reduce, so all of them stop after the same step.
+    stop_agreed: Callable[[], bool] | None = None
     _rows: dict[str, Any] | None = None
 
     @property
@@ -106,6 +109,6 @@ class Session:
 
     def stop_here(self, position: Position) -> None:
         """If a stop was asked for: checkpoint this position and end the run."""
-        if self.stop_requested:
+        if self.stop_agreed() if self.stop_agreed is not None else self.stop_requested:
             self.checkpoint(position, must=True)
             raise Interrupted(position, self.step)

@@ -1,0 +1,161 @@
+"""Data-parallel training on torch.distributed (gloo on 2 CPU ranks): the same global batch on
+2 ranks gives the weights of one process — float64 within 1e-9, float32 within 1e-4 — with
+shuffling, dropout and weight decay; `torchrun` and `nndsl train --nproc` make the same run; a
+killed rank ends the job with its name, and the run resumes exactly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+pytestmark = pytest.mark.slow
+
+SPEC = """model m {{
+  input x: {dtype}[batch, 2]
+  h = x -> dense(16) -> tanh -> dropout(rate=0.2)
+  out = h -> dense(1) -> sigmoid
+  output out
+}}
+
+train m {{
+  data       = builtin("spirals")
+  target y: {dtype}[batch, 1]
+  loss       = bce(out, y)
+  optimizer  = adam(lr=0.01)
+  regularize = l2(1e-3)
+  batch      = 33
+  epochs     = {epochs}
+  seed       = 3
+}}
+"""
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def spec(tmp_path: Path, dtype: str = "f64", epochs: int = 3) -> Path:
+    path = tmp_path / f"m_{dtype}.nn"
+    path.write_text(SPEC.format(dtype=dtype, epochs=epochs), encoding="utf-8")
+    return path
+
+
+def nndsl(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nndsl.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env=ENV)
+
+
+def train(path: Path, run: Path, *extra: str) -> None:
+    done = nndsl("train", str(path), "--device", "cpu", "--run-dir", str(run), "--quiet",
+                 *extra)
+    assert done.returncode == 0, done.stderr
+
+
+def weights(run: Path) -> dict[str, np.ndarray]:
+    with np.load(run / "weights.npz") as archive:
+        return {k: archive[k] for k in archive.files}
+
+
+def assert_close(a: Path, b: Path, atol: float) -> None:
+    wa, wb = weights(a), weights(b)
+    assert sorted(wa) == sorted(wb)
+    for name in wa:
+        np.testing.assert_allclose(wb[name], wa[name], rtol=0, atol=atol, err_msg=name)
+
+
+@pytest.mark.parametrize(("dtype", "atol"), [("f64", 1e-9), ("f32", 1e-4)])
+def test_two_ranks_train_as_one_process(tmp_path: Path, dtype: str, atol: float) -> None:
+    path = spec(tmp_path, dtype)
+    train(path, tmp_path / "one")
+    train(path, tmp_path / "two", "--nproc", "2")
+    assert_close(tmp_path / "one", tmp_path / "two", atol)
+    one = (tmp_path / "one" / "metrics.csv").read_text().splitlines()
+    two = (tmp_path / "two" / "metrics.csv").read_text().splitlines()
+    assert one[0] == two[0] and len(one) == len(two)
+    assert (tmp_path / "two" / "model.onnx").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_torchrun_and_two_simulated_nodes_make_the_same_run(tmp_path: Path) -> None:
+    path = spec(tmp_path)
+    train(path, tmp_path / "nproc", "--nproc", "2")
+    child = ["-m", "nndsl.cli", "train", str(path), "--device", "cpu", "--quiet"]
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc-per-node", "2", *child, "--run-dir",
+                           str(tmp_path / "torchrun")], capture_output=True, text=True,
+                          timeout=240, env=ENV)
+    assert done.returncode == 0, done.stderr
+    port = free_port()
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",
+                               "--node-rank", str(rank), "--nproc-per-node", "1",
+                               "--master-addr", "127.0.0.1", "--master-port", str(port),
+                               *child, "--run-dir", str(tmp_path / "nodes")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=ENV) for rank in (0, 1)]
+    for node in nodes:
+        _, err = node.communicate(timeout=240)
+        assert node.returncode == 0, err
+    for other in ("torchrun", "nodes"):
+        assert_close(tmp_path / "nproc", tmp_path / other, 0.0)
+        assert (tmp_path / "nproc" / "metrics.csv").read_text() == \
+            (tmp_path / other / "metrics.csv").read_text()
+
+
+def _checkpoint_epoch(run: Path) -> int:
+    import json
+
+    try:
+        with np.load(run / "checkpoint.npz", allow_pickle=False) as archive:
+            return int(json.loads(archive["meta"].tobytes())["epoch"])
+    except (OSError, KeyError, ValueError):
+        return -1
+
+
+def test_a_killed_rank_ends_the_job_and_the_run_resumes_exactly(tmp_path: Path) -> None:
+    path = spec(tmp_path, epochs=150)
+    train(path, tmp_path / "whole", "--nproc", "2", "--checkpoint-every", "0")
+    run = tmp_path / "broken"
+    job = subprocess.Popen([sys.executable, "-m", "nndsl.cli", "train", str(path), "--device",
+                            "cpu", "--run-dir", str(run), "--quiet", "--nproc", "2",
+                            "--checkpoint-every", "0"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while _checkpoint_epoch(run) < 3 and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.02)
+    ranks = subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True,
+                           text=True).stdout.split()  # the launcher's children: the ranks
+    workers = [int(p) for p in ranks]
+    assert workers, "no rank found to kill"
+    killed_at = time.monotonic()
+    os.kill(workers[-1], signal.SIGKILL)
+    _, err = job.communicate(timeout=60)
+    assert time.monotonic() - killed_at < 30
+    assert job.returncode == 1 and "rank" in err and "SIGKILL" in err, err
+    done = nndsl("train", "--resume", str(run), "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert_close(tmp_path / "whole", run, 0.0)
+    assert (tmp_path / "whole" / "metrics.csv").read_text() == (run / "metrics.csv").read_text()
+
+
+def test_a_trainer_that_cannot_share_batches_is_refused(tmp_path: Path) -> None:
+    from .conftest import ROOT
+
+    done = nndsl("train", str(ROOT / "specs" / "perceptron_and.nn"), "--device", "cpu",
+                 "--run-dir", str(tmp_path / "run"), "--quiet", "--nproc", "2")
+    assert done.returncode == 1
+    assert "trainer 'perceptron' cannot run data-parallel" in done.stderr
+    done = nndsl("train", str(spec(tmp_path)), "--backend", "numpy", "--run-dir",
+                 str(tmp_path / "run2"), "--quiet", "--nproc", "2")
+    assert done.returncode == 1 and "the numpy backend runs in one process" in done.stderr
