@@ -1,6 +1,6 @@
 """Backend-neutral training helpers, written against the primitive table `P`: which weights
 train, the loss with its feeds, penalties, the update (gradient noise, clipping, the scheduled
-optimizer step, constraints) and the per-epoch evaluation. Every trainer uses these, on every
+optimizer step, constraints). Every trainer uses these, on every
 engine, so NumPy and torch apply the same arithmetic."""
 
 from __future__ import annotations
@@ -165,42 +165,3 @@ def blowup(stage: Stage, history_losses: list[float], what: str, loss: float, ra
                                          " or add `clip = norm(1.0)`")
     return NndslError(f"{what} became non-finite at epoch {epoch + 1}, step {step + 1}"
                       f" (loss {loss:.4g})", span, hint=f"{cause}; {fixes}")
-
-
-def metric_values(engine: Engine, model: Graph, metrics: Iterable[str], env: Mapping[str, Any],
-                  part: Mapping[str, Any], target: str | None, prefix: str = "") -> \
-        dict[str, float]:
-    """Each metric of the model's first output against the first target (NumPy arrays)."""
-    from nndsl.backends.numpy.prims import make_numpy_prims
-
-    out: dict[str, float] = {}
-    for name in metrics:
-        if target is None:
-            raise NndslError(f"metric '{name}' needs a target", None,
-                             hint="declare one: `target y: [batch]`")
-        fn = ops.get(name, "metric").compute
-        out[prefix + name] = float(fn(make_numpy_prims(), env[model.outputs[0]], part[target]))
-    return out
-
-
-def evaluate(engine: Engine, model: Graph, weights: Mapping[str, Any], stage: Stage,
-             train: Mapping[str, Any], val: Mapping[str, Any], target: str | None) -> \
-        dict[str, float]:
-    """After an epoch: the metrics on the training rows, and the loss and metrics on the
-    validation rows, in inference mode."""
-    from nndsl.backends.numpy.prims import make_numpy_prims
-
-    out: dict[str, float] = {}
-    metrics = stage.get("metrics") or ()
-    host = None
-    for prefix, part in (("", train), ("val_", val)):
-        if not part or (not prefix and not metrics):
-            continue
-        env = engine.predict(model, part, weights)
-        if prefix and stage.loss is not None:
-            host = host if host is not None else engine.to_numpy(weights)
-            with np.errstate(all="ignore"):
-                out["val_loss"] = float(loss_value(make_numpy_prims(), stage.loss, env, part,
-                                                   host))
-        out.update(metric_values(engine, model, metrics, env, part, target, prefix))
-    return out

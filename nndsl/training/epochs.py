@@ -14,7 +14,7 @@ import numpy as np
 
 from nndsl import ops
 from nndsl.errors import NndslError
-from nndsl.training.core import evaluate
+from nndsl.training.evaluation import evaluate
 from nndsl.training.session import Position, Session
 from nndsl.training.stages import Stage, batches
 

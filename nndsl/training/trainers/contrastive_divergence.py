@@ -35,8 +35,9 @@ from nndsl.ir import Call, Graph, Node
 from nndsl.ops.optimizers import require
 from nndsl.ops.rbm import bernoulli, free_energy, hidden_probs, visible_probs
 from nndsl.ops.registry import Label
-from nndsl.training.core import Updater, blowup, evaluate, penalties, trainable
+from nndsl.training.core import Updater, blowup, penalties, trainable
 from nndsl.training.epochs import EPOCH_SETTINGS, EpochLoop
+from nndsl.training.evaluation import evaluate
 from nndsl.training.registry import CheckContext, Trainer, trainer
 from nndsl.training.session import Position, Session
 from nndsl.training.stages import Stage, stream_seed
