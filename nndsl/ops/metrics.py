@@ -85,9 +85,18 @@ def confusion(P: Any, y: Any, t: Any) -> Any:
 def class_scores(P: Any, y: Any, t: Any) -> dict[str, Any]:
     """Per class k: precision tp/predicted, recall tp/actual, F1 2tp/(predicted + actual),
     support (actual) and whether the class occurs at all (0 where a denominator is 0)."""
+    return scores_of(P, *class_counts(P, y, t))
+
+
+def class_counts(P: Any, y: Any, t: Any) -> tuple[Any, Any, Any]:
+    """Per class: (true positives, rows predicted, rows actual) — sums over rows, so the
+    counts of several batches add up to those of all their rows."""
     pred, true = one_hots(P, y, t)
-    tp = P.sum(P.mul(pred, true), axis=0)
-    predicted, actual = P.sum(pred, axis=0), P.sum(true, axis=0)
+    return P.sum(P.mul(pred, true), axis=0), P.sum(pred, axis=0), P.sum(true, axis=0)
+
+
+def scores_of(P: Any, tp: Any, predicted: Any, actual: Any) -> dict[str, Any]:
+    """`class_scores` from the class counts."""
     both = P.add(predicted, actual)
     return {"precision": P.div(tp, P.maximum(predicted, 1.0)),
             "recall": P.div(tp, P.maximum(actual, 1.0)),
@@ -96,8 +105,12 @@ def class_scores(P: Any, y: Any, t: Any) -> dict[str, Any]:
 
 
 def _averaged(P: Any, y: Any, t: Any, key: str) -> Any:
-    scores = class_scores(P, y, t)
-    if _binary(P, y):
+    return averaged_of(P, class_scores(P, y, t), key, _binary(P, y))
+
+
+def averaged_of(P: Any, scores: dict[str, Any], key: str, binary: bool) -> Any:
+    """Class 1's score for a binary output, else the macro mean over the classes present."""
+    if binary:
         return P.reshape(P.slice(scores[key], 0, 1, 2), ())
     present = scores["present"]
     return P.div(P.sum(P.mul(scores[key], present)), P.maximum(P.sum(present), 1.0))
@@ -252,8 +265,11 @@ def r2(P: Any, y: Any, t: Any) -> Any:
     y, t = P.reshape(y, (None, -1)), P.reshape(t, (None, -1))
     d = P.sub(t, y)
     spread = P.sub(t, P.mean(t, axis=0, keepdims=True))
-    residual = P.sum(P.mul(d, d), axis=0)
-    total = P.sum(P.mul(spread, spread), axis=0)
+    return r2_of(P, P.sum(P.mul(d, d), axis=0), P.sum(P.mul(spread, spread), axis=0))
+
+
+def r2_of(P: Any, residual: Any, total: Any) -> Any:
+    """r2 from each column's residual and total sums of squares."""
     fitted = P.sub(1.0, P.div(residual, P.where(P.gt(total, 0.0), total, P.ones_like(total))))
     exact = P.where(P.gt(residual, 0.0), P.zeros_like(total), P.ones_like(total))
     return P.mean(P.where(P.gt(total, 0.0), fitted, exact))
