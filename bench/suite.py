@@ -14,6 +14,7 @@ from bench import (
     frontend,
     inference,
     largedata,
+    parallel,
     reference,
     startup,
     training,
@@ -60,6 +61,7 @@ CASES: dict[str, Case] = {
     "diagnostics": Case(diagnostics.WORKLOADS, _rows_of(diagnostics)),
     "largedata": Case((), _settings_only(largedata)),
     "truncation": Case((), _settings_only(truncation)),
+    "parallel": Case((), _settings_only(parallel)),
     "gpu": Case(training.WORKLOADS + inference.WORKLOADS,
                 lambda report, settings, loaded: _gpu(report, settings, loaded)),
 }
