@@ -70,6 +70,15 @@ def test_every_metric_gets_a_plot(trained: tuple[Path, str]) -> None:
     assert not (run / "plots" / "lr.png").exists()  # a constant rate is not worth a plot
 
 
+def test_the_run_has_a_picture_of_its_network(trained: tuple[Path, str]) -> None:
+    import xml.etree.ElementTree as ET
+
+    picture = trained[0] / "run" / "network.svg"
+    root = ET.parse(picture).getroot()  # a whole SVG document
+    assert root.tag.endswith("svg") and "dense" in picture.read_text(encoding="utf-8")
+    assert not list((trained[0] / "run").glob("*.tmp*"))
+
+
 def test_progress_lines_show_every_metric(trained: tuple[Path, str]) -> None:
     lines = [line for line in trained[1].splitlines() if line.startswith("epoch ")]
     assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]

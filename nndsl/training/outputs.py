@@ -125,3 +125,19 @@ def _export(program: Program, spec_file: str, graph: Graph, weights: dict[str, n
         entry.key, entry.value = "class_labels", ",".join(labels)
     atomic_write(file, model.SerializeToString())
     return True
+
+
+def draw_run_network(program: Program, model: str, path: Path, quiet: bool) -> None:
+    """network.svg: the picture `nndsl graph` draws of the trained model, beside its export."""
+    from nndsl.graph_picture import draw_network
+
+    partial = path / "network.tmp.svg"
+    try:
+        draw_network(program, program.model(model), partial)
+    except NndslError as e:
+        partial.unlink(missing_ok=True)
+        if not quiet:
+            print(f"network.svg not written: {e.message}", file=sys.stderr)
+        return
+    partial.replace(path / "network.svg")
+

@@ -18,6 +18,7 @@ import numpy as np
 
 from nndsl import ops
 from nndsl.backend import default_backend, get_backend, make_engine
+from nndsl.data.binding import save as save_binding
 from nndsl.data.dataset import load_dataset
 from nndsl.errors import NndslError
 from nndsl.files import (
@@ -33,7 +34,7 @@ from nndsl.progress import Reporter
 from nndsl.training import checkpoint, distributed, records
 from nndsl.training.best import Best
 from nndsl.training.diagnostics import check_rows, findings
-from nndsl.training.outputs import export_run, save_history, save_run
+from nndsl.training.outputs import draw_run_network, export_run, save_history, save_run
 from nndsl.training.registry import CheckContext, Trainer
 from nndsl.training.resume import start_position
 from nndsl.training.session import Interrupted, Position, Session
@@ -207,7 +208,8 @@ def train_spec(program: Program, spec_file: str, *, backend: str | None = None,
     check_memory(program, max_memory)
     graphs = [program.model(name) for name in run.models]
     base_dir = Path(resume.meta["base_dir"]) if resume else Path(spec_file).resolve().parent
-    data = load_dataset(run.data, graphs, spec, base_dir)  # before anything is written
+    data = load_dataset(run.data, graphs, spec, base_dir,  # before anything is written
+                        Path(run_dir or ".") if resume else None)  # keep its labels
     ranks = distributed.from_env()
     if ranks is not None:
         distributed.check_parallel(get_backend(backend), [
@@ -257,6 +259,7 @@ def _run(program: Program, spec_file: str, run: Plan, graphs: list[Graph], data:
             prepare_run_dir(path, _bytes_needed(graphs), overwrite)
             records.clear(path)
             atomic_write(path / "spec.nn", Path(spec_file).read_bytes())
+            save_binding(path, data.binding)  # data.json: columns, labels, statistics
         seed = int(spec.get("seed", 0))
         start, weights = None, {g.name: initialize(g, seed + i) for i, g in enumerate(graphs)}
     session.weights = {m: engine.to_backend(w) for m, w in weights.items()}
@@ -277,6 +280,7 @@ def _run(program: Program, spec_file: str, run: Plan, graphs: list[Graph], data:
             session, path / "spec.nn", meta["backend"], meta["device"], meta["rng_mode"],
             exported))
         export_run(program, spec_file, run, trained, data, path, quiet)
+        draw_run_network(program, run.spec.model, path, quiet)
     return path
 
 
