@@ -228,6 +228,13 @@ def test_fmt_rewrites_files_in_place(write_spec, capsys) -> None:  # type: ignor
     assert "1 spec reformatted, 1 unchanged" in out
 
 
+def test_fmt_keeps_a_byte_order_mark(write_spec) -> None:  # type: ignore[no-untyped-def]
+    marked, pretty = write_spec("\ufeff" + UGLY, "ugly.nn"), write_spec("\ufeff" + PRETTY, "p.nn")
+    assert main(["fmt", "--check", str(pretty)]) == 0
+    assert main(["fmt", str(marked)]) == 0
+    assert marked.read_bytes() == "\ufeff".encode() + PRETTY.encode()
+
+
 def test_fmt_check_changes_nothing_and_exits_one(write_spec, capsys) -> None:  # type: ignore[no-untyped-def]
     ugly, pretty = write_spec(UGLY, "ugly.nn"), write_spec(PRETTY, "pretty.nn")
     assert main(["fmt", "--check", str(pretty)]) == 0

@@ -47,12 +47,16 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_ERRORS if failed else EXIT_OK
 
 
+BOM = "\ufeff"
+
+
 def _format_one(spec: str, text: str, args: argparse.Namespace, status) -> bool:  # type: ignore[no-untyped-def]
     """Format one spec as the options say; whether its text changes."""
     from nndsl.format import format_text
 
+    mark = BOM if text.startswith(BOM) else ""  # an editor's byte-order mark is kept as it was
     with collector_paused():
-        formatted = format_text(text, _name(spec))
+        formatted = mark + format_text(text.removeprefix(BOM), _name(spec))
     changed = formatted != text
     if args.diff and changed:
         sys.stdout.write(unified_diff(text, formatted, _name(spec)))
