@@ -212,7 +212,7 @@ def test_bad_rows_are_clear_errors(tmp_path, digits, capsys) -> None:  # type: i
     (tmp_path / "rows.txt").write_text("1,2\n", encoding="utf-8")
     messages = {"text.npy": "holds <U1 values, not numbers", "scalar.npy": "single value (0-d)",
                 "empty.npy": "is not a readable NumPy .npy array",
-                "cells.csv": "cells.csv:2:1: error: column 2: 'x' is not a number",
+                "cells.csv": "cells.csv:2:3: error: data row 2, column 2: 'x' is not a number",
                 "rows.txt": "cannot read rows from 'rows.txt'"}
     for name, message in messages.items():
         assert predict(model, "--input", tmp_path / name) == 1

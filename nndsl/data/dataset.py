@@ -3,12 +3,14 @@ validate shapes and values, and split off the validation rows — before anythin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from nndsl import ops
+from nndsl.data.binding import Binding, BoundArrays, Request, fit_scale
 from nndsl.errors import NndslError, Span
 from nndsl.ir import NUMPY_DTYPE, Graph, Node, TensorType, TrainSpec, format_shape
 
@@ -19,20 +21,35 @@ class Dataset:
 
     train: dict[str, np.ndarray]
     val: dict[str, np.ndarray]
+    binding: Binding = field(default_factory=Binding)  # columns, class labels, standardisation
 
     @property
     def rows(self) -> int:
         return len(next(iter(self.train.values())))
 
 
-def load_arrays(spec: TrainSpec, base_dir: Path) -> dict[str, np.ndarray]:
+def _takes_request(compute: object) -> bool:
+    """A data op whose function has a second positional parameter binds by the spec's names
+    (nndsl/data/files.py)."""
+    positional = [p for p in inspect.signature(compute).parameters.values()  # type: ignore
+                  if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    return len(positional) >= 2
+
+
+def load_arrays(spec: TrainSpec, base_dir: Path, wanted: dict[str, TensorType] | None = None,
+                stored: Binding | None = None) -> dict[str, np.ndarray]:
+    """The data call's arrays; a binding that cannot work is an error at the call."""
     data = spec.get("data")
     if data is None:
         raise NndslError(f"train block '{spec.model}' has no data", spec.span,
                          hint='add e.g. `data = builtin("xor")` or `data = csv("f.csv", '
                          'target="label")`')
     opdef = ops.get(data.name, "data", data.span)
+    targets = tuple(n for n, _ in spec.targets if wanted is None or n in wanted)
+    request = Request(tuple(n for n in wanted or () if n not in targets), targets, stored)
     try:
+        if wanted is not None and _takes_request(opdef.compute):
+            return opdef.compute(base_dir, request, **dict(data.kwargs))  # type: ignore
         return dict(opdef.compute(base_dir, **dict(data.kwargs)))
     except NndslError as e:
         e.span = e.span or data.span
@@ -184,6 +201,24 @@ def _in_range(name: str, array: np.ndarray, bound: int, node: Node, spec: TrainS
                          received=f"{array[at]} at index {at}", hint=hint)
 
 
+def _labels_fit(name: str, labels: list[str], bound: tuple[int, Node] | None,
+                spec: TrainSpec) -> None:
+    """Text labels are class ids for a loss that reads them as such, one per class."""
+    if bound is None:
+        raise NndslError(f"target '{name}' from {describe(spec)} holds text labels, but no loss "
+                         f"reads '{name}' as class ids", where(spec),
+                         expected="numbers, or a target a classification loss reads "
+                         "(cross_entropy)", received=f"labels {', '.join(labels[:5])}" +
+                         (", ..." if len(labels) > 5 else ""),
+                         hint="a regression target needs numbers in the file")
+    limit, node = bound
+    if len(labels) > limit:
+        raise NndslError(f"target '{name}' from {describe(spec)} has {len(labels)} class labels, "
+                         f"but the loss reads {limit} classes", node.span,
+                         expected=f"at most {limit} labels", received=", ".join(labels),
+                         hint=f"size the output for {len(labels)} classes")
+
+
 def bind(wanted: dict[str, TensorType], graphs: list[Graph], spec: TrainSpec,
          arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The arrays the trainers read (the model's inputs and the block's targets, for
@@ -196,7 +231,11 @@ def bind(wanted: dict[str, TensorType], graphs: list[Graph], spec: TrainSpec,
                          hint="name inputs and targets after the data's arrays, or map them: "
                          'npz("f.npz", x="X", y="labels")')
     bound = {n: _check(n, np.asarray(arrays[n]), ty, n, spec) for n, ty in wanted.items()}
-    for name, (limit, node) in index_bounds(graphs, spec, set(wanted)).items():
+    bounds = index_bounds(graphs, spec, set(wanted))
+    labels = arrays.binding.labels if isinstance(arrays, BoundArrays) else {}
+    for name, vocabulary in labels.items():
+        _labels_fit(name, vocabulary, bounds.get(name), spec)
+    for name, (limit, node) in bounds.items():
         _in_range(name, bound[name], limit, node, spec)
     rows = {n: len(a) for n, a in bound.items()}
     if len(set(rows.values())) > 1:
@@ -227,6 +266,32 @@ def split(arrays: dict[str, np.ndarray], fraction: float, seed: int,
 
 
 def load_dataset(wanted: dict[str, TensorType], graphs: list[Graph], spec: TrainSpec,
-                 base_dir: Path) -> Dataset:
-    arrays = bind(wanted, graphs, spec, load_arrays(spec, base_dir))
-    return split(arrays, spec.get("split", 0.0), spec.get("seed", 0), spec.where("split"))
+                 base_dir: Path, stored: Binding | Path | None = None) -> Dataset:
+    """The bound, checked and split data. `stored`: the binding (or the run directory whose
+    data.json holds it) a resumed or evaluated run keeps: its class labels and statistics."""
+    if isinstance(stored, Path):
+        from nndsl.data.binding import load
+
+        stored = load(stored)
+    loaded = load_arrays(spec, base_dir, wanted, stored)
+    data = split(bind(wanted, graphs, spec, loaded), spec.get("split", 0.0),
+                 spec.get("seed", 0), spec.where("split"))
+    if isinstance(loaded, BoundArrays):
+        data.binding = loaded.binding
+        _standardize(data, loaded.standardize, wanted, stored, spec)
+    return data
+
+
+def _standardize(data: Dataset, names: tuple[str, ...], wanted: dict[str, TensorType],
+                 stored: Binding | None, spec: TrainSpec) -> None:
+    """Each named input rescaled by statistics of the training rows (or the stored run's)."""
+    ids = [n for n in names if not wanted[n].dtype.startswith("f")]
+    if ids:
+        raise NndslError(f"standardize = true rescales numbers, but input '{ids[0]}' is "
+                         f"declared {wanted[ids[0]].dtype} (ids)", where(spec),
+                         hint="standardize only float inputs: remove standardize")
+    data.binding.scale = fit_scale(names, data.train, stored)
+    for part in (data.train, data.val):
+        for name in data.binding.scale:
+            if name in part:
+                part[name] = data.binding.standardized(name, part[name])
