@@ -280,7 +280,8 @@ def describe(annotation: Any) -> str:
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         return " or ".join(describe(a) for a in get_args(annotation) if a is not type(None))
     if origin is tuple:
-        return "a list of " + describe(get_args(annotation)[0]) + "s"
+        item = describe(get_args(annotation)[0])
+        return "a list of " + item.removeprefix("an ").removeprefix("a ") + "s"
     if origin is list:
         return "a list"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a name",
