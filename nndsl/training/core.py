@@ -16,6 +16,7 @@ from nndsl import ops
 from nndsl.backend import Engine
 from nndsl.errors import NndslError
 from nndsl.ir import Call, Graph
+from nndsl.training.multi import MultiUpdate
 from nndsl.training.stages import Stage, stream_seed
 
 if TYPE_CHECKING:
@@ -43,10 +44,9 @@ def run_loss(P: Any, model: Graph, loss: Graph, feeds: Mapping[str, Any],
     The loss graph reads model values (inputs, bindings, outputs) by name, then targets from
     `feeds`, then weights (a loss may name one, e.g. `contractive(code, enc.weight)`).
     """
-    from nndsl.interpreter import run
+    from nndsl.training.step_plan import loss_plan
 
-    result = run(model, P, {n: feeds[n] for n, _ in model.inputs}, weights)
-    return loss_value(P, loss, result.env, feeds, weights), result
+    return loss_plan(model, loss, P).run(P, feeds, weights)  # the interpreter's, precompiled
 
 
 def loss_value(P: Any, loss: Graph, env: Mapping[str, Any], feeds: Mapping[str, Any],
@@ -106,6 +106,8 @@ class Updater:
         self.optimizer = self.optimizer or self.stage.get("optimizer") or DEFAULT_OPTIMIZER
         self.rule = ops.get(self.optimizer.name, "optimizer", self.optimizer.span)\
             .function_for(self.engine.P)
+        self.multi = MultiUpdate(getattr(self.engine.P, "backend", ""), self.optimizer.name,
+                                 self.rule)
         self.params = dict(self.optimizer.kwargs)
         self.base_lr = float(self.params.get("lr", 0.01) or 0.01)
         schedule = self.stage.get("schedule")
@@ -140,10 +142,7 @@ class Updater:
             names = list(grads)
             fn, params = self.clip
             grads = dict(zip(names, fn(P, [grads[k] for k in names], **params), strict=True))
-        for name, g in grads.items():
-            weights[name], self.state[name] = self.rule(P, weights[name], g,
-                                                        self.state.get(name, {}), rate,
-                                                        step + 1, **self.params)
+        self.multi(P, weights, grads, self.state, rate, step + 1, self.params)
         for name, fn, params in self.constraints:
             if name in grads:
                 weights[name] = fn(P, weights[name], **params)

@@ -1,0 +1,130 @@
+"""torch's multi-tensor updates (nndsl/training/multi.py): a primitive table over lists of
+tensors, whose arithmetic is the `torch._foreach_*` family, and adam in torch.optim.Adam's
+foreach kernels.
+
+A foreach kernel applies the same scalar operation to every element as the one-tensor kernel
+(on the CPU it is that kernel, once per tensor, without returning to Python; on CUDA fused
+multi-tensor kernels), so a rule run on lists gives per-weight results bit for bit. Operands
+the foreach family does not take (a number on the left of `-` or `/`, comparisons, `where`)
+are applied tensor by tensor through the ordinary table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from nndsl.ops.optimizers import check_adam
+from nndsl.training.multi import register_lists, register_multi
+
+Lists = list[torch.Tensor]
+
+
+def _same_floats(*groups: Any) -> bool:
+    """Lists of tensors of one floating dtype (numbers are skipped)."""
+    dtype = None
+    for group in groups:
+        if not isinstance(group, list):
+            if isinstance(group, float | int) and not isinstance(group, bool):
+                continue
+            return False
+        for t in group:
+            if not isinstance(t, torch.Tensor) or not t.dtype.is_floating_point or (
+                    dtype is not None and t.dtype != dtype):
+                return False
+            dtype = t.dtype
+    return dtype is not None
+
+
+class ListTable:
+    """The primitive table P over lists of tensors (numbers broadcast to every tensor)."""
+
+    backend = "torch"
+
+    def __init__(self, P: Any) -> None:
+        self.P = P
+
+    def _each(self, name: str, *args: Any) -> Lists:
+        fn = getattr(self.P, name)
+        n = next(len(a) for a in args if isinstance(a, list))
+        return [fn(*(a[i] if isinstance(a, list) else a for a in args)) for i in range(n)]
+
+    def _foreach(self, name: str, x: Any, y: Any, lists: Callable[..., Lists],
+                 scalar: Callable[..., Lists] | None, swapped: Callable[..., Lists] | None
+                 ) -> Lists:
+        if _same_floats(x, y):
+            if isinstance(x, list) and isinstance(y, list):
+                return list(lists(x, y))
+            if isinstance(x, list) and scalar is not None:
+                return list(scalar(x, y))
+            if isinstance(y, list) and swapped is not None:
+                return list(swapped(y, x))
+        return self._each(name, x, y)
+
+    def add(self, x: Any, y: Any) -> Lists:
+        return self._foreach("add", x, y, torch._foreach_add, torch._foreach_add,
+                             torch._foreach_add)
+
+    def mul(self, x: Any, y: Any) -> Lists:
+        return self._foreach("mul", x, y, torch._foreach_mul, torch._foreach_mul,
+                             torch._foreach_mul)
+
+    def sub(self, x: Any, y: Any) -> Lists:
+        return self._foreach("sub", x, y, torch._foreach_sub, torch._foreach_sub, None)
+
+    def div(self, x: Any, y: Any) -> Lists:
+        return self._foreach("div", x, y, torch._foreach_div, torch._foreach_div, None)
+
+    def sqrt(self, x: Any) -> Lists:
+        return list(torch._foreach_sqrt(x)) if _same_floats(x) else self._each("sqrt", x)
+
+    def sign(self, x: Any) -> Lists:
+        return list(torch._foreach_sign(x)) if _same_floats(x) else self._each("sign", x)
+
+    def zeros_like(self, x: Any) -> Lists:
+        return [torch.zeros_like(t) for t in x]
+
+    def __getattr__(self, name: str) -> Callable[..., Lists]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return lambda *args: self._each(name, *args)
+
+
+def adam(P: Any, ws: Lists, gs: Lists, states: list[dict[str, Any]], rate: float, t: int, *,
+         lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+         eps_inside: bool = False) -> tuple[Lists, list[dict[str, Any]]]:
+    """The per-weight native adam (backends/torch/natives.py) in its foreach kernels: the same
+    operations in the same order for every tensor; out of place."""
+    check_adam(lr, beta1, beta2, eps)
+    fresh = "m" not in states[0]
+    if not _same_floats(ws, gs, *([] if fresh else [[s["m"] for s in states],
+                                                     [s["v"] for s in states]])):
+        from nndsl.ops.registry import get
+
+        rule = get("adam", "optimizer").function_for(P)
+        out = [rule(P, w, g, s, rate, t, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                    eps_inside=eps_inside) for w, g, s in zip(ws, gs, states, strict=True)]
+        return [w for w, _ in out], [s for _, s in out]
+    if fresh:
+        m = torch._foreach_mul(gs, 1.0 - beta1)
+        v = torch._foreach_mul(gs, gs)
+        torch._foreach_mul_(v, 1.0 - beta2)
+    else:
+        m = torch._foreach_lerp([s["m"] for s in states], gs, 1.0 - beta1)
+        v = torch._foreach_mul([s["v"] for s in states], beta2)
+        torch._foreach_addcmul_(v, gs, gs, value=1.0 - beta2)
+    denom = torch._foreach_div(v, 1.0 - beta2**t)
+    if eps_inside:
+        torch._foreach_add_(denom, eps)
+        torch._foreach_sqrt_(denom)
+    else:
+        torch._foreach_sqrt_(denom)
+        torch._foreach_add_(denom, eps)
+    new = torch._foreach_addcdiv(ws, m, denom, value=-rate / (1.0 - beta1**t))
+    return list(new), [{"m": a, "v": b} for a, b in zip(m, v, strict=True)]
+
+
+register_lists("torch", ListTable)
+register_multi("torch", "adam", adam)

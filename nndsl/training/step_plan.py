@@ -1,0 +1,103 @@
+"""Step plans: a graph (and its loss) compiled once per backend into straight-line calls.
+
+The interpreter (nndsl/interpreter.py) is the reference: for every node it looks the op up in
+the registry, picks the backend's native or the decomposition, and builds the keyword
+arguments from the node's parameters and weights. A training step runs the same graph
+thousands of times, so a plan does that once: each step is a list of resolved functions with
+their input names, fixed keyword arguments and weight slots; the loss graph's inputs are
+resolved to the model's values, the targets or the weights before the first step.
+
+A plan calls the same functions with the same arguments in the same order as the interpreter,
+so its values are the interpreter's bit for bit (tests/test_plan.py checks every spec that
+trains, node by node).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nndsl import ops
+from nndsl.errors import ExecutionError, NndslError
+from nndsl.interpreter import RunResult
+from nndsl.ir import Graph, Node
+from nndsl.ops.registry import WithUpdates
+
+
+@dataclass(frozen=True)
+class Call:
+    """One node, resolved: fn(P, *env[inputs], **params, **{param: weights[name]})."""
+
+    node: Node
+    fn: Callable[..., Any]
+    inputs: tuple[str, ...]
+    params: tuple[tuple[str, Any], ...]
+    weights: tuple[tuple[str, str], ...]
+
+
+class Plan:
+    """One graph's nodes resolved for one backend's tables."""
+
+    def __init__(self, graph: Graph, backend_P: Any) -> None:
+        self.graph = graph
+        self.calls = [Call(n, ops.get(n.op, span=n.span).function_for(backend_P), n.inputs,
+                           tuple(n.params), tuple(n.weights)) for n in graph.nodes]
+
+    def run(self, P: Any, feeds: Mapping[str, Any], weights: Mapping[str, Any]) -> RunResult:
+        """The interpreter's `run`, without its per-node lookups."""
+        result = RunResult(dict(feeds))
+        env, updates = result.env, result.updates
+        for call in self.calls:
+            kwargs = dict(call.params)
+            for param, wname in call.weights:
+                kwargs[param] = weights[wname]
+            try:
+                value = call.fn(P, *[env[name] for name in call.inputs], **kwargs)
+            except NndslError:
+                raise
+            except Exception as e:  # a backend failure: at the user's line, with the cause
+                raise ExecutionError(f"{call.node.op} failed: {e}", call.node.span) from e
+            if isinstance(value, WithUpdates):
+                wnames = dict(call.weights)
+                updates.update({wnames[k]: v for k, v in value.updates.items() if k in wnames})
+                value = value.value
+            env[call.node.name] = value
+        return result
+
+
+class LossPlan:
+    """The model, then its loss graph (core.run_loss): the loss's inputs read the model's
+    values where the model computes them, else the targets in the feeds, else the weights."""
+
+    def __init__(self, model: Graph, loss: Graph, backend_P: Any) -> None:
+        self.model, self.loss = Plan(model, backend_P), Plan(loss, backend_P)
+        self.model_inputs = [n for n, _ in model.inputs]
+        computed = {*self.model_inputs, *(n.name for n in model.nodes)}
+        self.from_model = [n for n, _ in loss.inputs if n in computed]
+        self.from_outside = [n for n, _ in loss.inputs if n not in computed]
+        self.output = loss.outputs[0]
+
+    def run(self, P: Any, feeds: Mapping[str, Any], weights: Mapping[str, Any]
+            ) -> tuple[Any, RunResult]:
+        result = self.model.run(P, {n: feeds[n] for n in self.model_inputs}, weights)
+        env = result.env
+        loss_feeds = {n: env[n] for n in self.from_model}
+        for n in self.from_outside:
+            loss_feeds[n] = feeds[n] if n in feeds else weights[n]
+        return self.loss.run(P, loss_feeds, weights).env[self.output], result
+
+
+_PLANS: dict[tuple[int, int, str], tuple[Graph, Graph, LossPlan]] = {}
+
+
+def loss_plan(model: Graph, loss: Graph, P: Any) -> LossPlan:
+    """The plan of (model, loss) for P's backend, compiled on first use. Keyed by identity:
+    a graph is immutable, and hashing one would walk every node each step."""
+    key = (id(model), id(loss), getattr(P, "backend", ""))
+    found = _PLANS.get(key)
+    if found is None or found[0] is not model or found[1] is not loss:
+        if len(_PLANS) >= 256:  # graphs made and dropped (tests, fuzzing): start again
+            _PLANS.clear()
+        found = _PLANS[key] = (model, loss, LossPlan(model, loss, P))
+    return found[2]
