@@ -153,27 +153,13 @@ def read_weights(path: Path) -> dict[str, np.ndarray]:
         raise NndslError(f"no weights file: {file}",
                          hint="pass a run directory written by `nndsl train` (it holds "
                          "weights.npz) or the .npz file itself")
-    try:
-        loaded = np.load(file, allow_pickle=False)
-    except Exception as e:  # zip and format errors, pickle refusals alike
-        raise _unreadable(file, e) from e
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise NndslError(f"{file} is not an .npz archive of named arrays",
-                         received=f"a single array of shape {list(np.shape(loaded))}")
-    try:
-        with loaded:
-            return {name: loaded[name] for name in loaded.files}
-    except Exception as e:  # a member that is corrupted or holds pickled objects
-        raise _unreadable(file, e) from e
+    from nndsl.npz import open_npz
 
-
-def _unreadable(file: Path, e: Exception) -> NndslError:
-    reason = _first_line(e)
-    if "pickle" in reason.lower() or "object arrays" in reason.lower():
-        reason = "it holds pickled Python objects, which are never loaded (they can run code)"
-    return NndslError(f"cannot read weights from {file}: {reason}",
-                      hint="weights.npz must hold plain numeric arrays, one per "
-                      "`<label>.<param>`, as `nndsl train` writes them")
+    try:
+        with open_npz(file, "weights file") as archive:  # each header checked before reading
+            return archive.read_all()
+    except NndslError as e:
+        raise NndslError(f"cannot read weights from {file}: {e.message}", hint=e.hint) from None
 
 
 def check_weights(graph: Graph, arrays: Mapping[str, np.ndarray],

@@ -12,6 +12,7 @@ reads the array named after it (`ARRAY_PARAMS`, filled in by nndsl/passes/weight
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -40,18 +41,17 @@ def read_npz(path: str) -> dict[str, np.ndarray]:
         raise NndslError(f"cannot read weights file '{path}': {e.strerror}") from None
     key = (os.path.realpath(path), stat.st_mtime_ns, stat.st_size)
     if key not in _NPZ_CACHE:
+        from nndsl.npz import open_npz
+
         try:
-            with np.load(path, allow_pickle=False) as archive:
-                if len(_NPZ_CACHE) >= 4:  # a model reads one or two files (a run's)
-                    _NPZ_CACHE.clear()
-                _NPZ_CACHE[key] = {name: archive[name] for name in archive.files}
-        except (AttributeError, TypeError):  # a single .npy array has no names
-            raise NndslError(f"'{path}' is not an .npz archive of named arrays",
-                             hint="write it with numpy.savez(path, name=array, ...)") from None
-        except (OSError, ValueError, EOFError, KeyError) as e:  # zip errors, pickled members
-            raise NndslError(f"cannot read weights from '{path}': {str(e).splitlines()[0]}",
-                             hint="an .npz of plain numeric arrays, as `nndsl train` and "
-                             "`nndsl import` write them") from None
+            with open_npz(Path(path), "weights file") as archive:  # each header checked first
+                arrays = archive.read_all()
+        except NndslError as e:
+            raise NndslError(f"cannot read weights from '{path}': {e.message}",
+                             hint=e.hint) from None
+        if len(_NPZ_CACHE) >= 4:  # a model reads one or two files (a run's)
+            _NPZ_CACHE.clear()
+        _NPZ_CACHE[key] = arrays
     return _NPZ_CACHE[key]
 
 
