@@ -149,7 +149,7 @@ def evaluate_run(run_dir: Path, file: Path, target: str | None, top_k: int) -> R
     settings = {**dict(spec.settings), "data": _data_call(spec, file, target), "split": 0.0}
     spec = replace(spec, settings=tuple(settings.items()))
     wanted = {**dict(graph.inputs), **dict(spec.targets)}
-    data = load_dataset(wanted, [graph], spec, Path.cwd()).train
+    data = load_dataset(wanted, [graph], spec, Path.cwd(), run_dir).train  # its labels, statistics
     with np.load(run_dir / "weights.npz", allow_pickle=False) as archive:
         weights = {k: archive[k] for k in archive.files}
     env = NumpyEngine().predict(graph, data, weights)
@@ -198,6 +198,7 @@ def _labelled_rows(model: Any, data: Path, target: str | None) -> \
     """The model's inputs by name and the target column or array named by --target."""
     from nndsl.inference import read_rows
 
+    target = target or _stored_target(model)
     if target is None:
         raise NndslError(f"which of {data.name}'s columns or arrays is the target?",
                          hint="name it with --target NAME (a CSV column or an .npz array)")
@@ -206,7 +207,7 @@ def _labelled_rows(model: Any, data: Path, target: str | None) -> \
 
         table = read_table(data)
         column = table.index(target)
-        labels = _target_ids(table.column(column), model.labels, data, target)
+        labels = _target_ids(table, column, model.labels, target)
         skipped = replace(model, skip_columns=model.skip_columns | {table.names[column]})
         return read_rows(data, skipped), labels
     if data.suffix.lower() != ".npz":
@@ -220,21 +221,35 @@ def _labelled_rows(model: Any, data: Path, target: str | None) -> \
         return feeds, np.asarray(archive[target])
 
 
-def _target_ids(cells: list[str], labels: list[str] | None, data: Path,
-                target: str) -> np.ndarray:
-    """Numbers as they are; text class labels mapped to class ids by the model's labels."""
+def _stored_target(model: Any) -> str | None:
+    """The target column the model was trained on, from its `nndsl_data` metadata: the bound
+    column that feeds no input (when there is exactly one)."""
+    inputs = {p.name for p in model.inputs}
+    columns = [c for name, cols in model.binding.columns.items() if name not in inputs
+               for c in cols] if model.binding is not None else []
+    return columns[0] if len(columns) == 1 else None
+
+
+def _target_ids(table: Any, column: int, labels: list[str] | None, target: str) -> np.ndarray:
+    """Numbers as they are; text class labels mapped to class ids by the model's labels (a
+    label it does not know is an error at the cell's line)."""
+    cells = table.column(column)
     try:
         return np.asarray([float(c) for c in cells])
     except ValueError:
         pass
     if labels is None:
-        raise NndslError(f"column '{target}' of {data.name} holds text, and the model stores "
-                         "no class labels to map it to class ids",
+        raise NndslError(f"column '{target}' of {table.file.name} holds text, and the model "
+                         "stores no class labels to map it to class ids",
                          hint="give class ids (0, 1, ...) in the target column")
-    unknown = sorted({c for c in cells if c not in labels})
-    if unknown:
-        raise NndslError(f"column '{target}' of {data.name} holds labels the model does not "
-                         "know", expected=", ".join(labels), received=", ".join(unknown[:5]))
+    from nndsl.errors import did_you_mean
+    from nndsl.table_files import shown_cell
+
+    for i, cell in enumerate(cells):
+        if cell not in labels:
+            raise table.cell_error(i, column, f"{shown_cell(cell)} is not one of the model's "
+                                   f"{len(labels)} class labels", expected=", ".join(labels),
+                                   received=shown_cell(cell), hint=did_you_mean(cell, labels))
     return np.asarray([labels.index(c) for c in cells])
 
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from nndsl.data.binding import Binding, from_metadata
 from nndsl.errors import NndslError
-from nndsl.table_files import read_table
+from nndsl.table_files import Table, read_table
 
 Dims = list[int | str]
 
@@ -48,6 +49,7 @@ class Model:
     outputs: list[Port]
     labels: list[str] | None  # class labels from the ONNX metadata
     skip_columns: frozenset[str] = frozenset()  # CSV columns that are targets, not inputs
+    binding: Binding | None = None  # the CSV columns each input was trained on (nndsl_data)
 
 
 def _port(value: Any) -> Port:
@@ -96,7 +98,8 @@ def open_model(path: Path) -> Model:
 def model_of(onnx_model: Any, file: Path) -> Model:
     """A loaded ONNX model's inputs, outputs and labels, checked to be one predict can run."""
     model = Model(onnx_model, file, [_port(v) for v in _graph_inputs(onnx_model)],
-                  [_port(v) for v in onnx_model.graph.output], _labels(onnx_model))
+                  [_port(v) for v in onnx_model.graph.output], _labels(onnx_model),
+                  binding=from_metadata(onnx_model, str(file)))
     _check_ports(model)
     return model
 
@@ -197,6 +200,10 @@ def _numeric(array: np.ndarray, what: str) -> np.ndarray:
 
 def _read_csv(path: Path, model: Model) -> dict[str, np.ndarray]:
     table = read_table(path)
+    trained = model.binding.columns if model.binding is not None else {}
+    if table.header and all(p.name in trained for p in model.inputs):
+        return {p.name: table.numbers(_trained_columns(p.name, trained[p.name], table))
+                for p in model.inputs}
     if len(model.inputs) == 1:
         keep = [j for j, n in enumerate(table.names) if n not in model.skip_columns]
         return {model.inputs[0].name: table.numbers(keep)}
@@ -205,6 +212,20 @@ def _read_csv(path: Path, model: Model) -> dict[str, np.ndarray]:
                          hint="name the columns after the inputs: NAME for one number per "
                          "row, NAME_0, NAME_1, ... for several")
     return {p.name: table.numbers(_columns_of(p, table.names, path)) for p in model.inputs}
+
+
+def _trained_columns(name: str, columns: list[str], table: Table) -> list[int]:
+    """The columns input `name` was trained on, by header name, in the training order."""
+    missing = [c for c in columns if c not in table.names]
+    if missing:
+        from nndsl.errors import did_you_mean
+
+        raise NndslError(f"{table.file.name} has no column '{missing[0]}', which input '{name}' "
+                         "was trained on", expected=", ".join(columns),
+                         received=", ".join(table.names),
+                         hint=did_you_mean(missing[0], table.names) or "name the columns as "
+                         "in the training file (their order may differ)")
+    return [table.names.index(c) for c in columns]
 
 
 def _columns_of(port: Port, names: list[str], path: Path) -> list[int]:

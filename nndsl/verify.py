@@ -240,6 +240,7 @@ class OnnxRunner:
     session: Any
     inputs: dict[str, np.dtype]
     outputs: list[str]
+    raw: Any = None  # standardised inputs back in file units, for a model that folds it in
 
     @classmethod
     def create(cls, model: Any, graph: Graph) -> OnnxRunner:
@@ -263,10 +264,13 @@ class OnnxRunner:
             sess = session(model)
         except Exception as e:  # onnxruntime rejects a model the checker let through
             raise NndslError(f"onnxruntime cannot load the ONNX model: {_first_line(e)}") from e
-        return cls(sess, inputs, [o.name for o in sess.get_outputs()])
+        from nndsl.export import stored_binding
+
+        return cls(sess, inputs, [o.name for o in sess.get_outputs()], stored_binding(model))
 
     def __call__(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        values = self.session.run(None, {k: np.asarray(feeds[k]).astype(dtype)
+        raw = self.raw.raw if self.raw is not None else lambda _, x: x
+        values = self.session.run(None, {k: raw(k, np.asarray(feeds[k])).astype(dtype)
                                          for k, dtype in self.inputs.items()})
         return dict(zip(self.outputs, values, strict=True))
 

@@ -1,4 +1,5 @@
-"""`nndsl check`: parse, check, initialise and run one forward pass of each spec."""
+"""`nndsl check`: parse, check, initialise and run one forward pass of each spec, and bind
+each train block's data when its file exists."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nndsl.check import check_program
+    from nndsl.data.check import check_data
     from nndsl.errors import NndslError
 
     results, failed = [], False
@@ -28,6 +30,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             program, sources = load_spec(spec)
             results.extend(check_program(program, args.max_memory))
+            for error in check_data(program):  # the data binding, when the files exist
+                failed = True
+                print_error(error, sources, spec)
             if args.grad and not _check_gradients(program, args.json):
                 failed = True
         except NndslError as e:

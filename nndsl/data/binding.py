@@ -136,3 +136,15 @@ def load(run_dir: Path) -> Binding | None:
     except (OSError, ValueError) as e:
         raise NndslError(f"cannot read {file}: {e}") from None
     return Binding.from_json(doc, str(file))
+
+
+def from_metadata(model: Any, where: str) -> Binding | None:
+    """The binding an exported ONNX model carries as `nndsl_data` metadata (None without)."""
+    text = next((p.value for p in model.metadata_props if p.key == "nndsl_data"), None)
+    if not text:
+        return None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        raise NndslError(f"{where}: its nndsl_data metadata is not JSON") from None
+    return Binding.from_json(doc, f"{where}'s nndsl_data metadata")

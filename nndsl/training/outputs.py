@@ -94,8 +94,8 @@ def export_run(program: Program, spec_file: str, run: Any, weights: dict[str, di
         feeds = sample_feeds(graph, data)
         if _export(program, spec_file, graph, weights[name], feeds, data, path / file, quiet) \
                 and name == main.name and len(graph.inputs) == 1:
-            atomic_write(path / "heldout_x.npy",
-                         lambda f, x=feeds[graph.inputs[0][0]]: np.save(f, x[:5]))
+            rows = data.binding.raw(graph.inputs[0][0], feeds[graph.inputs[0][0]][:5])
+            atomic_write(path / "heldout_x.npy", lambda f, x=rows: np.save(f, x))  # file units
 
 
 def _export(program: Program, spec_file: str, graph: Graph, weights: dict[str, np.ndarray],
@@ -119,10 +119,10 @@ def _export(program: Program, spec_file: str, graph: Graph, weights: dict[str, n
         worst = float(np.max(np.abs(value - want[name]))) if value.size else 0.0
         if worst > 1e-4:
             raise NndslError(f"the exported model disagrees with NumPy on '{name}' by {worst:.3g}")
-    labels = class_labels(graph, data)
-    if labels is not None:
-        entry = model.metadata_props.add()
-        entry.key, entry.value = "class_labels", ",".join(labels)
+    from nndsl.export import describe_data  # labels, columns, standardisation folded in
+
+    target = next((k for k in data.train if k not in dict(graph.inputs)), None)
+    describe_data(model, data.binding, class_labels(graph, data), target)
     atomic_write(file, model.SerializeToString())
     return True
 
