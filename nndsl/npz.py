@@ -6,17 +6,21 @@ objects are refused; every failure is an `NndslError` naming the file and the ar
 
 from __future__ import annotations
 
+import io
 import math
 import struct
 import zipfile
 import zlib
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 from numpy.lib import format as npy_format
 
 from nndsl.errors import NndslError
+
+if TYPE_CHECKING:
+    from nndsl.data.stream import Mapped
 
 NPY_MAGIC = b"\x93NUMPY"
 # What zipfile and zlib raise on a damaged archive (a bad header, an unknown compression or zip
@@ -27,15 +31,17 @@ HEADER_READERS = {(1, 0): npy_format.read_array_header_1_0,
                   (2, 0): npy_format.read_array_header_2_0}
 
 
-def _header(f: IO[bytes], stored: int, name: str) -> tuple[tuple[int, ...], np.dtype]:
-    """The shape and dtype an .npy stream declares, refused unless `stored` bytes (the stream's
-    real size) hold them and the machine could hold them too."""
+def _header(f: IO[bytes], stored: int, name: str, whole: bool = True) -> \
+        tuple[tuple[int, ...], np.dtype, bool]:
+    """The shape, dtype and Fortran order an .npy stream declares, refused unless `stored`
+    bytes (the stream's real size) hold them and — `whole`: to be loaded, not mapped — the
+    machine could hold them too."""
     try:
         version = npy_format.read_magic(f)
         reader = HEADER_READERS.get(version)
         if reader is None:
             raise ValueError(f"format version {version[0]}.{version[1]}")
-        shape, _, dtype = reader(f)
+        shape, fortran, dtype = reader(f)
     except (ValueError, OSError, EOFError, SyntaxError, TypeError) as e:
         raise NndslError(f"{name} is not a valid .npy array ({e})") from None
     if dtype.hasobject:
@@ -49,10 +55,44 @@ def _header(f: IO[bytes], stored: int, name: str) -> tuple[tuple[int, ...], np.d
                          hint="the file is truncated or damaged; write it again")
     from nndsl.memory import available_memory
 
-    if needed > available_memory():
+    if whole and needed > available_memory():
         raise NndslError(f"{name} holds {needed / 2**30:.1f} GiB, more than this machine's "
-                         f"{available_memory() / 2**30:.1f} GiB of available memory")
-    return shape, dtype
+                         f"{available_memory() / 2**30:.1f} GiB of available memory",
+                         hint="store it uncompressed (numpy.save, or numpy.savez without "
+                         "compression): nndsl then reads it from disk batch by batch")
+    return shape, dtype, bool(fortran)
+
+
+HEADER_BYTES = 1 << 20  # an .npy header is read from at most this many bytes
+
+
+def map_npy(path: Path, start: int, stored: int, name: str) -> Mapped:
+    """The .npy array stored at byte `start` of `path` (`stored` bytes long: a whole .npy file,
+    or an uncompressed member of an .npz archive), memory-mapped after its header is checked."""
+    from nndsl.data.stream import map_array
+
+    try:
+        with path.open("rb") as f:
+            f.seek(start)
+            head = io.BytesIO(f.read(min(stored, HEADER_BYTES)))
+    except OSError as e:
+        raise NndslError(f"cannot read {name}: {e.strerror}") from None
+    shape, dtype, fortran = _header(head, stored, name, whole=False)
+    if not shape or not all(shape):
+        raise NndslError(f"{name} has no rows to stream", received=f"shape {list(shape)}")
+    return map_array(path, start + head.tell(), shape, dtype, fortran)
+
+
+def _local_start(path: Path, info: zipfile.ZipInfo) -> int:
+    """Where an archive member's bytes begin: after its local header (30 bytes, its name and
+    its extra field)."""
+    with path.open("rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+    if len(local) < 30 or local[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile("bad local file header")
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    return info.header_offset + 30 + name_len + extra_len
 
 
 def _read(f: IO[bytes], stored: int, name: str) -> np.ndarray:
@@ -89,10 +129,15 @@ class NpzArchive:
     def __exit__(self, *exc: object) -> None:
         self.zip.close()
 
-    def read(self, key: str) -> np.ndarray:
+    def read(self, key: str, stream_over: int | None = None) -> np.ndarray | Mapped:
+        """The array `key`; stored uncompressed and over `stream_over` bytes, memory-mapped
+        (nndsl/data/stream.py) instead of loaded."""
         name = f"array '{key}' in '{self.path.name}'"
         try:
             info = self.zip.getinfo(key + ".npy")
+            if stream_over is not None and info.compress_type == zipfile.ZIP_STORED and \
+                    info.file_size > stream_over:
+                return map_npy(self.path, _local_start(self.path, info), info.file_size, name)
             with self.zip.open(info) as f:
                 return _read(f, info.file_size, name)
         except ZIP_ERRORS as e:
@@ -101,7 +146,7 @@ class NpzArchive:
                 from None
 
     def read_all(self) -> dict[str, np.ndarray]:
-        return {key: self.read(key) for key in self.files}
+        return {key: np.asarray(self.read(key)) for key in self.files}
 
 
 def open_npz(path: Path, label: str = "file") -> NpzArchive:
@@ -119,3 +164,20 @@ def open_npz(path: Path, label: str = "file") -> NpzArchive:
                          hint="save named arrays with numpy.savez('f.npz', x=..., y=...)")
     return NpzArchive(path, label)
 
+
+
+def open_npy(path: Path, label: str, stream_over: int) -> np.ndarray | Mapped:
+    """The array of one .npy file: over `stream_over` bytes memory-mapped, else loaded; its
+    header checked against the file's size either way."""
+    name = f"{label} '{path}'"
+    try:
+        stored = path.stat().st_size
+        if stored > stream_over:
+            return map_npy(path, 0, stored, name)
+        with path.open("rb") as f:
+            return _read(f, stored, name)
+    except FileNotFoundError:
+        raise NndslError(f"{name} does not exist",
+                         hint="relative paths are relative to the spec file's folder") from None
+    except IsADirectoryError:
+        raise NndslError(f"{name} is a folder, not an .npy file") from None

@@ -11,6 +11,7 @@ import numpy as np
 
 from nndsl import ops
 from nndsl.data.binding import Binding, BoundArrays, Request, fit_scale
+from nndsl.data.stream import checked, take_rows
 from nndsl.errors import NndslError, Span
 from nndsl.ir import NUMPY_DTYPE, Graph, Node, TensorType, TrainSpec, format_shape
 
@@ -230,13 +231,15 @@ def bind(wanted: dict[str, TensorType], graphs: list[Graph], spec: TrainSpec,
                          received=", ".join(arrays) or "no arrays",
                          hint="name inputs and targets after the data's arrays, or map them: "
                          'npz("f.npz", x="X", y="labels")')
-    bound = {n: _check(n, np.asarray(arrays[n]), ty, n, spec) for n, ty in wanted.items()}
+    bound = {n: checked(arrays[n], lambda a, n=n, ty=ty: _check(n, np.asarray(a), ty, n, spec))
+             for n, ty in wanted.items()}  # a memory-mapped array is checked a chunk at a time
     bounds = index_bounds(graphs, spec, set(wanted))
     labels = arrays.binding.labels if isinstance(arrays, BoundArrays) else {}
     for name, vocabulary in labels.items():
         _labels_fit(name, vocabulary, bounds.get(name), spec)
     for name, (limit, node) in bounds.items():
-        _in_range(name, bound[name], limit, node, spec)
+        checked(bound[name], lambda a, name=name, limit=limit, node=node:
+                _in_range(name, a, limit, node, spec))
     rows = {n: len(a) for n, a in bound.items()}
     if len(set(rows.values())) > 1:
         raise NndslError("data arrays have different numbers of rows", where(spec),
@@ -261,8 +264,8 @@ def split(arrays: dict[str, np.ndarray], fraction: float, seed: int,
                          "a smaller split")
     order = np.random.default_rng([seed, 7]).permutation(rows)
     val, train = order[:held], order[held:]
-    return Dataset({k: v[train] for k, v in arrays.items()},
-                   {k: v[val] for k, v in arrays.items()} if held else {})
+    return Dataset({k: take_rows(v, train) for k, v in arrays.items()},
+                   {k: take_rows(v, val) for k, v in arrays.items()} if held else {})
 
 
 def load_dataset(wanted: dict[str, TensorType], graphs: list[Graph], spec: TrainSpec,

@@ -17,6 +17,7 @@ import numpy as np
 
 from nndsl.data.binding import Binding, BoundArrays, Request
 from nndsl.data.columns import Columns, bind_columns, listed_names, target_array
+from nndsl.data.stream import threshold
 from nndsl.errors import NndslError, did_you_mean
 from nndsl.npz import NpzArchive, open_npz
 from nndsl.ops.optimizers import require
@@ -76,7 +77,7 @@ def _npz_array(archive: NpzArchive, file: Path, key: str) -> np.ndarray:
     if key not in archive.files:
         raise NndslError(f"'{file.name}' has no array '{key}'", expected=", ".join(archive.files),
                          received=key, hint=did_you_mean(key, archive.files))
-    return archive.read(key)
+    return archive.read(key, stream_over=threshold())  # type: ignore[return-value]
 
 
 @op("npz", "data")
@@ -87,7 +88,9 @@ def npz(base_dir: Path, *, path: str, arrays: Names = ()) -> Arrays:
     array becomes the declared dtype: bool as 0/1, integers when exact in it (every int8, int16,
     uint8 and uint16 value is; float32 holds integers up to 2**24 exactly), floats when within
     its range (1e39 is not a float32). Complex, text, object, structured and 0-d arrays are
-    errors, as is a header whose shape the stored bytes do not hold.
+    errors, as is a header whose shape the stored bytes do not hold. An array stored
+    uncompressed (numpy.savez) over 1 GiB (or a quarter of the available memory) is read from
+    disk batch by batch instead of loaded.
     """
     file = base_dir / path
     with open_npz(file, "data file") as archive:

@@ -2,6 +2,7 @@
 
 from nndsl.data import builtin as _builtin_data  # noqa: F401  (data sources register too)
 from nndsl.data import files as _file_data  # noqa: F401
+from nndsl.data import npy as _npy_data  # noqa: F401
 from nndsl.ops import (  # noqa: F401  (imported for their registrations)
     activations,
     addressing,

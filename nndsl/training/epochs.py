@@ -61,8 +61,9 @@ class EpochLoop:
 
     def row(self) -> dict[str, float]:
         """The epoch's values beyond the loss: metrics on the training and validation rows."""
-        return evaluate(self.s.engine, self.model, self.weights, self.stage, self.s.data.train,
-                        self.s.data.val, self.target)
+        s = self.s
+        return evaluate(s.engine, self.model, self.weights, self.stage, s.train_rows, s.val_rows,
+                        self.target, batch=self.batch)
 
     def converged(self) -> bool:
         """A trainer's own reason to end the stage early (the perceptron's: no errors)."""
@@ -78,7 +79,6 @@ class EpochLoop:
     def run(self) -> None:
         s = self.s
         n_epochs = s.epochs_for(self.stage)
-        engine = s.engine
         while self.epoch < n_epochs and s.budget_left():
             began = self.rng.bit_generator.state
             shuffle = bool(self.stage.get("shuffle")) and not self.whole_data
@@ -87,8 +87,7 @@ class EpochLoop:
                     continue
                 if not s.budget_left():
                     break
-                feeds = s.rows if self.whole_data else {k: engine.take(v, picked)
-                                                        for k, v in s.rows.items()}
+                feeds = s.rows if self.whole_data else s.batch(picked)
                 self.losses.append(self.update(feeds))
                 s.on_step(number + 1, -(-s.data.rows // self.batch))
                 s.stop_here(self.position(self.epoch, began, number + 1, self.losses))

@@ -1,55 +1,174 @@
 """The per-epoch evaluation: the metrics on the training rows, and the loss and metrics on the
-validation rows, in inference mode, on whatever engine trained the model."""
+validation rows, in inference mode, on whatever engine trained the model.
+
+It runs in batches of rows (the train block's batch, at least `EVAL_BATCH`) through the
+engine's inference table, so an epoch's evaluation holds one batch's values at a time, never
+the data set's. The loss and every metric are accumulated on the device as sums that batches
+add up (nndsl/training/statistics.py), so they equal the value on all the rows in one batch up
+to rounding; only the final numbers reach the host.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from nndsl import ops
 from nndsl.backend import Engine
 from nndsl.errors import NndslError
-from nndsl.ir import Graph
-from nndsl.training.core import loss_value
+from nndsl.interpreter import call_node, run
+from nndsl.ir import Graph, Node
+from nndsl.training import statistics
 from nndsl.training.stages import Stage
+from nndsl.training.statistics import Statistic
 
-
-def metric_values(engine: Engine, model: Graph, metrics: Iterable[str], env: Mapping[str, Any],
-                  part: Mapping[str, Any], target: str | None, prefix: str = "") -> \
-        dict[str, float]:
-    """Each metric of the model's first output against the first target (NumPy arrays)."""
-    from nndsl.backends.numpy.prims import make_numpy_prims
-
-    out: dict[str, float] = {}
-    for name in metrics:
-        if target is None:
-            raise NndslError(f"metric '{name}' needs a target", None,
-                             hint="declare one: `target y: [batch]`")
-        fn = ops.get(name, "metric").compute
-        out[prefix + name] = float(fn(make_numpy_prims(), env[model.outputs[0]], part[target]))
-    return out
+EVAL_BATCH = 512  # rows per evaluation batch at the least: fewer, larger steps than training's
 
 
 def evaluate(engine: Engine, model: Graph, weights: Mapping[str, Any], stage: Stage,
-             train: Mapping[str, Any], val: Mapping[str, Any], target: str | None) -> \
-        dict[str, float]:
+             train: Mapping[str, Any], val: Mapping[str, Any], target: str | None,
+             batch: int | None = None) -> dict[str, float]:
     """After an epoch: the metrics on the training rows, and the loss and metrics on the
-    validation rows, in inference mode."""
-    from nndsl.backends.numpy.prims import make_numpy_prims
-
+    validation rows, in inference mode. `train` and `val` are arrays by name: on the device,
+    on the host, or memory-mapped (nndsl/data/stream.py); each batch is moved as it is used."""
+    metrics = list(stage.get("metrics") or ())
+    size = max(int(batch or 0), EVAL_BATCH)
     out: dict[str, float] = {}
-    metrics = stage.get("metrics") or ()
-    host = None
-    for prefix, part in (("", train), ("val_", val)):
-        if not part or (not prefix and not metrics):
-            continue
-        env = engine.predict(model, part, weights)
-        if prefix and stage.loss is not None:
-            host = host if host is not None else engine.to_numpy(weights)
-            with np.errstate(all="ignore"):
-                out["val_loss"] = float(loss_value(make_numpy_prims(), stage.loss, env, part,
-                                                   host))
-        out.update(metric_values(engine, model, metrics, env, part, target, prefix))
+    with _inference(engine), np.errstate(all="ignore"):
+        for prefix, part in (("", train), ("val_", val)):
+            if not part or (not prefix and not metrics):
+                continue
+            if metrics and target is None:
+                raise NndslError(f"metric '{metrics[0]}' needs a target", None,
+                                 hint="declare one: `target y: [batch]`")
+            loss = stage.loss if prefix else None
+            out.update(_evaluate_part(engine, model, weights, loss, metrics, part, target, size,
+                                      prefix))
+    return out
+
+
+def _evaluate_part(engine: Engine, model: Graph, weights: Mapping[str, Any], loss: Graph | None,
+                   metrics: list[str], part: Mapping[str, Any], target: str | None, size: int,
+                   prefix: str) -> dict[str, float]:
+    P = engine.P
+    plan = LossPlan.of(model, loss, weights) if loss is not None else None
+    stats = {prefix + name: statistics.for_metric(name) for name in metrics}
+    for feeds, rows in batches_of(engine, part, size):
+        env = engine.run(model, {n: feeds[n] for n, _ in model.inputs}, weights).env
+        if plan is not None:
+            plan.add(P, env, feeds, rows)
+        if stats:
+            y, t = env[model.outputs[0]], feeds[target]  # type: ignore[index]
+            for stat in stats.values():
+                stat.add(P, [y, t], rows)
+    out = {"val_loss": engine.scalar(plan.value(P))} if plan is not None else {}
+    out.update({name: engine.scalar(stat.value(P)) for name, stat in stats.items()})
+    return out
+
+
+def batches_of(engine: Engine, part: Mapping[str, Any], size: int) -> \
+        Iterator[tuple[dict[str, Any], int]]:
+    """Consecutive batches of `size` rows on the device, with their number of rows."""
+    rows = len(next(iter(part.values())))
+    for start in range(0, rows, size):
+        stop = min(start + size, rows)
+        yield engine.to_backend({k: v[start:stop] for k, v in part.items()}), stop - start
+
+
+def _inference(engine: Engine) -> AbstractContextManager[Any]:
+    """No autograd graph is recorded while evaluating (torch); NumPy records none anyway."""
+    if getattr(engine, "name", "") != "torch":
+        return nullcontext()
+    import torch
+
+    return torch.no_grad()
+
+
+@dataclass
+class LossPlan:
+    """How a loss graph is accumulated over batches.
+
+    Every node that turns rows into one number (a loss call, a metric) is accumulated by its
+    statistic; the scalar arithmetic after those nodes (`bce(...) + 0.01 * kl_normal(...)`,
+    even `sqrt(mse(...))`) is replayed once on their totals, so the result is the loss of all
+    the rows. A graph that mixes a total back into rows (`mse(y * mse(y, t), t)`) has no such
+    decomposition: its value is the row-weighted mean of the batches' values."""
+
+    loss: Graph
+    weights: Mapping[str, Any]
+    reductions: dict[str, Statistic] = field(default_factory=dict)
+    tail: list[Node] = field(default_factory=list)
+    whole: Statistic | None = None
+    env: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, model: Graph, loss: Graph, weights: Mapping[str, Any]) -> LossPlan:
+        plan = cls(loss, weights)
+        rowwise = _rowwise(model, loss, weights)
+        reduced: set[str] = set()
+        for node in loss.nodes:
+            if any(i in reduced for i in node.inputs):
+                if any(i in rowwise for i in node.inputs):
+                    plan.whole = Statistic(lambda P, value: value)
+                    return plan
+                plan.tail.append(node)
+                reduced.add(node.name)
+            elif any(i in rowwise for i in node.inputs):
+                if node.type is not None and node.type.rank == 0:
+                    plan.reductions[node.name] = plan._statistic(node)
+                    reduced.add(node.name)
+                else:
+                    rowwise.add(node.name)
+        if loss.outputs[0] in rowwise:
+            plan.whole = Statistic(lambda P, value: value)
+        return plan
+
+    def _statistic(self, node: Node) -> Statistic:
+        def fn(P: Any, *args: Any) -> Any:
+            return call_node(P, node, list(args), self.weights)
+
+        return statistics.for_reduction(node.op, dict(node.params), fn)
+
+    def add(self, P: Any, env: Mapping[str, Any], feeds: Mapping[str, Any], rows: int) -> None:
+        """One batch: the model's values `env` and the batch's arrays `feeds`."""
+        sources = (env, feeds, self.weights)
+        values = {n: next(s[n] for s in sources if n in s) for n, _ in self.loss.inputs}
+        if self.whole is not None:
+            value = run(self.loss, P, values, self.weights).env[self.loss.outputs[0]]
+            self.whole.add(P, [value], rows)
+            return
+        skip = {n.name for n in self.tail}
+        for node in self.loss.nodes:
+            if node.name in skip:
+                continue
+            args = [values[i] for i in node.inputs]
+            if node.name in self.reductions:
+                self.reductions[node.name].add(P, args, rows)
+            else:
+                values[node.name] = call_node(P, node, args, self.weights)
+        self.env = values
+
+    def value(self, P: Any) -> Any:
+        """The loss of every row added so far."""
+        if self.whole is not None:
+            return self.whole.value(P)
+        env = dict(self.env)
+        env.update({name: stat.value(P) for name, stat in self.reductions.items()})
+        for node in self.tail:
+            env[node.name] = call_node(P, node, [env[i] for i in node.inputs], self.weights)
+        return env[self.loss.outputs[0]]
+
+
+def _rowwise(model: Graph, loss: Graph, weights: Mapping[str, Any]) -> set[str]:
+    """The values with a row per example: the model's inputs and what depends on them, and the
+    loss graph's other inputs that are not weights (the targets)."""
+    out = {n for n, _ in model.inputs}
+    for node in model.nodes:
+        if any(i in out for i in node.inputs):
+            out.add(node.name)
+    produced = out | {n.name for n in model.nodes}
+    out |= {n for n, _ in loss.inputs if n not in produced and n not in weights}
     return out

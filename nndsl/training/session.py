@@ -10,8 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nndsl.backend import Engine
 from nndsl.data.dataset import Dataset
+from nndsl.data.stream import streamed
 from nndsl.errors import NndslError
 from nndsl.ir import Graph, Program, TrainSpec
 from nndsl.training.stages import History, Stage
@@ -65,6 +68,7 @@ class Session:
     # the step's all-reduce, so all of them stop after the same step.
     stop_agreed: Callable[[], bool] | None = None
     _rows: dict[str, Any] | None = None
+    _val: dict[str, Any] | None = None
 
     @property
     def model(self) -> Graph:
@@ -80,6 +84,31 @@ class Session:
         if self._rows is None:
             self._rows = self.engine.to_backend(self.data.train)
         return self._rows
+
+    def batch(self, picked: np.ndarray) -> dict[str, Any]:
+        """One batch's training rows on the device: taken by index from the rows there, or —
+        streamed data (nndsl/data/stream.py) — read from disk, converted and moved."""
+        if not streamed(self.data.train):
+            return {k: self.engine.take(v, picked) for k, v in self.rows.items()}
+        moved = self.engine.to_backend({k: v[picked] for k, v in self.data.train.items()})
+        if getattr(self.engine, "parallel", None) is None:
+            return moved
+        here = np.arange(len(picked))  # a data-parallel rank keeps its shard of the batch
+        return {k: self.engine.take(v, here) for k, v in moved.items()}
+
+    @property
+    def train_rows(self) -> dict[str, Any]:
+        """The training rows the evaluation reads: on the device (`rows`) unless streamed."""
+        return self.data.train if streamed(self.data.train) else self.rows
+
+    @property
+    def val_rows(self) -> dict[str, Any]:
+        """The validation rows, moved to the device once unless streamed."""
+        if streamed(self.data.val) or not self.data.val:
+            return self.data.val
+        if self._val is None:
+            self._val = self.engine.to_backend(self.data.val)
+        return self._val
 
     def epochs_for(self, stage: Stage) -> float:
         if self.epochs is not None:
