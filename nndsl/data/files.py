@@ -17,6 +17,7 @@ import numpy as np
 
 from nndsl.data.binding import Binding, BoundArrays, Request
 from nndsl.data.columns import Columns, bind_columns, listed_names, target_array
+from nndsl.data.csv_cache import cached_table
 from nndsl.data.stream import threshold
 from nndsl.errors import NndslError, did_you_mean
 from nndsl.npz import NpzArchive, open_npz
@@ -53,7 +54,7 @@ def csv_data(base_dir: Path, request: Request | None = None, *, path: str,
     """
     require(len(delimiter) == 1, "delimiter", delimiter, "a single character")
     file = base_dir / path
-    table = _table(file, header, delimiter)
+    table = cached_table(file, header, delimiter) or _table(file, header, delimiter)
     request = request or Request(("x",), ("y",) if target is not None else ())
     columns = bind_columns(table, request, target, inputs)
     arrays: dict[str, np.ndarray] = {}

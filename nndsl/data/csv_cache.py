@@ -1,0 +1,211 @@
+"""A CSV file too large to hold as Python objects (over `cache_bytes()`: 256 MiB, or the
+environment variable NNDSL_CSV_CACHE_BYTES) is converted once, a chunk of rows at a time, to a
+float32 .npy file in a cache folder, and from then on memory-mapped (nndsl/data/stream.py)
+like any large .npy.
+
+The cache folder is $NNDSL_CACHE_DIR, else $XDG_CACHE_HOME/nndsl, else ~/.cache/nndsl; one
+entry per CSV file (by its resolved path), named after the file's size, modification time and a
+hash of its first and last MiB (and the header and delimiter settings): a changed file is
+converted again and its old entry removed. Every cell must be a finite number — a text label
+column in a file this large is an error (give class ids) — and the errors name the cell's line.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nndsl.data.stream import Mapped
+from nndsl.errors import NndslError, Span
+from nndsl.npz import map_npy
+from nndsl.table_files import Table, _records, is_number, shown_cell
+
+DEFAULT_CACHE_BYTES = 256 * 2**20
+CHUNK_ROWS = 65_536  # rows parsed at a time: the only rows held as Python objects
+HEADER = 128  # bytes of the .npy header written before the rows are counted (then rewritten)
+FINGERPRINT = 2**20  # bytes hashed at each end of the file
+
+
+def cache_bytes() -> int:
+    given = os.environ.get("NNDSL_CSV_CACHE_BYTES")
+    try:
+        return int(given) if given is not None else DEFAULT_CACHE_BYTES
+    except ValueError:
+        raise NndslError(f"NNDSL_CSV_CACHE_BYTES={given!r} is not a number of bytes") from None
+
+
+def cache_dir() -> Path:
+    given = os.environ.get("NNDSL_CACHE_DIR")
+    if given:
+        return Path(given)
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "nndsl"
+
+
+@dataclass
+class CachedTable(Table):
+    """A converted CSV file: its column names and its cells as one mapped float32 array."""
+
+    array: Mapped | None = None
+
+    def column(self, j: int) -> list[str]:
+        """Column j's first cell as text (every cell of a converted file is a number)."""
+        assert self.array is not None
+        return [repr(float(self.array.raw[0, j]))]
+
+    def numbers(self, columns: list[int]) -> Any:
+        assert self.array is not None
+        return self.array.columns(columns)
+
+
+def cached_table(file: Path, header: bool | None, sep: str) -> CachedTable | None:
+    """The file as a cached table when it is over `cache_bytes()`, else None (read it
+    as text)."""
+    try:
+        stat = file.stat()
+    except OSError:
+        return None  # the text reader reports it
+    if stat.st_size <= cache_bytes():
+        return None
+    folder = cache_dir() / "csv" / _digest(str(file.resolve()).encode())
+    entry = folder / (f"{stat.st_size}-{stat.st_mtime_ns}-{_fingerprint(file, stat.st_size)}"
+                      f"-{'h' if header else 'n' if header is False else 'a'}{ord(sep)}")
+    npy, meta = entry.with_suffix(".npy"), entry.with_suffix(".json")
+    if not (npy.is_file() and meta.is_file()):
+        _forget(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        names, named = convert(file, header, sep, npy)
+        meta.write_text(json.dumps({"names": names, "header": named, "source": str(file)}))
+    doc = json.loads(meta.read_text())
+    array = map_npy(npy, 0, npy.stat().st_size, f"the cached conversion of '{file}'")
+    return CachedTable(file, doc["names"], doc["header"], sep=sep, array=array)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _fingerprint(file: Path, size: int) -> str:
+    with file.open("rb") as f:
+        head = f.read(FINGERPRINT)
+        f.seek(max(size - FINGERPRINT, 0))
+        return _digest(head + f.read(FINGERPRINT))
+
+
+def _forget(folder: Path) -> None:
+    """Remove the conversions of an earlier version of the file."""
+    if folder.is_dir():
+        for old in folder.iterdir():
+            old.unlink(missing_ok=True)
+
+
+def convert(file: Path, header: bool | None, sep: str, npy: Path) -> tuple[list[str], bool]:
+    """Write the file's rows as float32 [rows, columns] to `npy`, CHUNK_ROWS at a time;
+    returns the column names and whether the first row was a header."""
+    partial = npy.with_suffix(".partial")
+    reader = _ChunkWriter(file, sep)
+    try:
+        with file.open(encoding="utf-8-sig", newline="") as text, partial.open("wb") as out:
+            out.write(b"\0" * HEADER)
+            reader.write(csv.reader(text, delimiter=sep), header, out)
+            out.seek(0)
+            out.write(_npy_header(reader.rows, len(reader.names)))
+    except UnicodeDecodeError:
+        partial.unlink(missing_ok=True)
+        raise NndslError(f"data file '{file}' is not UTF-8 text") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    if not reader.rows:
+        partial.unlink(missing_ok=True)
+        raise NndslError(f"data file '{file}' has no data rows")
+    os.replace(partial, npy)
+    return reader.names, reader.named
+
+
+@dataclass
+class _ChunkWriter:
+    file: Path
+    sep: str
+    rows: int = 0
+    names: list[str] | None = None  # type: ignore[assignment]
+    named: bool = False
+
+    def write(self, reader: Any, header: bool | None, out: Any) -> None:
+        chunk: list[list[str]] = []
+        lines: list[int] = []
+        for start, record in _records(reader, self.file):
+            if not any(cell.strip() for cell in record):
+                continue
+            if self.names is None:
+                self.named = header if header is not None else \
+                    not all(is_number(c.strip()) for c in record)
+                self.names = [c.strip() for c in record] if self.named else \
+                    [str(j) for j in range(len(record))]
+                if self.named:
+                    continue
+            self._fields(record, start)
+            chunk.append(record)
+            lines.append(start)
+            if len(chunk) == CHUNK_ROWS:
+                self._flush(chunk, lines, out)
+                chunk, lines = [], []
+        if chunk:
+            self._flush(chunk, lines, out)
+
+    def _fields(self, record: list[str], line: int) -> None:
+        assert self.names is not None
+        if len(record) != len(self.names):
+            first = "the header" if self.named else "the first row"
+            raise NndslError(f"data row {self.rows + 1} has {len(record)} fields, {first} has "
+                             f"{len(self.names)}", Span(str(self.file), line, 1, line, 2),
+                             expected=f"{len(self.names)} fields",
+                             received=f"{len(record)} fields",
+                             hint="every row needs the same number of fields")
+
+    def _flush(self, chunk: list[list[str]], lines: list[int], out: Any) -> None:
+        try:
+            values = np.array(chunk, dtype=np.float64)
+        except ValueError:
+            values = np.full((len(chunk), len(chunk[0])), np.nan)
+        bad = ~np.isfinite(values) | (np.abs(values) > np.finfo(np.float32).max)
+        if bad.any():
+            i, j = (int(k) for k in np.argwhere(bad)[0])
+            self._cell_error(chunk, lines, i, j)
+        out.write(values.astype("<f4").tobytes())
+        self.rows += len(chunk)
+
+    def _cell_error(self, chunk: list[list[str]], lines: list[int], i: int, j: int) -> None:
+        """The first cell of the chunk that is not a finite float32 number, at its line."""
+        for i2, record in enumerate(chunk):
+            for j2, cell in enumerate(record):
+                value = float(cell) if is_number(cell.strip()) else None
+                if value is None or abs(value) > np.finfo(np.float32).max:
+                    i, j = i2, j2
+                    break
+            else:
+                continue
+            break
+        assert self.names is not None
+        cell = chunk[i][j].strip()
+        what = "is not a number" if not is_number(cell) else "is outside float32's range"
+        column = f"column {j + 1}" + (f" ('{self.names[j]}')" if self.named else "")
+        raise NndslError(f"data row {self.rows + i + 1}, {column}: {shown_cell(cell)} {what}",
+                         Span(str(self.file), lines[i], 1, lines[i], 2),
+                         expected="a finite number", received=shown_cell(cell),
+                         hint="a CSV this large is converted as numbers only: give class ids "
+                         "for text labels; nndsl does not fill in missing values")
+
+
+def _npy_header(rows: int, columns: int) -> bytes:
+    """A version 1.0 .npy header for float32 [rows, columns], padded to HEADER bytes."""
+    text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {columns}), }}"
+    body = text.ljust(HEADER - 10 - 1) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body.encode("latin1")
