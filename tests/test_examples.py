@@ -44,7 +44,9 @@ def test_csv_classifier(examples: Path) -> None:
     assert (folder / "runs" / "flowers" / "confusion.png").stat().st_size > 10_000
     with (folder / "predictions.csv").open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 5 and all(r["label"] in {"0", "1", "2"} for r in rows)
+    assert len(rows) == 5 and all(r["label"] in {"setosa", "versicolor", "virginica"}
+                                  for r in rows)
+    assert "│ virginica " in out and "data.json" in os.listdir(folder / "runs" / "flowers")
     assert all(0.3 < float(r["probability"]) <= 1.0 for r in rows)
 
 
