@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from nndsl import ops
 from nndsl.errors import ErrorSink, NndslError, Span, did_you_mean
@@ -36,6 +36,8 @@ SETTINGS: dict[str, Any] = {
     "seed": int,
     "shuffle": bool,
     "diagnostics": bool,
+    "compile": bool,  # torch.compile of the training step (backends/torch/compiled.py)
+    "precision": Literal["f32", "bf16", "fp16"],  # torch autocast (backends/torch/precision.py)
 }
 RANGES: dict[str, tuple[Any, str]] = {
     "split": (lambda v: 0.0 <= v < 1.0, "a fraction in [0, 1)"),

@@ -13,7 +13,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from nndsl.backends.torch import multi as _multi  # noqa: F401  (registers foreach updates)
+from nndsl.backends.torch.compiled import compiled_forward
 from nndsl.backends.torch.data_parallel import DataParallel
+from nndsl.backends.torch.precision import LossScale, autocast
 from nndsl.backends.torch.prims import make_torch_prims
 
 from nndsl import ops
@@ -74,6 +77,14 @@ class TorchEngine:
         self._rules: dict[Call, tuple[Any, Any, dict[str, Any]]] = {}
         self._index: tuple[Any, Any] = (None, None)  # the last batch index, and on the device
         self.parallel: DataParallel | None = None  # set by `data_parallel` in a launched run
+        self.configure()
+
+    def configure(self, precision: str = "f32", compile: bool = False) -> None:
+        """A stage's step options: autocast (and fp16's loss scale), torch.compile."""
+        self._autocast = autocast(precision, self.device)
+        self.loss_scale: LossScale | None = LossScale() if precision == "fp16" else None
+        self._forward: Callable[..., tuple[Any, RunResult]] = \
+            compiled_forward() if compile else run_loss
 
     def data_parallel(self, rank: int, world: int, vote: Callable[[], bool]) -> DataParallel:
         """Make this engine one rank of a data-parallel run (nndsl/training/distributed.py):
@@ -132,16 +143,38 @@ class TorchEngine:
                   for k, v in weights.items()}
         if self.parallel is not None:
             return self._parallel_step(model, loss, feeds, weights, leaves, names, regs, P)
-        value, result = run_loss(P, model, loss, feeds, leaves)
+        value, result = self._run_loss(P, model, loss, feeds, leaves)
         taken = {k: self._penalty(regs[k], leaves[k]) for k in regs if k in traced}
-        out = self._grads([value, *taken.values()], leaves, names)
+        out = self._scaled_grads([value, *taken.values()], leaves, names)
         total = _float(value)
         with torch.no_grad():
             for k, calls in regs.items():  # the reference's order, summed in float64
                 total += _float(taken[k] if k in traced else self._penalty(calls, weights[k]))
                 if k not in traced:
                     out[k] = out[k] + self._penalty(calls, weights[k], part=1)
-        return total, out, {k: v.detach() for k, v in result.updates.items()}
+        return total, out, self._updates(result, weights)
+
+    def _run_loss(self, P: Any, model: Graph, loss: Graph, feeds: Mapping[str, Any],
+                  leaves: Mapping[str, Any]) -> tuple[Any, RunResult]:
+        """The model and its loss, under autocast when the stage asks for it."""
+        with self._autocast():
+            return self._forward(P, model, loss, feeds, leaves)
+
+    def _scaled_grads(self, roots: list[Any], leaves: Mapping[str, Any],
+                      names: list[str]) -> dict[str, Any]:
+        """`_grads`, through fp16's loss scale when there is one."""
+        scale = self.loss_scale
+        if scale is None:
+            return self._grads(roots, leaves, names)
+        return scale.unscale(self._grads([r * scale.scale for r in roots if
+                                          isinstance(r, torch.Tensor)], leaves, names))
+
+    @staticmethod
+    def _updates(result: RunResult, weights: Mapping[str, Any]) -> dict[str, Any]:
+        """Buffer (and recurrent state) updates, detached, in their weight's dtype (autocast
+        may have computed them in a narrower one)."""
+        return {k: v.detach() if k not in weights or v.dtype == weights[k].dtype
+                else v.detach().to(weights[k].dtype) for k, v in result.updates.items()}
 
     def _parallel_step(self, model: Graph, loss: Graph, feeds: Mapping[str, Any],
                        weights: Mapping[str, Any], leaves: dict[str, Any], names: list[str],
@@ -152,9 +185,9 @@ class TorchEngine:
         assert self.parallel is not None
         share = self.parallel.shard.share
         if share:
-            value, result = run_loss(P, model, loss, feeds, leaves)
-            out = self._grads([value * share], leaves, names)
-            updates = {k: v.detach() * share for k, v in result.updates.items()}
+            value, result = self._run_loss(P, model, loss, feeds, leaves)
+            out = self._scaled_grads([value * share], leaves, names)
+            updates = {k: v * share for k, v in self._updates(result, weights).items()}
             local = _float(value) * share
         else:  # more ranks than rows in this batch: this one holds none
             out = {k: torch.zeros_like(leaves[k]) for k in names}

@@ -9,6 +9,7 @@ float32 `x` float32. This is the only module of nndsl that imports torch.
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from collections.abc import Callable, Sequence
@@ -29,6 +30,9 @@ _NUMPY_OF = {
     torch.int8: np.dtype("int8"), torch.int16: np.dtype("int16"),
 }
 _TORCH_OF = {v: k for k, v in _NUMPY_OF.items()}
+# what autocast computes in besides NumPy's dtypes (NumPy has no bfloat16): such operands
+# promote by torch's rules (bf16 with f32 is f32), as autocast expects
+_AUTOCAST = (torch.bfloat16,)
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 _AVG_POOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
@@ -82,10 +86,13 @@ def _make_tensor_helpers(device: torch.device) -> SimpleNamespace:
                 and (tensors[0].dtype.is_floating_point
                      or not (true_div or any(isinstance(a, float) for a in args)))):
             return list(args)  # fast path: one dtype, and no scalar that could widen it
-        target = np.result_type(*[_np_type(a) for a in args])
-        if true_div and target.kind in "biu":
-            target = np.dtype("float64")
-        tdtype = _TORCH_OF[target]
+        if any(t.dtype in _AUTOCAST for t in tensors):  # autocast's narrow floats: torch's
+            tdtype = functools.reduce(torch.promote_types, [t.dtype for t in tensors])
+        else:
+            target = np.result_type(*[_np_type(a) for a in args])
+            if true_div and target.kind in "biu":
+                target = np.dtype("float64")
+            tdtype = _TORCH_OF[target]
         like = tensors[0] if tensors else None
         out: list[Any] = []
         for a in args:

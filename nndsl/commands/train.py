@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "global batch. Across machines, start `torchrun ... -m nndsl train`")
     parser.add_argument("--model", help="which train block's model, when a spec has several")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the training step (as `compile = true`; torch only)")
     add_memory_option(parser)
 
 
@@ -60,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
         print("nndsl train: --extend goes with --resume RUN_DIR (a run to train longer)",
               file=sys.stderr)
         return EXIT_USAGE
+    if args.compile and args.resume is not None:
+        print("nndsl train: --compile starts a run; a resumed run keeps its spec's `compile`",
+              file=sys.stderr)
+        return EXIT_USAGE
     launched = _launch(args)
     if launched is not None:
         return launched
@@ -68,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
             _written(_resume(args))
             return EXIT_OK
         program, sources = load_spec(args.spec)
+        if args.compile:
+            from nndsl.training.step_options import forced_compile
+
+            program = forced_compile(program, args.model)
         run_dir = train_spec(program, args.spec, backend=args.backend, epochs=args.epochs,
                              steps=args.steps, run_dir=args.run_dir, model=args.model,
                              quiet=args.quiet, device=args.device or "auto",
@@ -141,7 +151,8 @@ FORWARDED = (("resume", "--resume"), ("backend", "--backend"), ("device", "--dev
              ("rng", "--rng"), ("epochs", "--epochs"), ("steps", "--steps"),
              ("run_dir", "--run-dir"), ("checkpoint_every", "--checkpoint-every"),
              ("model", "--model"), ("max_memory", "--max-memory"))
-FLAGS = (("overwrite", "--overwrite"), ("extend", "--extend"), ("quiet", "--quiet"))
+FLAGS = (("overwrite", "--overwrite"), ("extend", "--extend"), ("quiet", "--quiet"),
+         ("compile", "--compile"))
 
 
 def _child_args(args: argparse.Namespace) -> list[str]:

@@ -31,7 +31,7 @@ from nndsl.initialize import initialize
 from nndsl.ir import NUMPY_DTYPE, Graph, Program, TensorType, TrainSpec
 from nndsl.memory import check_memory
 from nndsl.progress import Reporter
-from nndsl.training import checkpoint, distributed, records
+from nndsl.training import checkpoint, distributed, records, step_options
 from nndsl.training.best import Best
 from nndsl.training.diagnostics import check_rows, findings
 from nndsl.training.outputs import draw_run_network, export_run, save_history, save_run
@@ -189,6 +189,7 @@ def _check_backend(run: Plan, backend: str) -> None:
             call = stage.trainer_call
             raise NndslError(f"trainer '{call.name}' does not run on the {backend} backend",
                              call.span, hint=f"use --backend {' or '.join(trainer.backends)}")
+    step_options.check_backend(run.spec, backend)  # precision, compile: torch's
 
 
 def train_spec(program: Program, spec_file: str, *, backend: str | None = None,

@@ -10,7 +10,7 @@ from typing import Any
 
 from nndsl.errors import NndslError
 from nndsl.ir import Graph
-from nndsl.training import truncate
+from nndsl.training import step_options, truncate
 from nndsl.training.core import Updater, blowup, penalties
 from nndsl.training.diagnostics import COLUMNS, Probe, check_rows
 from nndsl.training.epochs import EPOCH_SETTINGS, EpochLoop
@@ -25,7 +25,8 @@ class Backprop(Trainer):
     """Gradient descent on the loss with the train block's optimizer (the default trainer)."""
 
     reads = EPOCH_SETTINGS | {"loss", "optimizer", "schedule", "regularize", "constraint",
-                              "clip", "grad_noise", "steps", "diagnostics", "truncate"}
+                              "clip", "grad_noise", "steps", "diagnostics", "truncate",
+                              "compile", "precision"}
     data_parallel = True
     needs_loss = True
 
@@ -42,6 +43,10 @@ class Backprop(Trainer):
 
     def check_state(self, position: Position, models: Mapping[str, Graph]) -> None:
         super().check_state(position, models)
+        if "loss_scale" in position.record:
+            from nndsl.backends.torch.precision import LossScale
+
+            LossScale.restore(position.record["loss_scale"])
         pending = position.record.get("diagnostics")
         if pending is not None:
             from nndsl.training.checkpoint_schema import Damaged
@@ -60,6 +65,13 @@ class BackpropLoop(EpochLoop):
         self.updater = Updater(session.engine, self.model, stage, self.seed)
         if start is not None:
             self.updater.state = session.engine.to_backend_state(start.state)
+        step_options.configure(session.engine, stage)  # precision, compile (torch)
+        self.scale = getattr(session.engine, "loss_scale", None)  # fp16's, else None
+        if self.scale is not None and start is not None and "loss_scale" in start.record:
+            from nndsl.backends.torch.precision import LossScale
+
+            self.scale = session.engine.loss_scale = LossScale.restore(
+                start.record["loss_scale"])
         # diagnostics: measured on each epoch's last batch, kept until the epoch's row
         self.probe = Probe(session.engine, self.model, stage.loss, stage.frozen) \
             if stage.get("diagnostics") and stage.loss is not None else None
@@ -100,11 +112,16 @@ class BackpropLoop(EpochLoop):
             self.regs)
         bad = None if math.isfinite(loss) else "the loss"
         bad = bad or engine.nonfinite(grads)
-        if bad is not None:
+        if bad is not None and not self.overflowed(bad):
             raise blowup(stage, s.history.series("loss"), bad, loss,
                          self.updater.rate(s.step, self.epoch), self.epoch, s.step,
                          stage.loss.span if stage.loss else stage.span)
-        rate = self.updater.apply(self.weights, grads, s.step, self.epoch)
+        if bad is None:
+            rate = self.updater.apply(self.weights, grads, s.step, self.epoch)
+            if self.scale is not None:
+                self.scale.stepped()
+        else:  # fp16's skipped step: the batch is used, the weights stay
+            rate = self.updater.rate(s.step, self.epoch)
         state = {k: updates.pop(k) for k in carried}
         self.weights.update(updates)
         s.step += 1
@@ -112,6 +129,18 @@ class BackpropLoop(EpochLoop):
             s.record({"kind": "step", "step": s.step, "epoch": self.epoch + 1, "loss": loss,
                       "lr": rate})
         return loss, state
+
+    def overflowed(self, bad: str) -> bool:
+        """fp16: a gradient overflowed under the loss scale, so this step updates nothing and
+        the scale halves (a non-finite loss, or a scale that cannot shrink, is a blow-up)."""
+        from nndsl.backends.torch.precision import MIN_SCALE
+
+        if self.scale is None:
+            return False
+        if bad == "the loss" or self.scale.scale <= MIN_SCALE:
+            return False
+        self.scale.skipped()
+        return True
 
     def row(self) -> dict[str, float]:
         last = self.updater.rate(max(self.s.step - 1, 0), self.epoch - 1)  # the last step's
@@ -126,6 +155,8 @@ class BackpropLoop(EpochLoop):
                  losses: list[float] | None = None) -> Position:
         """The loop's position, with the epoch's diagnostics when they wait for its row."""
         position = super().position(epoch, rng, batch, losses)
+        if self.scale is not None:
+            position.record["loss_scale"] = self.scale.record()
         if self.pending is not None:
             position.record["diagnostics"] = self.pending
         return position
