@@ -155,7 +155,7 @@ def evaluate_run(run_dir: Path, file: Path, target: str | None, top_k: int) -> R
     env = NumpyEngine().predict(graph, data, weights)
     y = env[graph.outputs[0]]
     report = Report(str(run_dir), str(file), len(y), task_of(tuple(y.shape)),
-                    labels=_onnx_labels(run_dir / "model.onnx"))
+                    labels=_onnx_labels(run_dir / "model.onnx") or _run_labels(run_dir, spec))
     loss = _last_loss(spec)
     if loss is not None:
         with np.errstate(all="ignore"):
@@ -163,6 +163,15 @@ def evaluate_run(run_dir: Path, file: Path, target: str | None, top_k: int) -> R
     if spec.targets:
         score(report, y, data[spec.targets[0][0]], tuple(spec.get("metrics") or ()), top_k)
     return report
+
+
+def _run_labels(run_dir: Path, spec: TrainSpec) -> list[str] | None:
+    """The first target's text labels from the run's data.json (a run without model.onnx)."""
+    from nndsl.data.binding import load
+
+    stored = load(run_dir)
+    first = spec.targets[0][0] if spec.targets else None
+    return stored.labels.get(first) if stored is not None and first else None
 
 
 def _config_model(run_dir: Path) -> str | None:

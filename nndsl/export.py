@@ -106,7 +106,10 @@ def describe_data(model: Any, binding: Any, labels: list[str] | None,
     (x - mean) / std folded in at the input, so deployment feeds raw features."""
     import json
 
-    names = label_names(labels, binding.labels.get(target) if target else None)
+    vocabulary = binding.labels.get(target) if target else None
+    names = label_names(labels, vocabulary)
+    if names is None and vocabulary is not None and len(vocabulary) == 2:
+        names = vocabulary  # a binary output's 0 and 1
     if names is not None:
         text = ",".join(names) if not any("," in n for n in names) else json.dumps(names)
         _set_meta(model, "class_labels", text)

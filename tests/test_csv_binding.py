@@ -305,3 +305,43 @@ def test_check_binds_the_data_when_the_file_is_there(tmp_path: Path,
     assert "has 3 class labels, but the loss reads 2 classes" in capsys.readouterr().err
     spec.write_text(SPEC.format(extra="", epochs=1), encoding="utf-8")
     assert main(["check", str(spec)]) == 0
+
+
+BINARY = """model m {
+  input x: [batch, 2]
+  p = x -> dense(1) -> sigmoid
+  output p
+}
+
+train m {
+  data = csv("yes_no.csv", target="answer")
+  target t: [batch, 1]
+  loss = bce(p, t)
+  optimizer = adam(lr=0.1)
+  epochs = 3
+}
+"""
+
+
+def test_two_text_labels_are_0_and_1_for_a_binary_output(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 2))
+    rows = [f"{a:.3f},{b:.3f},{'yes' if a + b > 0 else 'no'}" for a, b in x]
+    (tmp_path / "yes_no.csv").write_text("a,b,answer\n" + "\n".join(rows) + "\n",
+                                         encoding="utf-8")
+    (tmp_path / "m.nn").write_text(BINARY, encoding="utf-8")
+    assert main(["train", str(tmp_path / "m.nn"), "--backend", "numpy", "--quiet",
+                 "--run-dir", str(tmp_path / "run")]) == 0
+    model = onnx.load(str(tmp_path / "run" / "model.onnx"))
+    assert {p.key: p.value for p in model.metadata_props}["class_labels"] == "no,yes"
+    (tmp_path / "new.csv").write_text("a,b\n2,2\n-2,-2\n", encoding="utf-8")
+    assert main(["predict", str(tmp_path / "run"), "--input", str(tmp_path / "new.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "yes" in out and "no" in out
+    (tmp_path / "m.nn").write_text(BINARY.replace("bce", "mse"), encoding="utf-8")
+    (tmp_path / "yes_no.csv").write_text("a,b,answer\n1,2,yes\n3,4,no\n5,6,maybe\n",
+                                         encoding="utf-8")
+    assert main(["check", str(tmp_path / "m.nn")]) == 1
+    assert "holds text labels, but no loss reads 't' as class ids" in capsys.readouterr().err

@@ -204,12 +204,15 @@ def _in_range(name: str, array: np.ndarray, bound: int, node: Node, spec: TrainS
 
 def _labels_fit(name: str, labels: list[str], bound: tuple[int, Node] | None,
                 spec: TrainSpec) -> None:
-    """Text labels are class ids for a loss that reads them as such, one per class."""
+    """Text labels are class ids for a loss that reads them as such, one per class; two labels
+    are 0 and 1 for any target (bce's)."""
+    if bound is None and len(labels) == 2:
+        return
     if bound is None:
         raise NndslError(f"target '{name}' from {describe(spec)} holds text labels, but no loss "
                          f"reads '{name}' as class ids", where(spec),
-                         expected="numbers, or a target a classification loss reads "
-                         "(cross_entropy)", received=f"labels {', '.join(labels[:5])}" +
+                         expected="numbers, two labels (0 and 1), or a target a classification "
+                         "loss reads (cross_entropy)", received=f"labels {', '.join(labels[:5])}" +
                          (", ..." if len(labels) > 5 else ""),
                          hint="a regression target needs numbers in the file")
     limit, node = bound
