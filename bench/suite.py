@@ -10,10 +10,12 @@ import torch
 
 from bench import (
     diagnostics,
+    evalmemory,
     evolution,
     frontend,
     inference,
     largedata,
+    outofcore,
     parallel,
     reference,
     startup,
@@ -62,6 +64,8 @@ CASES: dict[str, Case] = {
     "largedata": Case((), _settings_only(largedata)),
     "truncation": Case((), _settings_only(truncation)),
     "parallel": Case((), _settings_only(parallel)),
+    "outofcore": Case((), _settings_only(outofcore)),
+    "evalmemory": Case((), _settings_only(evalmemory)),
     "gpu": Case(training.WORKLOADS + inference.WORKLOADS,
                 lambda report, settings, loaded: _gpu(report, settings, loaded)),
 }
