@@ -18,8 +18,8 @@ from bench.timing import Settings, pin_threads
 RESULTS = Path(__file__).resolve().parent / "results.json"
 # the case names, as bench.suite registers them (listed here: importing the suite imports torch)
 CASES = ("training", "inference", "reference", "frontend", "startup", "evolution", "diagnostics",
-         "largedata", "truncation", "parallel", "outofcore", "evalmemory",
-         "gpu")
+         "largedata", "truncation", "parallel", "stepoptions", "outofcore",
+         "evalmemory", "gpu")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

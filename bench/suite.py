@@ -19,6 +19,7 @@ from bench import (
     parallel,
     reference,
     startup,
+    step_options,
     training,
     truncation,
 )
@@ -63,6 +64,7 @@ CASES: dict[str, Case] = {
     "diagnostics": Case(diagnostics.WORKLOADS, _rows_of(diagnostics)),
     "largedata": Case((), _settings_only(largedata)),
     "truncation": Case((), _settings_only(truncation)),
+    "stepoptions": Case(step_options.WORKLOADS, _rows_of(step_options)),
     "parallel": Case((), _settings_only(parallel)),
     "outofcore": Case((), _settings_only(outofcore)),
     "evalmemory": Case((), _settings_only(evalmemory)),

@@ -19,7 +19,8 @@ from .conftest import ROOT  # noqa: E402
 
 CASES = {"1 training", "2 inference", "3 numpy reference", "4 front end", "5 start-up",
          "7 evolution", "8 diagnostics", "9 large data", "10 truncated BPTT",
-         "11 data-parallel", "13 larger than memory", "14 evaluation memory"}
+         "11 data-parallel", "12 step options", "13 larger than memory",
+         "14 evaluation memory"}
 ROW_KEYS = {"case", "workload", "unit", "a", "b", "ratio", "goal", "met"}
 PEERS = {"Keras 3 fit": "keras", "Lightning fit": "pytorch_lightning"}
 TRAINED = ("digits_mlp", "digits_cnn", "sine_lstm")

@@ -41,22 +41,27 @@ class Var:
     backward pass can hand the rule the same operands the forward saw.
     """
 
-    __slots__ = ("value", "prim", "args", "kwargs")
+    __slots__ = ("value", "prim", "args", "kwargs", "plain")
 
     def __init__(self, value: Any, prim: str | None = None, args: tuple[Any, ...] = (),
-                 kwargs: dict[str, Any] | None = None) -> None:
+                 kwargs: dict[str, Any] | None = None, plain: tuple[Any, ...] = ()) -> None:
         self.value = value
         self.prim = prim
         self.args = args
         self.kwargs = kwargs or {}
+        self.plain = plain  # the arguments' plain values, as the forward saw them
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(np.shape(self.value))
+        value = self.value
+        return value.shape if isinstance(value, np.ndarray | np.generic) else tuple(
+            np.shape(value))
 
     @property
     def dtype(self) -> np.dtype:
-        return np.result_type(self.value)
+        value = self.value
+        return value.dtype if isinstance(value, np.ndarray | np.generic) else np.result_type(
+            value)
 
     def __repr__(self) -> str:
         made = f" from {self.prim}" if self.prim else " (leaf)"
@@ -81,6 +86,8 @@ def _has_var(x: Any) -> bool:
 
 
 def _is_float(value: Any) -> bool:
+    if isinstance(value, np.ndarray | np.generic):
+        return value.dtype.kind == "f"
     return np.issubdtype(np.result_type(value), np.floating)
 
 
@@ -105,7 +112,7 @@ class Tape:
             g = grads.get(id(var))
             if g is None:
                 continue
-            args = [value_of(a) for a in var.args]
+            args = var.plain
             for rule, operand in zip(VJPS[var.prim], var.args, strict=False):
                 if rule is None or not _has_var(operand):
                     continue
@@ -137,7 +144,13 @@ def _accumulate(grads: dict[int, np.ndarray], operand: Any, g: Any) -> None:
     """Add g (folded onto the operand's shape, in its dtype) to the operand's cotangent."""
     if not isinstance(operand, Var):
         return
-    g = sum_to(g, operand.shape).astype(operand.dtype, copy=False)
+    value = operand.value
+    if isinstance(value, np.ndarray | np.generic) and isinstance(g, np.ndarray) \
+            and g.shape == value.shape:  # the common case, without sum_to's checks
+        if g.dtype != value.dtype:
+            g = g.astype(value.dtype)
+    else:
+        g = sum_to(g, operand.shape).astype(operand.dtype, copy=False)
     key = id(operand)
     grads[key] = grads[key] + g if key in grads else g
 
@@ -145,17 +158,27 @@ def _accumulate(grads: dict[int, np.ndarray], operand: Any, g: Any) -> None:
 def _traced(name: str, forward: Callable[..., Any], tape: Tape) -> Callable[..., Any]:
     """Primitive `name` on plain values, recorded on `tape` when a gradient can flow through."""
     rules = VJPS.get(name, ())
+    takes = tuple(rule is not None for rule in rules)  # which operands take a gradient
+    count = len(takes)
 
     def prim(*args: Any, **kwargs: Any) -> Any:
-        if any(_has_var(v) for v in kwargs.values()):
+        if kwargs and any(_has_var(v) for v in kwargs.values()):
             raise TypeError(f"P.{name}: pass arrays positionally (a keyword array would lose "
                             "its gradient)")
-        value = forward(*[value_of(a) for a in args], **kwargs)
-        tracked = any(rule is not None and _has_var(a)
-                      for rule, a in zip(rules, args, strict=False))
+        plain, tracked = [], False
+        for i, a in enumerate(args):  # one pass: the plain values, and whether a Var flows
+            if type(a) is Var:
+                plain.append(a.value)
+                tracked = tracked or (i < count and takes[i])
+            elif isinstance(a, list | tuple):
+                plain.append(value_of(a))
+                tracked = tracked or (i < count and takes[i] and _has_var(a))
+            else:
+                plain.append(a)
+        value = forward(*plain, **kwargs)
         if not tracked or not _is_float(value):
             return value
-        var = Var(value, name, args, kwargs)
+        var = Var(value, name, args, kwargs, tuple(plain))
         tape.entries.append(var)
         return var
 
