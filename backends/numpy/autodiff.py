@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import SimpleNamespace
+from types import MethodType, SimpleNamespace
 from typing import Any
 
 import numpy as np
 from nndsl.backends.numpy.prims import make_numpy_prims
-from nndsl.backends.numpy.vjps import VJPS, sum_to
+from nndsl.backends.numpy.vjps import SAVING, VJPS, sum_to
 
 from nndsl.interpreter import RunResult, run
 from nndsl.ir import Graph, TrainSpec
@@ -155,13 +155,16 @@ def _accumulate(grads: dict[int, np.ndarray], operand: Any, g: Any) -> None:
     grads[key] = grads[key] + g if key in grads else g
 
 
-def _traced(name: str, forward: Callable[..., Any], tape: Tape) -> Callable[..., Any]:
-    """Primitive `name` on plain values, recorded on `tape` when a gradient can flow through."""
+def _traced(name: str) -> Callable[..., Any]:
+    """Primitive `name`, bound to a table's `_Recording`: on plain values, with the table's NumPy
+    primitive, recorded on its tape when a gradient can flow through. A primitive in
+    `vjps.SAVING` keeps what its rules reuse (a conv's patches) on its Var."""
     rules = VJPS.get(name, ())
+    saving = SAVING.get(name)
     takes = tuple(rule is not None for rule in rules)  # which operands take a gradient
     count = len(takes)
 
-    def prim(*args: Any, **kwargs: Any) -> Any:
+    def prim(self: _Recording, *args: Any, **kwargs: Any) -> Any:
         if kwargs and any(_has_var(v) for v in kwargs.values()):
             raise TypeError(f"P.{name}: pass arrays positionally (a keyword array would lose "
                             "its gradient)")
@@ -175,11 +178,15 @@ def _traced(name: str, forward: Callable[..., Any], tape: Tape) -> Callable[...,
                 tracked = tracked or (i < count and takes[i] and _has_var(a))
             else:
                 plain.append(a)
-        value = forward(*plain, **kwargs)
+        if saving is not None and tracked:
+            value, saved = saving(*plain, **kwargs)
+            kwargs = {**kwargs, **saved}
+        else:
+            value = getattr(self.base, name)(*plain, **kwargs)
         if not tracked or not _is_float(value):
             return value
         var = Var(value, name, args, kwargs, tuple(plain))
-        tape.entries.append(var)
+        self.tape.entries.append(var)
         return var
 
     prim.__name__ = name
@@ -187,16 +194,30 @@ def _traced(name: str, forward: Callable[..., Any], tape: Tape) -> Callable[...,
     return prim
 
 
+@dataclass
+class _Recording:
+    """What a table's primitives share: the NumPy table they compute with and the tape."""
+
+    base: Any
+    tape: Tape
+
+
+_TRACED = {name: _traced(name) for name in PRIMS}  # made once; bound to a recording per table
+
+
 def make_grad_prims(training: bool = False, seed: int = 0) -> SimpleNamespace:
     """A recording primitive table: the NumPy table's values, plus `tape` for backward.
 
     `training` and `seed` mean what they mean for `make_numpy_prims`; two tables made with the
     same seed draw the same random numbers in the same order (gradient checks rely on it).
+    Its primitives are functions made once, bound to this table's recording (a table per
+    training step costs one NumPy table and an empty tape, not a closure per primitive).
     """
     base = make_numpy_prims(training=training, seed=seed)
-    tape = Tape()
-    table = {name: _traced(name, getattr(base, name), tape) for name in PRIMS}
-    return SimpleNamespace(backend="numpy", training=training, rng=base.rng, tape=tape, **table)
+    recording = _Recording(base, Tape())
+    return SimpleNamespace(backend="numpy", training=training, rng=base.rng,
+                           tape=recording.tape, **{name: MethodType(fn, recording)
+                                                   for name, fn in _TRACED.items()})
 
 
 def leaf(array: Any) -> Any:

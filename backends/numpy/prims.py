@@ -90,11 +90,17 @@ def patches(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...],
 
 def _conv(x: np.ndarray, w: np.ndarray, stride: tuple[int, ...], padding: Any,
           dilation: tuple[int, ...]) -> np.ndarray:
+    return conv_and_patches(x, w, stride, padding, dilation)[0]
+
+
+def conv_and_patches(x: np.ndarray, w: np.ndarray, stride: tuple[int, ...], padding: Any,
+                     dilation: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The convolution and the patches it multiplied (reverse mode keeps them for dw)."""
     k = len(stride)
     cols = patches(x, tuple(w.shape[2:]), stride, dilation, padding)  # [N, *out, *K, C]
     window = list(range(1 + k, 2 + 2 * k))  # *K and C, against w's [O, *K, C]
     out = np.tensordot(cols, np.moveaxis(w, 1, -1), axes=(window, list(range(1, 2 + k))))
-    return np.moveaxis(out, -1, 1)  # [N, O, *out]
+    return np.moveaxis(out, -1, 1), cols  # [N, O, *out]
 
 
 def _pool(reduce: Any, pad_value: float) -> Any:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from nndsl.backends.numpy.prims import channels_last, patches
+from nndsl.backends.numpy.prims import channels_last, conv_and_patches, patches
 
 Rule = Callable[..., Any]
 Pads = Any  # ((lo, hi), ...) per spatial axis
@@ -153,7 +153,7 @@ def _matmul_b(g: Any, y: Any, a: Any, b: Any) -> np.ndarray:
 
 
 def _conv_x(g: Any, y: Any, x: Any, w: Any, stride: Any, padding: Pads,
-            dilation: Any = None) -> np.ndarray:
+            dilation: Any = None, cols: Any = None) -> np.ndarray:
     """Each output position's cotangent spread over its window, folded back channels-last:
     every kernel offset then adds runs of whole pixels (all channels), where the
     channels-first fold added a few strided numbers at a time and took most of the time."""
@@ -170,9 +170,11 @@ def _conv_x(g: Any, y: Any, x: Any, w: Any, stride: Any, padding: Pads,
 
 
 def _conv_w(g: Any, y: Any, x: Any, w: Any, stride: Any, padding: Pads,
-            dilation: Any = None) -> np.ndarray:
+            dilation: Any = None, cols: Any = None) -> np.ndarray:
+    """`cols`: the forward's patches of x (SAVING below), else made again."""
     k = len(stride)
-    cols = patches(x, tuple(np.shape(w)[2:]), tuple(stride), dilation, padding)  # [N, *out, *K, C]
+    if cols is None:  # [N, *out, *K, C]
+        cols = patches(x, tuple(np.shape(w)[2:]), tuple(stride), dilation, padding)
     summed = [0, *range(2, 2 + k)]  # batch and output positions
     return np.moveaxis(np.tensordot(g, cols, axes=(summed, list(range(1 + k)))), -1, 1)
 
@@ -260,6 +262,17 @@ def _pow_b(g: Any, y: Any, a: Any, b: Any) -> np.ndarray:
 
 
 TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+def _conv_saving(x: Any, w: Any, stride: Any, padding: Pads,
+                 dilation: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """The conv primitive's value, and its patches for `_conv_w` (not made twice)."""
+    y, cols = conv_and_patches(x, w, stride, padding, dilation)
+    return y, {"cols": cols}
+
+
+# primitives whose forward keeps something for its rules: name -> forward returning
+# (value, keyword arguments added to the rules' call)
+SAVING: dict[str, Callable[..., tuple[Any, dict[str, Any]]]] = {"conv": _conv_saving}
 
 VJPS: dict[str, tuple[Rule | None, ...]] = {
     # elementwise arithmetic (either side may be a Python number: it gets no rule call)
