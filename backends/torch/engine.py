@@ -146,13 +146,13 @@ class TorchEngine:
         value, result = self._run_loss(P, model, loss, feeds, leaves)
         taken = {k: self._penalty(regs[k], leaves[k]) for k in regs if k in traced}
         out = self._scaled_grads([value, *taken.values()], leaves, names)
-        total = _float(value)
         with torch.no_grad():
-            for k, calls in regs.items():  # the reference's order, summed in float64
-                total += _float(taken[k] if k in traced else self._penalty(calls, weights[k]))
+            values = [value]
+            for k, calls in regs.items():
+                values.append(taken[k] if k in traced else self._penalty(calls, weights[k]))
                 if k not in traced:
                     out[k] = out[k] + self._penalty(calls, weights[k], part=1)
-        return total, out, self._updates(result, weights)
+        return _summed(values), out, self._updates(result, weights)
 
     def _run_loss(self, P: Any, model: Graph, loss: Graph, feeds: Mapping[str, Any],
                   leaves: Mapping[str, Any]) -> tuple[Any, RunResult]:
@@ -285,6 +285,20 @@ def _finite(values: list[torch.Tensor]) -> bool:
     if flat.dtype == torch.float64:
         flat = flat * 0.0
     return bool(torch.isfinite(flat.sum(dtype=torch.float64)))
+
+
+def _summed(values: list[Any]) -> float:
+    """The loss and its penalties summed in float64 in the reference's order, with one
+    transfer to the host for all of them (not one per penalty)."""
+    if len(values) == 1:
+        return _float(values[0])
+    device = next((v.device for v in values if isinstance(v, torch.Tensor)), "cpu")
+    tensors = [v.detach().reshape(()).to(torch.float64) if isinstance(v, torch.Tensor) else
+               torch.tensor(float(v), dtype=torch.float64, device=device) for v in values]
+    total = 0.0
+    for x in torch.stack(tensors).tolist():
+        total += x
+    return total
 
 
 def _added(xs: Iterable[Any]) -> Any:
