@@ -42,6 +42,13 @@ def configure(engine: Any, stage: Stage) -> None:
                          compile=bool(stage.get("compile", False)))
 
 
+def reset(engine: Any) -> None:
+    """Back to the plain float32 step (a stage's options end with it)."""
+    configure_engine = getattr(engine, "configure", None)
+    if configure_engine is not None:
+        configure_engine()
+
+
 def forced_compile(program: Any, model: str | None) -> Any:
     """The program with `compile = true` in the train block `nndsl train --compile` runs."""
     from dataclasses import replace

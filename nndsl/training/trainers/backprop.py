@@ -39,7 +39,10 @@ class Backprop(Trainer):
             truncate.check(ctx.model, ctx.spec, ctx.stage)
 
     def run(self, session: Session, stage: Stage, index: int, start: Position | None) -> None:
-        BackpropLoop(session, stage, index, start).run()
+        try:
+            BackpropLoop(session, stage, index, start).run()
+        finally:  # the next stage's trainer starts from a plain float32 step
+            step_options.reset(session.engine)
 
     def check_state(self, position: Position, models: Mapping[str, Graph]) -> None:
         super().check_state(position, models)
