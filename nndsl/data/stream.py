@@ -25,7 +25,10 @@ import numpy as np
 from nndsl.errors import NndslError
 
 CHUNK_BYTES = 64 * 2**20  # validation reads this much of a mapped array at a time
-RELEASE_BYTES = 64 * 2**20  # read pages handed back after about this much has been read
+RELEASE_BYTES = 256 * 2**20  # read pages handed back after about this much has been mapped
+# A page fault on a mapped file maps the pages around it that are cached too (Linux's
+# fault-around, 64 KiB by default), so a row read at random counts as this much resident.
+FAULT_AROUND = 64 * 2**10
 DEFAULT_THRESHOLD = 2**30
 
 
@@ -99,7 +102,8 @@ class Mapped:
             out = out[:, self.cols]
         out = np.array(out.reshape((len(out), *self.trailing)))
         row_bytes = int(np.prod(self.raw.shape[1:])) * self.raw.dtype.itemsize
-        self.pages.touched(len(out) * max(row_bytes, mmap.PAGESIZE))
+        spread = isinstance(rows, np.ndarray)  # rows by index: each may be a page of its own
+        self.pages.touched(len(out) * (max(row_bytes, FAULT_AROUND) if spread else row_bytes))
         return out
 
     def __getitem__(self, key: Any) -> np.ndarray:
