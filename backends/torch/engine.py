@@ -74,7 +74,8 @@ class TorchEngine:
                                         device=self.device, numpy_source=source)
         self.P = make_torch_prims(training=False, device=self.device)
         self._trainable: dict[tuple[str, tuple[str, ...]], list[str]] = {}
-        self._rules: dict[Call, tuple[Any, Any, dict[str, Any]]] = {}
+        self._rules: dict[int, tuple[Call, tuple[Any, Any, dict[str, Any]]]] = {}
+        self._penalty_plans: dict[tuple[int, int], tuple[Any, ...]] = {}
         self._index: tuple[Any, Any] = (None, None)  # the last batch index, and on the device
         self.parallel: DataParallel | None = None  # set by `data_parallel` in a launched run
         self.configure()
@@ -137,8 +138,7 @@ class TorchEngine:
         names = self._trainable.get((model.name, frozen))
         if names is None:
             names = self._trainable[(model.name, frozen)] = trainable(model, frozen)
-        regs = {k: calls for k, calls in (penalties or {}).items() if k in names}
-        traced = {k for k, calls in regs.items() if not all(self._rule(c)[1] for c in calls)}
+        regs, traced = self._penalties(penalties, names)
         leaves = {k: v.detach().requires_grad_(True) if k in names else v
                   for k, v in weights.items()}
         if self.parallel is not None:
@@ -245,17 +245,33 @@ class TorchEngine:
         return {k: g if g is not None else torch.zeros_like(leaves[k])
                 for k, g in zip(names, grads, strict=True)}
 
+    def _penalties(self, penalties: Mapping[str, list[Call]] | None, names: list[str]
+                   ) -> tuple[dict[str, list[Call]], set[str]]:
+        """The penalties on trainable weights, and those without a closed-form gradient (taken
+        by autograd): fixed for a stage, so worked out on its first step only."""
+        key = (id(penalties), id(names))
+        found = self._penalty_plans.get(key)
+        if found is None or found[0] is not penalties or found[1] is not names:
+            regs = {k: calls for k, calls in (penalties or {}).items() if k in names}
+            traced = {k for k, calls in regs.items()
+                      if not all(self._rule(c)[1] for c in calls)}
+            found = self._penalty_plans[key] = (penalties, names, regs, traced)
+        return found[2], found[3]
+
     def _rule(self, call: Call) -> tuple[Any, Any, dict[str, Any]]:
-        """A regularizer call's (penalty, closed-form gradient or None, hyper-parameters)."""
-        rule = self._rules.get(call)
-        if rule is None:
+        """A regularizer call's (penalty, closed-form gradient or None, hyper-parameters),
+        looked up once per call object (hashing a Call walks its arguments)."""
+        found = self._rules.get(id(call))
+        if found is None or found[0] is not call:
             opdef = ops.get(call.name, "regularizer", call.span)
-            rule = self._rules[call] = (opdef.compute, opdef.grad, dict(call.kwargs))
-        return rule
+            found = self._rules[id(call)] = (call, (opdef.compute, opdef.grad,
+                                                    dict(call.kwargs)))
+        return found[1]
 
     def _penalty(self, calls: list[Call], w: Any, part: int = 0) -> Any:
         """The penalty on w (part 0) or its closed-form gradient (part 1), summed over calls."""
-        return _added(self._rule(c)[part](self.P, w, **self._rule(c)[2]) for c in calls)
+        rules = [self._rule(c) for c in calls]
+        return _added(rule[part](self.P, w, **rule[2]) for rule in rules)
 
     def nonfinite(self, arrays: Mapping[str, Any]) -> str | None:
         """One concatenation, one sum and one device sync for all arrays (of one dtype); only

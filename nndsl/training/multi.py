@@ -77,8 +77,9 @@ def _groups(weights: dict[str, Any], grads: dict[str, Any],
     groups: dict[tuple[Any, ...], list[str]] = {}
     for name in grads:
         w = weights[name]
-        key = (str(getattr(w, "dtype", type(w))), str(getattr(w, "device", "")),
-               tuple(sorted(state.get(name, {}))))
+        slots = state.get(name)
+        key = (getattr(w, "dtype", type(w)), getattr(w, "device", None),
+               tuple(sorted(slots)) if slots else ())
         groups.setdefault(key, []).append(name)
     return list(groups.values())
 
