@@ -281,16 +281,17 @@ def make_torch_prims(
         return torch.gather(x, axis, idx)
 
     def draw(x: Any, numpy_draw: str, torch_draw: Callable[..., Any]) -> torch.Tensor:
+        """Random numbers shaped like x; a data-parallel rank draws the global batch's and
+        keeps its rows (`global_draw`). A 0-d x (one number) is never sliced."""
         x = tensor(x)
-        shape, part = tuple(x.shape), slice(None)
-        wide = global_draw(shape) if global_draw is not None else None
-        if wide is not None:
-            shape, part = wide
+        wide = global_draw(tuple(x.shape)) if global_draw is not None and x.ndim else None
+        shape, part = wide if wide is not None else (tuple(x.shape), None)
         if numpy_source is not None:
             array = getattr(numpy_source(), numpy_draw)(shape)
             out = torch.as_tensor(array.astype(str(x.dtype).removeprefix("torch.")))
-            return out[part].to(x.device)
-        return torch_draw(shape, generator=generator, dtype=x.dtype, device=x.device)[part]
+            return (out if part is None else out[part]).to(x.device)
+        out = torch_draw(shape, generator=generator, dtype=x.dtype, device=x.device)
+        return out if part is None else out[part]
 
     def random_uniform_like(x: Any) -> torch.Tensor:
         return draw(x, "random", torch.rand)
