@@ -195,3 +195,21 @@ def test_a_stopped_rule_run_resumes_exactly(tmp_path: Path, monkeypatch: pytest.
         assert main([*args, str(tmp_path / "stopped")]) == 130
     assert main(["train", "--resume", str(tmp_path / "stopped"), "--quiet"]) == 0
     assert_same_run(tmp_path / "whole", tmp_path / "stopped")
+
+
+def test_a_metric_that_cannot_score_the_output_is_refused_at_its_line(  # type: ignore[no-untyped-def]
+        write_spec, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write_spec("""model m {
+  input x: [batch, 2]
+  probs = x -> dense(3) -> softmax
+  output probs
+}
+train m {
+  data = builtin("spirals"); target y: [batch]
+  loss = cross_entropy(probs, y)
+  metrics = [accuracy, roc_auc]
+}
+""")
+    err = check_errors(spec, capsys)
+    assert ":9:3: error: metric 'roc_auc' cannot score output 'probs'" in err
+    assert "received: [batch, 3]" in err and "accuracy" not in err.split("error:")[1][:40]

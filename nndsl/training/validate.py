@@ -71,7 +71,28 @@ def _stage_errors(spec: TrainSpec, phase: Phase | None, stage: Stage, trainer: T
         errors.append(NndslError("metrics compare the model's output with a target; this "
                                  "block declares none", owner.where("metrics"),
                                  hint="declare one: `target y: [batch]`"))
+    elif metrics and spec.model in models:
+        errors += _metric_errors(spec, owner, metrics, models[spec.model])
     return errors + _monitor_errors(spec, owner, stage, trainer)
+
+
+def _metric_errors(spec: TrainSpec, owner: TrainSpec | Phase, metrics: tuple[str, ...],
+                   model: Graph) -> list[NndslError]:
+    """Each metric must take the model's first output and the first target (roc_auc one
+    binary score, accuracy classes or 0/1), as the evaluation will feed them."""
+    out = model.types()[model.outputs[0]]
+    target = spec.targets[0][1]
+    errors = []
+    for name in metrics:
+        try:
+            ops.get(name, "metric").output_type(out, target)
+        except NndslError as e:
+            errors.append(NndslError(f"metric '{name}' cannot score output "
+                                     f"'{model.outputs[0]}' against target "
+                                     f"'{spec.targets[0][0]}': {e.message}",
+                                     owner.where("metrics"), expected=e.expected,
+                                     received=e.received, hint=e.hint))
+    return errors
 
 
 def _check_model_names(stage: Stage, ctx: CheckContext) -> None:
