@@ -82,6 +82,27 @@ def test_two_ranks_train_as_one_process(tmp_path: Path, dtype: str, atol: float)
     assert (tmp_path / "two" / "model.onnx").exists()
 
 
+def test_memory_mapped_data_shards_as_in_memory_data(tmp_path: Path) -> None:
+    """A file streamed from disk batch by batch (NNDSL_STREAM_BYTES=1 maps every array) gives
+    each rank its share of the global batch as in-memory data does."""
+    from nndsl.data.builtin import builtin
+
+    arrays = builtin(tmp_path, name="spirals")
+    np.save(tmp_path / "x.npy", arrays["x"].astype(np.float64))
+    np.save(tmp_path / "y.npy", arrays["y"].astype(np.float64))
+    path = spec(tmp_path).read_text(encoding="utf-8").replace(
+        'builtin("spirals")', 'npy(x="x.npy", y="y.npy")')
+    (tmp_path / "mapped.nn").write_text(path, encoding="utf-8")
+    train(tmp_path / "mapped.nn", tmp_path / "memory")
+    streamed = {**ENV, "NNDSL_STREAM_BYTES": "1"}
+    done = subprocess.run([sys.executable, "-m", "nndsl.cli", "train", str(tmp_path / "mapped.nn"),
+                           "--device", "cpu", "--quiet", "--nproc", "2", "--run-dir",
+                           str(tmp_path / "two")], capture_output=True, text=True, timeout=240,
+                          env=streamed)
+    assert done.returncode == 0, done.stderr
+    assert_close(tmp_path / "memory", tmp_path / "two", 1e-9)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
