@@ -173,8 +173,12 @@ class TorchEngine:
     def _updates(result: RunResult, weights: Mapping[str, Any]) -> dict[str, Any]:
         """Buffer (and recurrent state) updates, detached, in their weight's dtype (autocast
         may have computed them in a narrower one)."""
-        return {k: v.detach() if k not in weights or v.dtype == weights[k].dtype
-                else v.detach().to(weights[k].dtype) for k, v in result.updates.items()}
+        out = {}
+        for k, v in result.updates.items():
+            like = weights.get(k)  # None: a recurrent state not carried yet (truncate)
+            out[k] = v.detach() if not isinstance(like, torch.Tensor) or v.dtype == like.dtype \
+                else v.detach().to(like.dtype)
+        return out
 
     def _parallel_step(self, model: Graph, loss: Graph, feeds: Mapping[str, Any],
                        weights: Mapping[str, Any], leaves: dict[str, Any], names: list[str],
