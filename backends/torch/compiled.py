@@ -4,12 +4,13 @@ the step plan (nndsl/training/step_plan.py), through torch.compile.
 torch.compile traces the plan's straight-line calls into one graph and generates fused
 kernels for it (inductor: C++ on the CPU, Triton on CUDA); autograd runs the generated
 backward. The first steps pay for tracing and code generation (seconds to tens of seconds,
-measured in bench case 11), and a batch of another size (an epoch's last) compiles once more
+measured in bench case 12), and a batch of another size (an epoch's last) compiles once more
 with a dynamic batch dimension. It is off by default: on the CPU the benchmark's small models
 spend their time in kernel launches that compilation does not remove.
 
-Random draws inside the forward pass (dropout) read the engine's seeded generator; a graph
-break there keeps the draws the same as without compilation.
+Random draws inside the forward pass (dropout) still come from the engine's generator,
+reseeded for every step. The generated kernels round differently: a compiled digits_mlp run's
+losses agreed with the plain run's to about 1e-7 relative.
 """
 
 from __future__ import annotations
