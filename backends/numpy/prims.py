@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import operator
 from types import SimpleNamespace
 from typing import Any
@@ -119,40 +118,16 @@ def _max_pool(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...],
     """The largest value of each window as a running maximum over the kernel offsets, one
     strided view each: the same values as a max over the window view, several times faster
     (NumPy reduces a small trailing window of a strided view slowly)."""
-    return max_pool_and_winner(x, kernel, stride, padding, False)[0]
-
-
-def pool_views(shape: tuple[int, ...], kernel: tuple[int, ...],
-               stride: tuple[int, ...]) -> list[tuple[Any, ...]]:
-    """The index of each kernel offset's strided view of a (padded) array of `shape`, in
-    row-major order of the offsets."""
     k = len(kernel)
-    sizes = [(n - kk) // s + 1 for n, kk, s in zip(shape[-k:], kernel, stride, strict=True)]
-    lead = (slice(None),) * (len(shape) - k)
-    return [lead + tuple(slice(o, o + s * (n - 1) + 1, s)
-                         for o, s, n in zip(offset, stride, sizes, strict=True))
-            for offset in np.ndindex(*kernel)]
-
-
-def max_pool_and_winner(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...],
-                        padding: Any, track: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """The max pool and, with `track`, which offset (row-major) first held each window's
-    maximum, for reverse mode (None where a window's maximum is NaN: then it looks again)."""
     x = pad_trailing(x, padding, -np.inf)
-    out, winner = None, None
-    for number, index in enumerate(pool_views(x.shape, kernel, stride)):
-        view = x[index]
-        if out is None:
-            out = view
-            small = math.prod(kernel) <= np.iinfo(np.int8).max
-            winner = np.zeros(view.shape, dtype=np.int8 if small else np.int32) \
-                if track else None
-            continue
-        if winner is not None:
-            np.copyto(winner, number, where=view > out)  # a tie keeps the earlier offset
-        out = np.maximum(out, view)
-    out = np.array(out)
-    return out, winner if winner is not None and not np.isnan(out).any() else None
+    sizes = [(n - kk) // s + 1 for n, kk, s in zip(x.shape[-k:], kernel, stride, strict=True)]
+    lead = (slice(None),) * (x.ndim - k)
+    out = None
+    for offset in np.ndindex(*kernel):
+        view = x[lead + tuple(slice(o, o + s * (n - 1) + 1, s)
+                              for o, s, n in zip(offset, stride, sizes, strict=True))]
+        out = view if out is None else np.maximum(out, view)
+    return np.array(out)
 
 
 def _kmax(x: np.ndarray, k: int, axis: int) -> np.ndarray:

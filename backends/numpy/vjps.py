@@ -28,13 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from nndsl.backends.numpy.prims import (
-    channels_last,
-    conv_and_patches,
-    max_pool_and_winner,
-    patches,
-    pool_views,
-)
+from nndsl.backends.numpy.prims import channels_last, conv_and_patches, patches
 
 Rule = Callable[..., Any]
 Pads = Any  # ((lo, hi), ...) per spatial axis
@@ -185,19 +179,11 @@ def _conv_w(g: Any, y: Any, x: Any, w: Any, stride: Any, padding: Pads,
     return np.moveaxis(np.tensordot(g, cols, axes=(summed, list(range(1 + k)))), -1, 1)
 
 
-def _max_pool_x(g: Any, y: Any, x: Any, kernel: Any, stride: Any, padding: Pads,
-                winner: Any = None) -> np.ndarray:
+def _max_pool_x(g: Any, y: Any, x: Any, kernel: Any, stride: Any, padding: Pads) -> np.ndarray:
     """Each window's cotangent to its first element equal to the window's maximum `y`, the
     kernel offsets taken in row-major order (np.argmax's choice over the flattened window,
-    NaN counting as the maximum as it does there). `winner`, the forward's record of that
-    offset (SAVING), places it directly; else one strided view per offset, laid out
+    NaN counting as the maximum as it does there): one strided view per offset, laid out
     channels-last so that each compares and adds whole pixels, not a few strided numbers."""
-    if winner is not None:
-        g = np.asarray(g)
-        dx = np.zeros(_padded(np.shape(x), padding), dtype=g.dtype)
-        for number, index in enumerate(pool_views(dx.shape, tuple(kernel), tuple(stride))):
-            dx[index] += _masked(g, winner == number)
-        return _crop(dx, padding)
     k = len(kernel)
     xp = channels_last(x, padding, -np.inf)
     g, y = (channels_last(a, [(0, 0)] * k) for a in (g, y))
@@ -284,17 +270,9 @@ def _conv_saving(x: Any, w: Any, stride: Any, padding: Pads,
     return y, {"cols": cols}
 
 
-def _max_pool_saving(x: Any, kernel: Any, stride: Any,
-                     padding: Pads) -> tuple[np.ndarray, dict[str, Any]]:
-    """The max pool's value, and which offset won each window, for `_max_pool_x`."""
-    y, winner = max_pool_and_winner(x, tuple(kernel), tuple(stride), padding, True)
-    return y, {"winner": winner}
-
-
 # primitives whose forward keeps something for its rules: name -> forward returning
 # (value, keyword arguments added to the rules' call)
-SAVING: dict[str, Callable[..., tuple[Any, dict[str, Any]]]] = {
-    "conv": _conv_saving, "max_pool": _max_pool_saving}
+SAVING: dict[str, Callable[..., tuple[Any, dict[str, Any]]]] = {"conv": _conv_saving}
 
 VJPS: dict[str, tuple[Rule | None, ...]] = {
     # elementwise arithmetic (either side may be a Python number: it gets no rule call)
