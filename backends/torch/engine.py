@@ -8,14 +8,16 @@ gives the same numbers) and moved to the device, so a run can be compared with N
 
 from __future__ import annotations
 
+import math
+import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
-from nndsl.backends.torch import multi as _multi  # noqa: F401  (registers foreach updates)
 from nndsl.backends.torch.compiled import compiled_forward
 from nndsl.backends.torch.data_parallel import DataParallel
+from nndsl.backends.torch.multi import ListTable  # (importing it registers foreach updates)
 from nndsl.backends.torch.precision import LossScale, autocast
 from nndsl.backends.torch.prims import make_torch_prims
 
@@ -73,6 +75,7 @@ class TorchEngine:
         self._step_P = make_torch_prims(training=True, generator=self._stream.torch,
                                         device=self.device, numpy_source=source)
         self.P = make_torch_prims(training=False, device=self.device)
+        self._lists = ListTable(self.P)  # penalties of many weights in one foreach call each
         self._trainable: dict[tuple[str, tuple[str, ...]], list[str]] = {}
         self._rules: dict[int, tuple[Call, tuple[Any, Any, dict[str, Any]]]] = {}
         self._penalty_plans: dict[tuple[int, int], tuple[Any, ...]] = {}
@@ -113,6 +116,8 @@ class TorchEngine:
         if index is not self._index[0]:  # the trainer takes every array's rows with one index
             rows = self.parallel.take(index) if self.parallel is not None else index
             self._index = (index, torch.as_tensor(rows, device=self.device))
+        if isinstance(array, torch.Tensor) and array.ndim:  # x[i]'s rows, without its dispatch
+            return array.index_select(0, self._index[1])
         return array[self._index[1]]
 
     def table(self, seed: int) -> Any:
@@ -138,7 +143,7 @@ class TorchEngine:
         names = self._trainable.get((model.name, frozen))
         if names is None:
             names = self._trainable[(model.name, frozen)] = trainable(model, frozen)
-        regs, traced = self._penalties(penalties, names)
+        regs, traced, groups = self._penalties(penalties, names)
         leaves = {k: v.detach().requires_grad_(True) if k in names else v
                   for k, v in weights.items()}
         if self.parallel is not None:
@@ -147,12 +152,26 @@ class TorchEngine:
         taken = {k: self._penalty(regs[k], leaves[k]) for k in regs if k in traced}
         out = self._scaled_grads([value, *taken.values()], leaves, names)
         with torch.no_grad():
-            values = [value]
-            for k, calls in regs.items():
-                values.append(taken[k] if k in traced else self._penalty(calls, weights[k]))
-                if k not in traced:
-                    out[k] = out[k] + self._penalty(calls, weights[k], part=1)
+            closed = self._closed_penalties(groups, weights, out)
+            values = [value, *(taken[k] if k in traced else closed[k] for k in regs)]
         return _summed(values), out, self._updates(result, weights)
+
+    def _closed_penalties(self, groups: list[tuple[list[str], list[Call]]],
+                          weights: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+        """The closed-form penalties' values, per weight, with their gradients added to `out`:
+        the weights sharing regularizers (the train block's) go through the list table, one
+        foreach call per primitive instead of one call per weight (the same kernels per
+        element, so the same numbers bit for bit)."""
+        lists, values = self._lists, {}
+        for names, calls in groups:
+            ws = [weights[k] for k in names]
+            rules = [self._rule(c) for c in calls]
+            value = _added((rule[0](lists, ws, **rule[2]) for rule in rules), lists.add)
+            grad = _added((rule[1](lists, ws, **rule[2]) for rule in rules), lists.add)
+            for k, v, g in zip(names, value, lists.add([out[k] for k in names], grad),
+                               strict=True):
+                values[k], out[k] = v, g
+        return values
 
     def _run_loss(self, P: Any, model: Graph, loss: Graph, feeds: Mapping[str, Any],
                   leaves: Mapping[str, Any]) -> tuple[Any, RunResult]:
@@ -250,17 +269,23 @@ class TorchEngine:
                 for k, g in zip(names, grads, strict=True)}
 
     def _penalties(self, penalties: Mapping[str, list[Call]] | None, names: list[str]
-                   ) -> tuple[dict[str, list[Call]], set[str]]:
-        """The penalties on trainable weights, and those without a closed-form gradient (taken
-        by autograd): fixed for a stage, so worked out on its first step only."""
+                   ) -> tuple[dict[str, list[Call]], set[str], list[tuple[list[str], list[Call]]]]:
+        """The penalties on trainable weights, those without a closed-form gradient (taken by
+        autograd), and the others grouped by their regularizers: fixed for a stage, so worked
+        out on its first step only."""
         key = (id(penalties), id(names))
         found = self._penalty_plans.get(key)
         if found is None or found[0] is not penalties or found[1] is not names:
             regs = {k: calls for k, calls in (penalties or {}).items() if k in names}
             traced = {k for k, calls in regs.items()
                       if not all(self._rule(c)[1] for c in calls)}
-            found = self._penalty_plans[key] = (penalties, names, regs, traced)
-        return found[2], found[3]
+            groups: dict[tuple[int, ...], tuple[list[str], list[Call]]] = {}
+            for k, calls in regs.items():
+                if k not in traced:
+                    groups.setdefault(tuple(map(id, calls)), ([], calls))[0].append(k)
+            found = self._penalty_plans[key] = (penalties, names, regs, traced,
+                                                list(groups.values()))
+        return found[2], found[3], found[4]
 
     def _rule(self, call: Call) -> tuple[Any, Any, dict[str, Any]]:
         """A regularizer call's (penalty, closed-form gradient or None, hyper-parameters),
@@ -278,10 +303,10 @@ class TorchEngine:
         return _added(rule[part](self.P, w, **rule[2]) for rule in rules)
 
     def nonfinite(self, arrays: Mapping[str, Any]) -> str | None:
-        """One concatenation, one sum and one device sync for all arrays (of one dtype); only
-        when that finds a NaN or infinity are they looked at one by one, for the name."""
+        """One multi-tensor reduction and one read for all arrays (`_maybe_finite`); only when
+        that finds a NaN or an infinity are they looked at one by one, exactly, for the name."""
         values = list(arrays.values())
-        if not values or (len({v.dtype for v in values}) == 1 and _finite(values)):
+        if not values or _maybe_finite(values):
             return None
         return next((k for k, v in arrays.items() if not _finite([v])), None)
 
@@ -296,6 +321,16 @@ class TorchEngine:
         return _float(x)
 
 
+def _maybe_finite(values: list[torch.Tensor]) -> bool:
+    """True only when every element is finite: the sum of the tensors' 2-norms (one foreach
+    call) is NaN or infinite when any element is. A norm of finite values can overflow too
+    (above ~1e19 in float32): then this says False and the caller's exact check decides."""
+    dtype = values[0].dtype
+    if dtype not in (torch.float32, torch.float64) or any(v.dtype != dtype for v in values):
+        return len({v.dtype for v in values}) == 1 and _finite(values)
+    return math.isfinite(float(torch.stack(torch._foreach_norm(values)).sum()))
+
+
 def _finite(values: list[torch.Tensor]) -> bool:
     """Whether every element is finite. A float64 sum of float32 (or narrower) values cannot
     overflow, so it is finite exactly when they all are; float64 values are multiplied by 0
@@ -304,7 +339,7 @@ def _finite(values: list[torch.Tensor]) -> bool:
         values[0].reshape(-1)
     if flat.dtype == torch.float64:
         flat = flat * 0.0
-    return bool(torch.isfinite(flat.sum(dtype=torch.float64)))
+    return math.isfinite(float(flat.sum(dtype=torch.float64)))
 
 
 def _summed(values: list[Any]) -> float:
@@ -325,12 +360,12 @@ def _summed(values: list[Any]) -> float:
     return total
 
 
-def _added(xs: Iterable[Any]) -> Any:
+def _added(xs: Iterable[Any], add: Callable[[Any, Any], Any] = operator.add) -> Any:
     """x1 + x2 + ... (sum() would start with 0 + x1: one more kernel for nothing)."""
     items = iter(xs)
     total = next(items)
     for x in items:
-        total = total + x
+        total = add(total, x)
     return total
 
 
