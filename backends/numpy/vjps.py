@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from nndsl.backends.numpy.prims import channels_last, conv_and_patches, patches
+from nndsl.backends.numpy.prims import BITS, channels_last, conv_and_patches, patches
 
 Rule = Callable[..., Any]
 Pads = Any  # ((lo, hi), ...) per spatial axis
@@ -73,23 +73,25 @@ def _unreduce(g: Any, x: Any, axis: Any, keepdims: bool) -> np.ndarray:
 
 
 def _fold(patches: np.ndarray, shape: tuple[int, ...], kernel: tuple[int, ...],
-          stride: tuple[int, ...], dilation: tuple[int, ...],
-          channels_last: bool = False) -> np.ndarray:
+          stride: tuple[int, ...], dilation: tuple[int, ...]) -> np.ndarray:
     """Add window patches [..., *out, *kernel] back onto an array of `shape` (col2im).
 
     The inverse bookkeeping of `patches`: one strided, vectorised add per kernel offset.
-    `channels_last`: patches [N, *out, *kernel, C] onto `shape` [N, *spatial, C].
     """
     k = len(kernel)
     out = np.zeros(shape, dtype=patches.dtype)
-    tail = (slice(None),) if channels_last else ()
-    sizes = patches.shape[-2 * k - len(tail):len(patches.shape) - k - len(tail)]
-    lead = (slice(None),) * (len(shape) - k - len(tail))
+    sizes = patches.shape[-2 * k:-k]
+    lead = (slice(None),) * (len(shape) - k)
     for offset in np.ndindex(*kernel):
-        index = tuple(slice(o * d, o * d + s * (n - 1) + 1, s)
-                      for o, d, s, n in zip(offset, dilation, stride, sizes, strict=True))
-        out[lead + index + tail] += patches[(..., *offset, *tail)]
+        out[lead + _window(offset, dilation, stride, sizes)] += patches[(..., *offset)]
     return out
+
+
+def _window(offset: tuple[int, ...], dilation: Any, stride: Any,
+            sizes: tuple[int, ...]) -> tuple[slice, ...]:
+    """The input positions that kernel offset `offset` meets, over every output position."""
+    return tuple(slice(o * d, o * d + s * (n - 1) + 1, s)
+                 for o, d, s, n in zip(offset, dilation, stride, sizes, strict=True))
 
 
 def _crop(g: np.ndarray, pads: Pads) -> np.ndarray:
@@ -108,13 +110,15 @@ def _padded(shape: tuple[int, ...], pads: Pads) -> tuple[int, ...]:
 
 
 def _masked(g: Any, keep: Any) -> np.ndarray:
-    """np.where(keep, g, 0.0) without branches: a product with the mask (a relu's random mask
-    makes np.where's branches mispredict: 25x slower). `+ 0.0` turns the product's -0.0 into
-    where's 0.0; a g holding NaN or infinity, which the product would spread, takes np.where."""
+    """np.where(keep, g, 0.0), bit for bit, without a branch per element (a relu's random mask
+    makes np.where's branches mispredict): g's bits times the 0/1 mask, which leaves each
+    kept value (NaN, infinity and -0.0 included) as it is and makes the others +0.0."""
     g = np.asarray(g)
-    if not np.isfinite(np.sum(g)):  # also when a finite sum overflows: then np.where, exactly
+    bits = BITS.get(g.dtype)
+    if bits is None or type(keep) is not np.ndarray or keep.dtype != np.bool_ \
+            or np.broadcast_shapes(g.shape, keep.shape) != g.shape:
         return np.where(keep, g, 0.0)
-    return g * keep + 0.0
+    return np.multiply(g.view(bits), keep.view(np.uint8), dtype=bits).view(g.dtype)
 
 
 def _tie_share(a: Any, b: Any) -> np.ndarray:
@@ -154,18 +158,25 @@ def _matmul_b(g: Any, y: Any, a: Any, b: Any) -> np.ndarray:
 
 def _conv_x(g: Any, y: Any, x: Any, w: Any, stride: Any, padding: Pads,
             dilation: Any = None, cols: Any = None) -> np.ndarray:
-    """Each output position's cotangent spread over its window, folded back channels-last:
-    every kernel offset then adds runs of whole pixels (all channels), where the
-    channels-first fold added a few strided numbers at a time and took most of the time."""
+    """Each output position's cotangent spread over its window: per kernel offset, the
+    [pixels, out channels] @ [out channels, channels] product (one batched matmul for all
+    offsets, each offset's result contiguous), added channels-last onto the padded input, so
+    that every add moves runs of whole pixels rather than a few strided numbers."""
     g = np.asarray(g)
     k = len(stride)
-    # [N, *out, *K, C]: output position x window element x input channel
-    patches = np.tensordot(np.moveaxis(g, 1, -1), np.moveaxis(w, 1, -1), axes=([-1], [0]))
+    out_ch, channels, *kernel = np.shape(w)
+    batch, _, *spatial = np.shape(x)
+    sizes = g.shape[2:]
+    rows = np.moveaxis(g, 1, -1).reshape(-1, out_ch)  # [N * out, O]
+    taps = np.moveaxis(np.asarray(w), (0, 1), (-2, -1)).reshape(-1, out_ch, channels)
+    parts = np.matmul(rows, taps)  # [*K, N * out, C]
     pads = [tuple(p) for p in padding]
-    batch, channels, *spatial = np.shape(x)
     padded = [n + lo + hi for n, (lo, hi) in zip(spatial, pads, strict=True)]
-    full = _fold(patches, (batch, *padded, channels), tuple(np.shape(w)[2:]), tuple(stride),
-                 tuple(dilation or (1,) * k), channels_last=True)
+    full = np.zeros((batch, *padded, channels), dtype=parts.dtype)
+    dilation = tuple(dilation or (1,) * k)
+    for part, offset in zip(parts, np.ndindex(*kernel), strict=True):
+        full[(slice(None), *_window(offset, dilation, stride, sizes))] += \
+            part.reshape(batch, *sizes, channels)
     return _crop(np.moveaxis(full, -1, 1), pads)
 
 
@@ -183,20 +194,35 @@ def _max_pool_x(g: Any, y: Any, x: Any, kernel: Any, stride: Any, padding: Pads)
     """Each window's cotangent to its first element equal to the window's maximum `y`, the
     kernel offsets taken in row-major order (np.argmax's choice over the flattened window,
     NaN counting as the maximum as it does there): one strided view per offset, laid out
-    channels-last so that each compares and adds whole pixels, not a few strided numbers."""
+    channels-last so that each compares and adds whole pixels, not a few strided numbers.
+    `y` is one of its window's values, so a window not placed before the last offset is
+    placed there without comparing; windows that tile x without overlap write their values
+    instead of adding them to zeros."""
     k = len(kernel)
     xp = channels_last(x, padding, -np.inf)
     g, y = (channels_last(a, [(0, 0)] * k) for a in (g, y))
     nan = np.isnan(y)
-    free = np.ones(y.shape, dtype=bool)  # windows whose maximum is not placed yet
-    dx = np.zeros(xp.shape, dtype=g.dtype)
-    for offset in np.ndindex(*kernel):
-        index = (slice(None), *(slice(o, o + s * (n - 1) + 1, s) for o, s, n in
-                                zip(offset, stride, y.shape[1:1 + k], strict=True)), ...)
-        view = xp[index]
-        hit = free & ((view == y) | (nan & np.isnan(view)) if nan.any() else view == y)
-        dx[index] += _masked(g, hit)
-        free &= ~hit
+    nan = nan if nan.any() else None
+    sizes = y.shape[1:1 + k]
+    tiled = all(s == kk and n * s == m for s, kk, n, m in
+                zip(stride, kernel, sizes, xp.shape[1:1 + k], strict=True))
+    dx = (np.empty if tiled else np.zeros)(xp.shape, dtype=g.dtype)
+    offsets = list(np.ndindex(*kernel))
+    free = None  # windows whose maximum is not placed yet (None: all of them)
+    for i, offset in enumerate(offsets):
+        index = (slice(None), *_window(offset, (1,) * k, stride, sizes), ...)
+        if i == len(offsets) - 1:
+            hit = free if free is not None else np.ones(y.shape, dtype=bool)
+        else:
+            view = xp[index]
+            hit = view == y if nan is None else (view == y) | (nan & np.isnan(view))
+            if free is not None:
+                hit &= free
+            free = ~hit if free is None else np.logical_xor(free, hit, out=free)
+        if tiled:
+            dx[index] = _masked(g, hit)
+        else:
+            dx[index] += _masked(g, hit)
     return _crop(np.moveaxis(dx, -1, 1), padding)
 
 
