@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+from nndsl.backends.numpy.memory import keep_freed_memory
 from numpy.lib.stride_tricks import sliding_window_view
 
 from nndsl.ir import NUMPY_DTYPE
@@ -168,6 +169,7 @@ def _one_hot(indices: np.ndarray, depth: int, dtype: str = "f32") -> np.ndarray:
 
 def make_numpy_prims(training: bool = False, seed: int = 0) -> SimpleNamespace:
     """A fresh NumPy primitive table; `training` switches dropout/noise/batch-norm behaviour."""
+    keep_freed_memory()  # once per process: a step's arrays reuse pages (backends/numpy/memory)
     rng = np.random.default_rng(seed)
     return SimpleNamespace(
         backend="numpy",
