@@ -32,7 +32,7 @@ class Call:
     node: Node
     fn: Callable[..., Any]
     inputs: tuple[str, ...]
-    params: tuple[tuple[str, Any], ...]
+    params: dict[str, Any]  # passed as **params: the callee gets its own copy
     weights: tuple[tuple[str, str], ...]
 
 
@@ -42,16 +42,16 @@ class Plan:
     def __init__(self, graph: Graph, backend_P: Any) -> None:
         self.graph = graph
         self.calls = [Call(n, ops.get(n.op, span=n.span).function_for(backend_P), n.inputs,
-                           tuple(n.params), tuple(n.weights)) for n in graph.nodes]
+                           dict(n.params), tuple(n.weights)) for n in graph.nodes]
 
     def run(self, P: Any, feeds: Mapping[str, Any], weights: Mapping[str, Any]) -> RunResult:
         """The interpreter's `run`, without its per-node lookups."""
         result = RunResult(dict(feeds))
         env, updates = result.env, result.updates
         for call in self.calls:
-            kwargs = dict(call.params)
-            for param, wname in call.weights:
-                kwargs[param] = weights[wname]
+            kwargs = call.params
+            if call.weights:
+                kwargs = {**kwargs, **{param: weights[w] for param, w in call.weights}}
             try:
                 value = call.fn(P, *[env[name] for name in call.inputs], **kwargs)
             except NndslError:
