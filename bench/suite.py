@@ -68,7 +68,7 @@ CASES: dict[str, Case] = {
     "parallel": Case((), _settings_only(parallel)),
     "outofcore": Case((), _settings_only(outofcore)),
     "evalmemory": Case((), _settings_only(evalmemory)),
-    "gpu": Case(training.WORKLOADS + inference.WORKLOADS,
+    "gpu": Case(training.WORKLOADS + inference.WORKLOADS + step_options.WORKLOADS,
                 lambda report, settings, loaded: _gpu(report, settings, loaded)),
 }
 
@@ -90,13 +90,15 @@ def run(settings: Settings, cases: Iterable[str]) -> Report:
 
 
 def _gpu(report: Report, settings: Settings, loaded: list[Workload]) -> None:
-    """Cases 1 and 2 on CUDA, in their own table."""
+    """Cases 1, 2 and 12 (bf16, fp16, compile) on CUDA, in their own table."""
     if not torch.cuda.is_available():
-        report.notes.append("GPU: none here, so case 6 (training and inference on CUDA) did "
-                            "not run")
+        report.notes.append("GPU: none here, so case 6 (training, inference, bf16/fp16 and "
+                            "compile on CUDA) did not run")
         return
     by_name = {w.name: w for w in loaded}
     report.gpu_rows += training.rows([by_name[n] for n in training.WORKLOADS], settings, "cuda")
+    report.gpu_rows += step_options.rows([by_name[n] for n in step_options.WORKLOADS], settings,
+                                         "cuda")
     try:
         report.gpu_rows += inference.rows([by_name[n] for n in inference.WORKLOADS], settings,
                                           "cuda")
