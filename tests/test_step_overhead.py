@@ -1,18 +1,29 @@
-"""The torch step's cheaper bookkeeping gives the per-weight numbers: penalties grouped through
-the list table (foreach calls) equal the penalty taken weight by weight bit for bit, and the
-one-reduction finiteness check names the same array as the exact per-array check."""
+"""The torch step's cheaper bookkeeping gives the same numbers: penalties grouped through the
+list table (foreach calls) equal the penalty taken weight by weight bit for bit, the
+one-reduction finiteness check names the same array as the exact per-array check, and a
+training step's trimmed plan gives the full plan's loss and updates."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from nndsl.backends.torch.engine import TorchEngine  # noqa: E402
+from nndsl.backends.torch.prims import make_torch_prims  # noqa: E402
 
+from nndsl.data.dataset import load_dataset  # noqa: E402
+from nndsl.initialize import initialize  # noqa: E402
 from nndsl.ir import Call  # noqa: E402
+from nndsl.program import load  # noqa: E402
+from nndsl.training.stages import stages  # noqa: E402
+from nndsl.training.step_plan import LossPlan  # noqa: E402
+
+from .conftest import ROOT  # noqa: E402
+from .test_step_plan import CASES, _equal, _tables  # noqa: E402
 
 L2, L1 = Call("l2", (("strength", 1e-3),)), Call("l1", (("strength", 3e-4),))
 ELASTIC = Call("elastic", (("l1", 2e-4), ("l2", 5e-3)))
@@ -48,3 +59,36 @@ def test_grouped_penalties_equal_the_per_weight_ones(dtype: torch.dtype) -> None
 ])
 def test_the_fast_check_agrees_with_the_exact_one(arrays: dict, bad: str | None) -> None:
     assert TorchEngine("cpu").nonfinite(arrays) == bad
+
+
+@pytest.mark.parametrize(("path", "model", "index"), CASES,
+                         ids=[f"{p.stem}-{m}-{i}" for p, m, i in CASES])
+def test_a_trimmed_plan_gives_the_loss_and_updates_of_the_full_one(path: Path, model: str,
+                                                                    index: int) -> None:
+    """A training step's plan skips the model's trailing values the loss does not read; the
+    loss, the buffer updates and every value it does compute stay the full plan's."""
+    program, _ = load(path)
+    train = next(t for t in program.trains if t.model == model)
+    stage = stages(train)[index]
+    graph = program.model(model)
+    data = load_dataset({**dict(graph.inputs), **dict(train.targets)}, [graph], train,
+                        path.parent)
+    make, convert = _tables("torch")
+    feeds = {k: convert(v[:8]) for k, v in data.train.items()}
+    weights = {k: convert(v) for k, v in initialize(graph, train.get("seed", 0)).items()}
+    full_loss, full = LossPlan(graph, stage.loss, make()).run(make(), feeds, weights)
+    plan = LossPlan(graph, stage.loss, make(), trim=True)
+    loss, trimmed = plan.run(make(), feeds, weights)
+    _equal(loss, full_loss, "loss")
+    assert trimmed.updates.keys() == full.updates.keys()
+    for k, v in trimmed.updates.items():
+        _equal(v, full.updates[k], k)
+    for k, v in trimmed.env.items():
+        _equal(v, full.env[k], k)
+
+
+def test_a_classifier_step_skips_its_softmax_output() -> None:
+    program, _ = load(ROOT / "specs" / "digits_mlp.nn")
+    train = program.trains[0]
+    plan = LossPlan(program.model(train.model), train.loss, make_torch_prims(), trim=True)
+    assert [c.node.name for c in plan.model.calls][-2:] == ["h", "dense_3"]

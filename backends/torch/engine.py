@@ -25,7 +25,7 @@ from nndsl import ops
 from nndsl.errors import NndslError
 from nndsl.interpreter import RunResult, run
 from nndsl.ir import Call, Graph
-from nndsl.training.core import run_loss, trainable
+from nndsl.training.core import run_loss, step_loss, trainable
 
 
 def resolve_device(device: str) -> torch.device:
@@ -88,7 +88,7 @@ class TorchEngine:
         self._autocast = autocast(precision, self.device)
         self.loss_scale: LossScale | None = LossScale() if precision == "fp16" else None
         self._forward: Callable[..., tuple[Any, RunResult]] = \
-            compiled_forward() if compile else run_loss
+            compiled_forward() if compile else step_loss
 
     def data_parallel(self, rank: int, world: int, vote: Callable[[], bool]) -> DataParallel:
         """Make this engine one rank of a data-parallel run (nndsl/training/distributed.py):

@@ -49,6 +49,16 @@ def run_loss(P: Any, model: Graph, loss: Graph, feeds: Mapping[str, Any],
     return loss_plan(model, loss, P).run(P, feeds, weights)  # the interpreter's, precompiled
 
 
+def step_loss(P: Any, model: Graph, loss: Graph, feeds: Mapping[str, Any],
+              weights: Mapping[str, Any]) -> tuple[Any, RunResult]:
+    """`run_loss` for a training step, which reads only the loss and the updates: the model's
+    trailing values the loss does not read (a classifier's softmax output) are not computed,
+    so its run lacks them."""
+    from nndsl.training.step_plan import loss_plan
+
+    return loss_plan(model, loss, P, trim=True).run(P, feeds, weights)
+
+
 def loss_value(P: Any, loss: Graph, env: Mapping[str, Any], feeds: Mapping[str, Any],
                weights: Mapping[str, Any]) -> Any:
     """The loss graph on a model run's values, the targets in `feeds` and the weights."""

@@ -39,10 +39,12 @@ class Call:
 class Plan:
     """One graph's nodes resolved for one backend's tables."""
 
-    def __init__(self, graph: Graph, backend_P: Any) -> None:
+    def __init__(self, graph: Graph, backend_P: Any, needs: set[str] | None = None) -> None:
         self.graph = graph
         self.calls = [Call(n, ops.get(n.op, span=n.span).function_for(backend_P), n.inputs,
                            dict(n.params), tuple(n.weights)) for n in graph.nodes]
+        if needs is not None:
+            self.calls = _trimmed(self.calls, needs)
 
     def run(self, P: Any, feeds: Mapping[str, Any], weights: Mapping[str, Any]) -> RunResult:
         """The interpreter's `run`, without its per-node lookups."""
@@ -66,12 +68,26 @@ class Plan:
         return result
 
 
+def _trimmed(calls: list[Call], needs: set[str]) -> list[Call]:
+    """`calls` without the trailing ones whose values nothing in `needs` reads (a classifier's
+    softmax output when the loss reads its logits). Only trailing calls, and only those that
+    hold no weights, go: an earlier call's random draws would shift the later calls' draws,
+    and a call with weights may update them."""
+    keep = len(calls)
+    while keep and not calls[keep - 1].weights and calls[keep - 1].node.name not in needs:
+        keep -= 1
+    return calls[:keep]
+
+
 class LossPlan:
     """The model, then its loss graph (core.run_loss): the loss's inputs read the model's
-    values where the model computes them, else the targets in the feeds, else the weights."""
+    values where the model computes them, else the targets in the feeds, else the weights.
+    `trim`: the model's trailing values that the loss does not read are not computed (a
+    training step's; its run then lacks them)."""
 
-    def __init__(self, model: Graph, loss: Graph, backend_P: Any) -> None:
-        self.model, self.loss = Plan(model, backend_P), Plan(loss, backend_P)
+    def __init__(self, model: Graph, loss: Graph, backend_P: Any, trim: bool = False) -> None:
+        needs = {n for n, _ in loss.inputs} if trim else None
+        self.model, self.loss = Plan(model, backend_P, needs), Plan(loss, backend_P)
         self.model_inputs = [n for n, _ in model.inputs]
         computed = {*self.model_inputs, *(n.name for n in model.nodes)}
         self.from_model = [n for n, _ in loss.inputs if n in computed]
@@ -88,16 +104,16 @@ class LossPlan:
         return self.loss.run(P, loss_feeds, weights).env[self.output], result
 
 
-_PLANS: dict[tuple[int, int, str], tuple[Graph, Graph, LossPlan]] = {}
+_PLANS: dict[tuple[int, int, str, bool], tuple[Graph, Graph, LossPlan]] = {}
 
 
-def loss_plan(model: Graph, loss: Graph, P: Any) -> LossPlan:
+def loss_plan(model: Graph, loss: Graph, P: Any, trim: bool = False) -> LossPlan:
     """The plan of (model, loss) for P's backend, compiled on first use. Keyed by identity:
     a graph is immutable, and hashing one would walk every node each step."""
-    key = (id(model), id(loss), getattr(P, "backend", ""))
+    key = (id(model), id(loss), getattr(P, "backend", ""), trim)
     found = _PLANS.get(key)
     if found is None or found[0] is not model or found[1] is not loss:
         if len(_PLANS) >= 256:  # graphs made and dropped (tests, fuzzing): start again
             _PLANS.clear()
-        found = _PLANS[key] = (model, loss, LossPlan(model, loss, P))
+        found = _PLANS[key] = (model, loss, LossPlan(model, loss, P, trim))
     return found[2]
