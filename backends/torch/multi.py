@@ -23,23 +23,19 @@ Lists = list[torch.Tensor]
 
 
 def _same_floats(*groups: Any) -> bool:
-    """Lists of tensors of one floating dtype (numbers are skipped). Called for every
-    primitive of every update, so it reads each dtype once and no more."""
-    dtypes = set()
+    """Lists of tensors of one floating dtype (numbers are skipped)."""
+    dtype = None
     for group in groups:
-        if type(group) is list:
-            try:
-                dtypes.update([t.dtype for t in group if isinstance(t, torch.Tensor)
-                               or _not_tensor(t)])
-            except AttributeError:
-                return False
-        elif not isinstance(group, float | int) or isinstance(group, bool):
+        if not isinstance(group, list):
+            if isinstance(group, float | int) and not isinstance(group, bool):
+                continue
             return False
-    return len(dtypes) == 1 and next(iter(dtypes)).is_floating_point
-
-
-def _not_tensor(t: Any) -> bool:
-    raise AttributeError(type(t).__name__)
+        for t in group:
+            if not isinstance(t, torch.Tensor) or not t.dtype.is_floating_point or (
+                    dtype is not None and t.dtype != dtype):
+                return False
+            dtype = t.dtype
+    return dtype is not None
 
 
 class ListTable:
