@@ -103,6 +103,25 @@ def test_memory_mapped_data_shards_as_in_memory_data(tmp_path: Path) -> None:
     assert_close(tmp_path / "memory", tmp_path / "two", 1e-9)
 
 
+def test_ranks_share_the_evaluation_and_agree_with_one_process(tmp_path: Path) -> None:
+    """digits_mlp: each rank evaluates every other batch of 512 rows; rank 0 merges the totals.
+    The recorded metrics equal one process's to float32 training's tolerance."""
+    import csv
+
+    spec = Path(__file__).resolve().parent.parent / "specs" / "digits_mlp.nn"
+    train(spec, tmp_path / "one", "--epochs", "2")
+    train(spec, tmp_path / "two", "--epochs", "2", "--nproc", "2")
+    rows = []
+    for run in ("one", "two"):
+        with (tmp_path / run / "metrics.csv").open(encoding="utf-8") as f:
+            rows.append(list(csv.DictReader(f)))
+    assert len(rows[0]) == len(rows[1]) == 2
+    for a, b in zip(*rows, strict=True):
+        assert a.keys() == b.keys() and {"accuracy", "val_loss", "val_accuracy"} <= a.keys()
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert float(b[key]) == pytest.approx(float(a[key]), rel=1e-4, abs=1e-4), key
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

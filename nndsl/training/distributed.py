@@ -75,6 +75,10 @@ def join(ranks: Ranks, device: str) -> str:
     import torch.distributed as dist
 
     backend = "nccl" if device.startswith("cuda") else "gloo"
+    if backend == "nccl":  # NCCL's object collectives run on the current device: this rank's
+        import torch
+
+        torch.cuda.set_device(torch.device(device))
     if not dist.is_initialized():
         dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
     if dist.get_world_size() != ranks.world:
@@ -120,6 +124,15 @@ def broadcast(value: Any) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def gather_all(value: Any) -> list[Any]:
+    """Every rank's `value`, in rank order, on every rank (pickled, like `broadcast`)."""
+    import torch.distributed as dist
+
+    box: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(box, value)
+    return box
 
 
 def launch(child_args: list[str], nproc: int) -> int:

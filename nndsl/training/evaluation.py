@@ -54,9 +54,10 @@ def _evaluate_part(engine: Engine, model: Graph, weights: Mapping[str, Any], los
                    metrics: list[str], part: Mapping[str, Any], target: str | None, size: int,
                    prefix: str) -> dict[str, float]:
     P = engine.P
+    parallel = getattr(engine, "parallel", None)  # a rank of a data-parallel run
     plan = LossPlan.of(model, loss, weights) if loss is not None else None
     stats = {prefix + name: statistics.for_metric(name) for name in metrics}
-    for feeds, rows in batches_of(engine, part, size):
+    for feeds, rows in batches_of(engine, part, size, parallel):
         env = engine.run(model, {n: feeds[n] for n, _ in model.inputs}, weights).env
         if plan is not None:
             plan.add(P, env, feeds, rows)
@@ -64,16 +65,61 @@ def _evaluate_part(engine: Engine, model: Graph, weights: Mapping[str, Any], los
             y, t = env[model.outputs[0]], feeds[target]  # type: ignore[index]
             for stat in stats.values():
                 stat.add(P, [y, t], rows)
+    if parallel is not None:
+        return _shared(parallel, engine, plan, stats)
+    return _values(engine, plan, stats)
+
+
+def _values(engine: Engine, plan: LossPlan | None, stats: dict[str, Statistic]) -> \
+        dict[str, float]:
+    P = engine.P
     out = {"val_loss": engine.scalar(plan.value(P))} if plan is not None else {}
     out.update({name: engine.scalar(stat.value(P)) for name, stat in stats.items()})
     return out
 
 
-def batches_of(engine: Engine, part: Mapping[str, Any], size: int) -> \
+def _shared(parallel: Any, engine: Engine, plan: LossPlan | None,
+            stats: dict[str, Statistic]) -> dict[str, float]:
+    """A data-parallel rank evaluated every world-th batch: rank 0, which holds the first
+    batch, merges every rank's totals in rank order and shares the values, so every rank takes
+    the same decisions (early stopping, the best epoch) from the same numbers."""
+    from nndsl.training.distributed import broadcast, gather_all
+
+    held = [*(plan.statistics() if plan is not None else []), *stats.values()]
+    totals = gather_all([(_to_host(s.state), s.rows) for s in held])
+    if parallel.rank != 0:
+        return broadcast(None)
+    for index, stat in enumerate(held):
+        for rank_totals in totals[1:]:
+            state, rows = rank_totals[index]
+            if state is not None:
+                stat.state = stat.merge(engine.P, stat.state, _to_device(state, engine))
+                stat.rows += rows
+    return broadcast(_values(engine, plan, stats))
+
+
+def _to_host(state: Any) -> Any:
+    """A statistic's totals, with tensors on the CPU (to travel between ranks)."""
+    if isinstance(state, (tuple, list)):
+        return type(state)(_to_host(x) for x in state)
+    return state.detach().cpu() if hasattr(state, "detach") else state
+
+
+def _to_device(state: Any, engine: Engine) -> Any:
+    if isinstance(state, (tuple, list)):
+        return type(state)(_to_device(x, engine) for x in state)
+    return state.to(engine.device) if hasattr(state, "detach") else state
+
+
+def batches_of(engine: Engine, part: Mapping[str, Any], size: int, parallel: Any = None) -> \
         Iterator[tuple[dict[str, Any], int]]:
-    """Consecutive batches of `size` rows on the device, with their number of rows."""
+    """Consecutive batches of `size` rows on the device, with their number of rows; a rank of
+    a data-parallel run takes every world-th batch from its own (batches keep the boundaries
+    one process would use, so each batch's value is the same)."""
     rows = len(next(iter(part.values())))
-    for start in range(0, rows, size):
+    for number, start in enumerate(range(0, rows, size)):
+        if parallel is not None and number % parallel.world != parallel.rank:
+            continue
         stop = min(start + size, rows)
         yield engine.to_backend({k: v[start:stop] for k, v in part.items()}), stop - start
 
@@ -150,6 +196,10 @@ class LossPlan:
             else:
                 values[node.name] = call_node(P, node, args, self.weights)
         self.env = values
+
+    def statistics(self) -> list[Statistic]:
+        """What the batches accumulate (merged across the ranks of a data-parallel run)."""
+        return [self.whole] if self.whole is not None else list(self.reductions.values())
 
     def value(self, P: Any) -> Any:
         """The loss of every row added so far."""
