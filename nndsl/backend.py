@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nndsl.errors import NndslError, did_you_mean
 from nndsl.ir import Call, Graph
+
+if TYPE_CHECKING:
+    import numpy as np
 
 RNG_MODES = ("device", "reference")  # each backend's own generator, or the NumPy stream
 

@@ -69,7 +69,7 @@ def test_help_is_fast_and_imports_neither_torch_nor_onnx() -> None:
     code = ("import sys; from nndsl.cli import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "assert 'torch' not in sys.modules and 'onnxruntime' not in sys.modules\n"
-            "assert 'onnx' not in sys.modules\n")
+            "assert 'onnx' not in sys.modules and 'numpy' not in sys.modules\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "check" in done.stdout

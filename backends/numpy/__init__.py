@@ -4,11 +4,12 @@ engine module is imported only when a run uses it."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from nndsl.backend import Backend, Engine, register_backend
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _engine(device: str, rng: str) -> Engine:
@@ -19,6 +20,7 @@ def _engine(device: str, rng: str) -> Engine:
 
 def _forward(graph: Any, feeds: Mapping[str, Any],
              weights: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    import numpy as np
     from nndsl.backends.numpy.prims import make_numpy_prims
 
     from nndsl.interpreter import run

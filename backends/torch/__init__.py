@@ -4,11 +4,12 @@ importing torch; the engine module (and torch) are imported when a run uses it."
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from nndsl.backend import Backend, Engine, register_backend
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _engine(device: str, rng: str) -> Engine:
@@ -20,6 +21,7 @@ def _engine(device: str, rng: str) -> Engine:
 def _forward(graph: Any, feeds: Mapping[str, Any],
              weights: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The same interpreter on the torch table (CPU, inference mode)."""
+    import numpy as np
     import torch
     from nndsl.backends.torch.prims import make_torch_prims
 
@@ -36,6 +38,7 @@ def _forward(graph: Any, feeds: Mapping[str, Any],
 
 def _gradients(objective: Any, weights: Mapping[str, Any], names: list[str]) -> list[np.ndarray]:
     """torch autograd through the same interpreter and objective (inference mode)."""
+    import numpy as np
     import torch
     from nndsl.backends.torch.prims import make_torch_prims
 
