@@ -78,3 +78,15 @@ def assert_same_run(want: Any, got: Any) -> None:
         for name in a.files:
             np.testing.assert_array_equal(b[name], a[name], err_msg=f"{file}: {name}")
     assert (want / "metrics.csv").read_text() == (got / "metrics.csv").read_text()
+
+
+def checkpoint_epoch(run: Path) -> int:
+    """The epoch a run's checkpoint.npz records, -1 while there is none (or it is being
+    written): for tests that kill a run once it has got far enough."""
+    import json
+
+    try:
+        with np.load(run / "checkpoint.npz", allow_pickle=False) as archive:
+            return int(json.loads(archive["meta"].tobytes())["epoch"])
+    except (OSError, KeyError, ValueError):
+        return -1

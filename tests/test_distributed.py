@@ -18,6 +18,8 @@ import pytest
 
 pytest.importorskip("torch")
 
+from .conftest import checkpoint_epoch  # noqa: E402
+
 pytestmark = pytest.mark.slow
 
 SPEC = """model m {{
@@ -153,16 +155,6 @@ def test_torchrun_and_two_simulated_nodes_make_the_same_run(tmp_path: Path) -> N
             (tmp_path / other / "metrics.csv").read_text()
 
 
-def _checkpoint_epoch(run: Path) -> int:
-    import json
-
-    try:
-        with np.load(run / "checkpoint.npz", allow_pickle=False) as archive:
-            return int(json.loads(archive["meta"].tobytes())["epoch"])
-    except (OSError, KeyError, ValueError):
-        return -1
-
-
 def test_a_killed_rank_ends_the_job_and_the_run_resumes_exactly(tmp_path: Path) -> None:
     path = spec(tmp_path, epochs=150)
     train(path, tmp_path / "whole", "--nproc", "2", "--checkpoint-every", "0")
@@ -172,7 +164,7 @@ def test_a_killed_rank_ends_the_job_and_the_run_resumes_exactly(tmp_path: Path) 
                             "--checkpoint-every", "0"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True)
     deadline = time.monotonic() + 120
-    while _checkpoint_epoch(run) < 3 and time.monotonic() < deadline and job.poll() is None:
+    while checkpoint_epoch(run) < 3 and time.monotonic() < deadline and job.poll() is None:
         time.sleep(0.02)
     ranks = subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True,
                            text=True).stdout.split()  # the launcher's children: the ranks

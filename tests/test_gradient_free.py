@@ -7,7 +7,6 @@ the default settings (specs/xor_anneal.nn, specs/xor_cauchy_backprop.nn, specs/x
 from __future__ import annotations
 
 import csv
-import json
 import math
 import re
 import signal
@@ -38,7 +37,7 @@ from nndsl.training.trainers._annealing import (
 )
 from nndsl.training.trainers.evolve import ranking, scores
 
-from .conftest import ROOT, assert_same_run, stop_after_step
+from .conftest import ROOT, assert_same_run, checkpoint_epoch, stop_after_step
 
 SPECS = {name: ROOT / "specs" / f"xor_{name}.nn" for name in
          ("anneal", "cauchy_backprop", "evolve")}
@@ -325,14 +324,6 @@ def test_a_stopped_run_resumes_exactly(name: str, backend: str, tmp_path: Path,
     assert_same_run(tmp_path / "whole", tmp_path / "cut")
 
 
-def _checkpoint_epoch(run: Path) -> int:
-    try:
-        with np.load(run / "checkpoint.npz", allow_pickle=False) as archive:
-            return int(json.loads(archive["meta"].tobytes())["epoch"])
-    except (OSError, KeyError, ValueError):
-        return -1
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_a_killed_run_resumes_exactly(name: str, tmp_path: Path) -> None:
@@ -343,7 +334,7 @@ def test_a_killed_run_resumes_exactly(name: str, tmp_path: Path) -> None:
                               "0", "--run-dir", str(tmp_path / "cut")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while _checkpoint_epoch(tmp_path / "cut") < 50 and time.monotonic() < deadline:
+    while checkpoint_epoch(tmp_path / "cut") < 50 and time.monotonic() < deadline:
         if child.poll() is not None:
             break
         time.sleep(0.005)
@@ -351,7 +342,7 @@ def test_a_killed_run_resumes_exactly(name: str, tmp_path: Path) -> None:
     child.send_signal(signal.SIGKILL)
     child.wait()
     assert still_running, "training finished before it could be interrupted"
-    assert 50 <= _checkpoint_epoch(tmp_path / "cut") < 400
+    assert 50 <= checkpoint_epoch(tmp_path / "cut") < 400
     assert main(["train", "--resume", str(tmp_path / "cut"), "--quiet"]) == 0
     assert_same_run(tmp_path / "whole", tmp_path / "cut")
 
