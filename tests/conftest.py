@@ -81,12 +81,35 @@ def assert_same_run(want: Any, got: Any) -> None:
 
 
 def checkpoint_epoch(run: Path) -> int:
-    """The epoch a run's checkpoint.npz records, -1 while there is none (or it is being
-    written): for tests that kill a run once it has got far enough."""
+    """How far a run's checkpoint.npz has got, as epoch + 100 * phase; -1 while there is none
+    (or it is being written): for tests that kill a run once it has got far enough."""
     import json
 
     try:
         with np.load(run / "checkpoint.npz", allow_pickle=False) as archive:
-            return int(json.loads(archive["meta"].tobytes())["epoch"])
+            meta = json.loads(archive["meta"].tobytes())
+        return int(meta["epoch"]) + 100 * int(meta.get("stage", 0))
     except (OSError, KeyError, ValueError):
         return -1
+
+
+def kill_once_checkpointed(args: list[str], run: Path, epoch: int) -> int:
+    """Run `nndsl ARGS` in a child process and SIGKILL it once `run` holds a checkpoint at
+    `epoch` or later; the checkpoint's position (as `checkpoint_epoch` counts it)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-m", "nndsl.cli", *args],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while checkpoint_epoch(run) < epoch and time.monotonic() < deadline:
+        if child.poll() is not None:
+            break
+        time.sleep(0.005)
+    still_running = child.poll() is None
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert still_running, "training finished before it could be interrupted"
+    return checkpoint_epoch(run)

@@ -9,10 +9,6 @@ from __future__ import annotations
 import csv
 import math
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +33,7 @@ from nndsl.training.trainers._annealing import (
 )
 from nndsl.training.trainers.evolve import ranking, scores
 
-from .conftest import ROOT, assert_same_run, checkpoint_epoch, stop_after_step
+from .conftest import ROOT, assert_same_run, kill_once_checkpointed, stop_after_step
 
 SPECS = {name: ROOT / "specs" / f"xor_{name}.nn" for name in
          ("anneal", "cauchy_backprop", "evolve")}
@@ -330,19 +326,9 @@ def test_a_killed_run_resumes_exactly(name: str, tmp_path: Path) -> None:
     """SIGKILL once a checkpoint past epoch 50 exists (one is written every epoch)."""
     args = ["train", str(SPECS[name]), "--backend", "numpy", "--epochs", "400", "--quiet"]
     assert main([*args, "--run-dir", str(tmp_path / "whole")]) == 0
-    child = subprocess.Popen([sys.executable, "-m", "nndsl.cli", *args, "--checkpoint-every",
-                              "0", "--run-dir", str(tmp_path / "cut")],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while checkpoint_epoch(tmp_path / "cut") < 50 and time.monotonic() < deadline:
-        if child.poll() is not None:
-            break
-        time.sleep(0.005)
-    still_running = child.poll() is None
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    assert still_running, "training finished before it could be interrupted"
-    assert 50 <= checkpoint_epoch(tmp_path / "cut") < 400
+    reached = kill_once_checkpointed([*args, "--checkpoint-every", "0", "--run-dir",
+                                      str(tmp_path / "cut")], tmp_path / "cut", 50)
+    assert 50 <= reached < 400
     assert main(["train", "--resume", str(tmp_path / "cut"), "--quiet"]) == 0
     assert_same_run(tmp_path / "whole", tmp_path / "cut")
 

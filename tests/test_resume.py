@@ -3,12 +3,7 @@ never interrupted; checkpoints on disk are always complete; bad checkpoints are 
 
 from __future__ import annotations
 
-import json
 import pickle
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +11,7 @@ import pytest
 
 from nndsl.cli import main
 
-from .conftest import ROOT
+from .conftest import ROOT, kill_once_checkpointed
 
 SPEC = ROOT / "specs" / "digits_mlp.nn"
 
@@ -26,29 +21,9 @@ def _train_args(run_dir: Path, backend: str) -> list[str]:
             "--run-dir", str(run_dir), "--quiet", "--checkpoint-every", "0"]
 
 
-def _checkpoint_epoch(run_dir: Path) -> int:
-    try:
-        with np.load(run_dir / "checkpoint.npz", allow_pickle=False) as archive:
-            meta = json.loads(archive["meta"].tobytes())
-        return int(meta["epoch"]) + 100 * int(meta["stage"])
-    except (OSError, KeyError, ValueError):
-        return -1
-
-
 def _kill_midway(run_dir: Path, backend: str) -> int:
     """Start training in a child process and SIGKILL it once a mid-run checkpoint exists."""
-    child = subprocess.Popen([sys.executable, "-m", "nndsl.cli", *_train_args(run_dir, backend)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while _checkpoint_epoch(run_dir) < 3 and time.monotonic() < deadline:
-        if child.poll() is not None:
-            break
-        time.sleep(0.005)
-    still_running = child.poll() is None
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    assert still_running, "training finished before it could be interrupted"
-    return _checkpoint_epoch(run_dir)
+    return kill_once_checkpointed(_train_args(run_dir, backend), run_dir, 3)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
