@@ -110,9 +110,3 @@ def trainer(name: str, **fields: Any) -> Callable[[type[Trainer]], type[Trainer]
         return cls
 
     return register
-
-
-def trainer_class(name: str) -> type[Trainer]:
-    import nndsl.training.trainers  # noqa: F401  (registers every trainer)
-
-    return TRAINERS[name]

@@ -175,14 +175,6 @@ class Checkpointer:
                 f"{self.path / 'spec.nn'}, `nndsl train --resume {self.path}` continues from it")
 
 
-def resume_run(run_dir: str, quiet: bool = False, options: Any = None) -> Path:
-    """Continue a run from its checkpoint, with the spec and options it was started with
-    (nndsl/training/resume.py: options given again must agree with them)."""
-    from nndsl.training.resume import resume
-
-    return resume(run_dir, quiet, options)
-
-
 def _check_backend(run: Plan, backend: str) -> None:
     for stage, trainer in zip(run.stages, run.trainers, strict=True):
         if backend not in trainer.backends:
