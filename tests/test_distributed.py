@@ -186,8 +186,20 @@ def test_a_trainer_that_cannot_share_batches_is_refused(tmp_path: Path) -> None:
 
     done = nndsl("train", str(ROOT / "specs" / "perceptron_and.nn"), "--device", "cpu",
                  "--run-dir", str(tmp_path / "run"), "--quiet", "--nproc", "2")
-    assert done.returncode == 1
-    assert "trainer 'perceptron' cannot run data-parallel" in done.stderr
+    assert done.returncode == 1  # refused by the launcher, before any rank starts
+    assert "perceptron_and.nn:11:13: error: trainer 'perceptron' cannot run data-parallel" \
+        in done.stderr, done.stderr
+    assert "rank" not in done.stderr and not (tmp_path / "run").exists()
     done = nndsl("train", str(spec(tmp_path)), "--backend", "numpy", "--run-dir",
                  str(tmp_path / "run2"), "--quiet", "--nproc", "2")
     assert done.returncode == 1 and "the numpy backend runs in one process" in done.stderr
+
+
+def test_an_error_every_rank_meets_is_said_once(tmp_path: Path) -> None:
+    path = spec(tmp_path)
+    path.write_text(path.read_text().replace('builtin("spirals")', 'csv("missing.csv")'))
+    done = nndsl("train", str(path), "--device", "cpu", "--run-dir", str(tmp_path / "run"),
+                 "--quiet", "--nproc", "2")
+    assert done.returncode == 1
+    assert done.stderr.count("does not exist") == 1, done.stderr  # rank 0 says it, once
+    assert "rank 0 exited with status 1" in done.stderr and "rank 1" not in done.stderr

@@ -85,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
                              checkpoint_every=args.checkpoint_every,
                              max_memory=args.max_memory)
     except NndslError as e:
-        if _writer():  # every rank of a data-parallel run meets the same error: say it once
-            print_error(e, sources or getattr(e, "sources", None),
-                        args.spec if args.resume is None else None)
+        _wait_for_writer()
+        print_error(e, sources or getattr(e, "sources", None),
+                    args.spec if args.resume is None else None)
         return EXIT_ERRORS
     except Interrupted as stop:
         number = getattr(stop, "signal", signal.SIGINT)
@@ -104,6 +104,16 @@ def _writer() -> bool:
 
     ranks = from_env()
     return ranks is None or ranks.writer
+
+
+def _wait_for_writer(seconds: float = 5.0) -> None:
+    """Every rank of a data-parallel run usually meets the same error: the others give rank 0
+    time to say it and end the run (the launcher then stops them), and say it themselves only
+    when rank 0 carries on, so an error one rank alone meets is never lost."""
+    if not _writer():
+        import time
+
+        time.sleep(seconds)
 
 
 def _written(run_dir: object) -> None:
@@ -130,14 +140,17 @@ def _launch(args: argparse.Namespace) -> int | None:
         return EXIT_USAGE
     child = _child_args(args)
     if args.resume is None:  # a spec with mistakes is reported once, not by every rank
+        from nndsl.backend import default_backend
         from nndsl.errors import NndslError
         from nndsl.files import default_run_dir
-        from nndsl.training.run import pick_train
+        from nndsl.training.run import check_data_parallel, pick_train, plan
 
         sources = None
         try:
             program, sources = load_spec(args.spec)
-            model = pick_train(program, args.model).model
+            spec = pick_train(program, args.model)
+            check_data_parallel(plan(program, spec), args.backend or default_backend())
+            model = spec.model
         except NndslError as e:
             print_error(e, sources or getattr(e, "sources", None), args.spec)
             return EXIT_ERRORS

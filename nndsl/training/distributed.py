@@ -96,16 +96,16 @@ def writer_lock(path: Any, ranks: Ranks | None) -> Any:
     return lock_run_dir(path) if ranks is None or ranks.writer else nullcontext()
 
 
-def check_parallel(backend: Any, trainers: list[tuple[str, Any]]) -> None:
+def check_parallel(backend: Any, trainers: list[tuple[Any, Any]]) -> None:
     """A data-parallel run needs a backend that runs on several processes and trainers that
-    share out their batches; anything else is refused before work starts."""
+    share out their batches; anything else is refused before work starts. `trainers` pairs
+    each stage's trainer call (its name and where the spec says it) with its strategy."""
     if not backend.distributed:
         raise NndslError(f"the {backend.name} backend runs in one process",
                          hint="use --backend torch for several ranks")
-    for name, trainer in trainers:
+    for call, trainer in trainers:
         if not trainer.data_parallel:
-            raise NndslError(f"trainer '{name}' cannot run data-parallel",
-                             getattr(trainer, "span", None),
+            raise NndslError(f"trainer '{call.name}' cannot run data-parallel", call.span,
                              hint="it updates from whole batches or several models in turn; "
                              "train it without --nproc")
 
@@ -157,14 +157,16 @@ def launch(child_args: list[str], nproc: int) -> int:
 
 
 def _report(failed: Any) -> int:
-    """One line per failed rank; exit 130 when every rank stopped on request (Ctrl-C)."""
+    """One line per rank that failed (not those the launcher then stopped with SIGTERM); exit
+    130 when every rank stopped on request (Ctrl-C)."""
     import signal
 
     codes = {rank: f.exitcode for rank, f in failed.failures.items()}
     if codes and all(code == 130 for code in codes.values()):
         return 130
-    for rank, failure in sorted(failed.failures.items()):
-        code = failure.exitcode
+    stopped = -signal.SIGTERM  # how the launcher ends the other ranks once one has failed
+    causes = {rank: code for rank, code in codes.items() if code != stopped} or codes
+    for rank, code in sorted(causes.items()):
         how = (f"was killed by {signal.Signals(-code).name}" if code < 0
                else f"exited with status {code}")
         print(f"nndsl train: rank {rank} {how}; the other ranks were stopped",

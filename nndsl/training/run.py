@@ -184,6 +184,14 @@ def _check_backend(run: Plan, backend: str) -> None:
     step_options.check_backend(run.spec, backend)  # precision, compile: torch's
 
 
+def check_data_parallel(run: Plan, backend: str) -> None:
+    """Refuse a data-parallel run the backend or a stage's trainer cannot share out; the
+    launcher asks before it starts any rank, and each rank asks again (torchrun started it)."""
+    distributed.check_parallel(get_backend(backend), [
+        (stage.trainer_call, trainer) for stage, trainer in zip(run.stages, run.trainers,
+                                                                      strict=True)])
+
+
 def train_spec(program: Program, spec_file: str, *, backend: str | None = None,
                epochs: int | None = None, steps: int | None = None, run_dir: str | None = None,
                model: str | None = None, quiet: bool = False, device: str = "auto",
@@ -205,10 +213,7 @@ def train_spec(program: Program, spec_file: str, *, backend: str | None = None,
                         Path(run_dir or ".") if resume else None)  # keep its labels
     ranks = distributed.from_env()
     if ranks is not None:
-        distributed.check_parallel(get_backend(backend), [
-            (stage.trainer_call.name, trainer) for stage, trainer in zip(run.stages,
-                                                                          run.trainers,
-                                                                          strict=True)])
+        check_data_parallel(run, backend)
         distributed.join(ranks, distributed.device_for(ranks, device))
     engine = make_engine(backend, distributed.device_for(ranks, device) if ranks else device,
                          rng)
