@@ -106,7 +106,7 @@ def _writer() -> bool:
     return ranks is None or ranks.writer
 
 
-def _wait_for_writer(seconds: float = 5.0) -> None:
+def _wait_for_writer(seconds: float = 10.0) -> None:
     """Every rank of a data-parallel run usually meets the same error: the others give rank 0
     time to say it and end the run (the launcher then stops them), and say it themselves only
     when rank 0 carries on, so an error one rank alone meets is never lost."""
