@@ -79,6 +79,7 @@ def test_torch_engine_gives_the_same_step_without_the_closed_form(
         monkeypatch.setitem(table("regularizer"), name,
                             dataclasses.replace(ops.get(name, "regularizer"), grad=None))
     traced = step()
-    assert closed[0] == pytest.approx(traced[0], rel=1e-12)
+    # float32 weights: the closed form sums its penalty from norms, in another order
+    assert closed[0] == pytest.approx(traced[0], rel=1e-6)
     for k, g in closed[1].items():
         np.testing.assert_allclose(g.numpy(), traced[1][k].numpy(), rtol=1e-6, atol=1e-8)

@@ -43,9 +43,30 @@ def test_grouped_penalties_equal_the_per_weight_ones(dtype: torch.dtype) -> None
     assert not traced and sorted(map(len, (g[0] for g in groups))) == [1, 1, 2]
     out = dict(grads)
     values = engine._closed_penalties(groups, weights, out)
-    for k, calls in penalties.items():
-        assert torch.equal(values[k], engine._penalty(calls, weights[k]))
+    assert len(values) == 3  # one summed value per group: l1, l2 and elastic have that form
+    for k, calls in penalties.items():  # the gradients bit for bit
         assert torch.equal(out[k], grads[k] + engine._penalty(calls, weights[k], part=1))
+    want = sum(float(engine._penalty(calls, weights[k])) for k, calls in penalties.items())
+    rel = 1e-6 if dtype == torch.float32 else 1e-13  # the values: summed in another order
+    assert math.isclose(sum(float(v) for v in values), want, rel_tol=rel)
+
+
+def test_a_regularizer_without_a_summed_form_is_valued_weight_by_weight() -> None:
+    from nndsl.backends.torch import multi
+
+    engine = TorchEngine("cpu")
+    weights = {"a.weight": torch.ones(3, 2), "b.weight": torch.full((2,), 2.0)}
+    grads = {k: torch.zeros_like(v) for k, v in weights.items()}
+    penalties = {k: [L2] for k in weights}
+    _, _, groups = engine._penalties(penalties, list(weights))
+    summed = multi.PENALTY_TOTALS.pop("l2")
+    try:
+        values = engine._closed_penalties(groups, weights, dict(grads))
+    finally:
+        multi.PENALTY_TOTALS["l2"] = summed
+    assert [float(v) for v in values] == pytest.approx([0.5e-3 * 6, 0.5e-3 * 8])
+    values = engine._closed_penalties(groups, weights, dict(grads))
+    assert [float(v) for v in values] == pytest.approx([0.5e-3 * 14])
 
 
 @pytest.mark.parametrize(("arrays", "bad"), [

@@ -17,7 +17,10 @@ import numpy as np
 import torch
 from nndsl.backends.torch.compiled import compiled_forward
 from nndsl.backends.torch.data_parallel import DataParallel
-from nndsl.backends.torch.multi import ListTable  # (importing it registers foreach updates)
+from nndsl.backends.torch.multi import (  # (importing it registers foreach updates)
+    ListTable,
+    penalty_total,
+)
 from nndsl.backends.torch.precision import LossScale, autocast
 from nndsl.backends.torch.prims import make_torch_prims
 
@@ -153,24 +156,26 @@ class TorchEngine:
         out = self._scaled_grads([value, *taken.values()], leaves, names)
         with torch.no_grad():
             closed = self._closed_penalties(groups, weights, out)
-            values = [value, *(taken[k] if k in traced else closed[k] for k in regs)]
-        return _summed(values), out, self._updates(result, weights)
+        return _summed([value, *taken.values(), *closed]), out, self._updates(result, weights)
 
     def _closed_penalties(self, groups: list[tuple[list[str], list[Call]]],
-                          weights: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
-        """The closed-form penalties' values, per weight, with their gradients added to `out`:
-        the weights sharing regularizers (the train block's) go through the list table, one
-        foreach call per primitive instead of one call per weight (the same kernels per
-        element, so the same numbers bit for bit)."""
-        lists, values = self._lists, {}
+                          weights: Mapping[str, Any], out: dict[str, Any]) -> list[Any]:
+        """The closed-form penalties' gradients added to `out`, and their values: the weights
+        sharing regularizers (the train block's) go through the list table, one foreach call
+        per primitive instead of one call per weight (the same kernels per element, so the
+        same gradients bit for bit). The values only enter the recorded loss: each group's is
+        one number from its weights' norms where the regularizers have that form
+        (`penalty_total`), else one per weight."""
+        lists, values = self._lists, []
         for names, calls in groups:
             ws = [weights[k] for k in names]
             rules = [self._rule(c) for c in calls]
-            value = _added((rule[0](lists, ws, **rule[2]) for rule in rules), lists.add)
+            total = penalty_total(calls, ws)
+            values += [total] if total is not None else _added(
+                (rule[0](lists, ws, **rule[2]) for rule in rules), lists.add)
             grad = _added((rule[1](lists, ws, **rule[2]) for rule in rules), lists.add)
-            for k, v, g in zip(names, value, lists.add([out[k] for k in names], grad),
-                               strict=True):
-                values[k], out[k] = v, g
+            for k, g in zip(names, lists.add([out[k] for k in names], grad), strict=True):
+                out[k] = g
         return values
 
     def _run_loss(self, P: Any, model: Graph, loss: Graph, feeds: Mapping[str, Any],

@@ -126,5 +126,38 @@ def adam(P: Any, ws: Lists, gs: Lists, states: list[dict[str, Any]], rate: float
     return list(new), [{"m": a, "v": b} for a, b in zip(m, v, strict=True)]
 
 
+def _squares(ws: Lists) -> torch.Tensor:
+    """Σ w² over every element of every tensor: one foreach norm, then n · n."""
+    norms = torch.stack(torch._foreach_norm(ws))
+    return torch.dot(norms, norms)
+
+
+def _magnitudes(ws: Lists) -> torch.Tensor:
+    """Σ |w| over every element of every tensor (one foreach 1-norm)."""
+    return torch.stack(torch._foreach_norm(ws, 1)).sum()
+
+
+# regularizer -> its penalty summed over many weights in a few calls, for the recorded loss
+# (the formulas of nndsl/ops/regularizers.py; rounding differs from the per-weight sums by a
+# few ulps, which is why gradients never come from here)
+PENALTY_TOTALS: dict[str, Callable[..., torch.Tensor]] = {
+    "l2": lambda ws, *, strength: _squares(ws) * (0.5 * strength),
+    "l1": lambda ws, *, strength: _magnitudes(ws) * strength,
+    "elastic": lambda ws, *, l1, l2: _magnitudes(ws) * l1 + _squares(ws) * (0.5 * l2),
+}
+
+
+def penalty_total(calls: list[Any], ws: Lists) -> torch.Tensor | None:
+    """The regularizers' penalty over all of `ws` as one number, or None where a regularizer
+    has no summed form here or the weights do not share one floating dtype."""
+    if not all(c.name in PENALTY_TOTALS for c in calls) or not _same_floats(ws):
+        return None
+    totals = [PENALTY_TOTALS[c.name](ws, **dict(c.kwargs)) for c in calls]
+    total = totals[0]
+    for t in totals[1:]:
+        total = total + t
+    return total
+
+
 register_lists("torch", ListTable)
 register_multi("torch", "adam", adam)
