@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from bench.models import Workload
+from nndsl.ops.metrics import metric_column
 
 Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 
@@ -64,7 +65,8 @@ def setup(w: Workload, device: str, data_device: str | None = None) -> Setup:
     val = _tensors(w, w.data.val, where) if w.data.val else None
     return Setup(model, optimizer, scheduler, float(clip.get("max")) if clip else None,
                  F.cross_entropy if w.recipe.classifier else F.mse_loss,
-                 _tensors(w, w.data.train, where), val, tuple(w.setting("metrics") or ()))
+                 _tensors(w, w.data.train, where), val,
+                 tuple(metric_column(m) for m in w.setting("metrics") or ()))
 
 
 def train(s: Setup, batches: Batches, epochs: int, device: str) -> list[float]:

@@ -21,6 +21,7 @@ import numpy as np
 from torch import nn
 
 from bench.models import Workload
+from nndsl.ops.metrics import metric_column
 
 Layers = Callable[[Any, Any], list[Any]]
 
@@ -112,7 +113,7 @@ def _loss(k: Any, w: Workload) -> Any:
 
 def _metrics(k: Any, w: Workload) -> list[Any]:
     known = {"accuracy": k.metrics.SparseCategoricalAccuracy}
-    wanted = tuple(w.setting("metrics") or ())
+    wanted = tuple(metric_column(m) for m in w.setting("metrics") or ())
     unknown = [m for m in wanted if m not in known]
     if unknown:
         raise ValueError(f"the Keras peer knows accuracy only, not {', '.join(unknown)}")

@@ -19,7 +19,14 @@ import numpy as np
 from nndsl import ops
 from nndsl.errors import NndslError
 from nndsl.ir import Call, Graph, TensorType, TrainSpec
-from nndsl.ops.metrics import class_scores, confusion, metrics_for, task_of
+from nndsl.ops.metrics import (
+    class_scores,
+    confusion,
+    metric_call,
+    metric_column,
+    metrics_for,
+    task_of,
+)
 
 
 @dataclass
@@ -54,9 +61,10 @@ def _finite(value: float | None) -> float | None:
 
 # ---- scoring -------------------------------------------------------------------------------
 
-def score(report: Report, y: np.ndarray, t: np.ndarray, extra: tuple[str, ...] = (),
+def score(report: Report, y: np.ndarray, t: np.ndarray, extra: tuple[Any, ...] = (),
           top_k: int = 5) -> Report:
-    """Fill in every metric whose shape rule accepts (y, t), and the per-class table."""
+    """Fill in every metric whose shape rule accepts (y, t), and the per-class table. `extra`
+    are the train block's metrics (`top_k_accuracy(k=3)` under its column name)."""
     from nndsl.backends.numpy.prims import make_numpy_prims
 
     P = make_numpy_prims()
@@ -64,17 +72,18 @@ def score(report: Report, y: np.ndarray, t: np.ndarray, extra: tuple[str, ...] =
     if report.task == "binary" and not _zero_one(y, np.asarray(t)):
         report.task = "values"  # one output, not probabilities of 0/1 targets: a regression
     t = _as_target(np.asarray(t), y, report.task)
-    params = {"top_k_accuracy": {"k": top_k}}
-    for name in dict.fromkeys([*metrics_for(report.task), *extra]):
-        opdef = ops.get(name, "metric")
-        try:
-            opdef.output_type(TensorType(y.shape), TensorType(t.shape))
+    calls = [metric_call(name) for name in metrics_for(report.task)]
+    calls = [replace(c, kwargs=(("k", top_k),)) if c.name == "top_k_accuracy" else c
+             for c in calls]
+    wanted = {metric_column(c): c for c in [*calls, *map(metric_call, extra)]}
+    for column, call in wanted.items():
+        opdef = ops.get(call.name, "metric")
+        try:  # e.g. one-hot metrics on a regression output; top_k with k >= the classes
+            opdef.output_type(TensorType(y.shape), TensorType(t.shape), **dict(call.kwargs))
         except NndslError:
-            continue  # e.g. one-hot metrics on a regression output
-        if name == "top_k_accuracy" and (y.ndim < 2 or y.shape[-1] <= top_k):
-            continue  # every row would count
+            continue
         with np.errstate(all="ignore"):
-            report.metrics[name] = float(opdef.compute(P, y, t, **params.get(name, {})))
+            report.metrics[column] = float(opdef.compute(P, y, t, **dict(call.kwargs)))
     if report.task in ("classes", "binary") and report.rows and _class_targets(y, t):
         report.confusion = np.asarray(confusion(P, y, t)).astype(np.int64)
         k = report.confusion.shape[0]

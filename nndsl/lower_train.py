@@ -15,7 +15,7 @@ from nndsl.passes.bind import Mismatch, coerce, show
 from nndsl.passes.trial import try_setting
 from nndsl.passes.verify import verify
 
-Metric = Annotated[str, "metric"]
+Metric = Annotated[Call, "metric"]  # `accuracy`, `top_k_accuracy(k=3)`
 SETTINGS: dict[str, Any] = {
     "data": Annotated[Call, "data"],
     "optimizer": Annotated[Call, "optimizer"],

@@ -14,7 +14,7 @@ from nndsl import ops
 from nndsl.backend import make_engine
 from nndsl.data.dataset import load_dataset
 from nndsl.initialize import initialize
-from nndsl.ops.metrics import TASKS
+from nndsl.ops.metrics import TASKS, metric_column
 from nndsl.program import load
 from nndsl.training import evaluation, statistics
 from nndsl.training.core import loss_value
@@ -97,7 +97,7 @@ train net {{
   data = npz("d.npz")
   target y: [batch]
   loss = {loss}
-  metrics = [accuracy, f1, precision, recall, top_k_accuracy]
+  metrics = [accuracy, f1, precision, recall, top_k_accuracy(k=2)]
   optimizer = sgd(lr=0.1)
   batch = 16
   split = 0.5
@@ -118,8 +118,9 @@ def _one_batch(program: Any, spec: Any, data: Any, weights: dict[str, Any]) -> d
         env = NumpyEngine().predict(model, part, weights)
         if prefix:
             out["val_loss"] = float(loss_value(P, spec.loss, env, part, weights))
-        for name in spec.get("metrics"):
-            out[prefix + name] = float(ops.get(name, "metric").compute(P, env["p"], part["y"]))
+        for call in spec.get("metrics"):
+            out[prefix + metric_column(call)] = float(ops.get(call.name, "metric").compute(
+                P, env["p"], part["y"], **dict(call.kwargs)))
     return out
 
 

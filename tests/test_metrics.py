@@ -217,25 +217,81 @@ train net {
   target y: [batch]
   loss = cross_entropy(p, y)
   optimizer = adam(lr=0.05)
-  metrics = [accuracy, precision, recall, f1, top_k_accuracy]
+  metrics = [accuracy, precision, recall, f1, top_k_accuracy(k=1)]
   epochs = 3
   batch = 4
 }
 """
 
 
-def test_a_spec_records_the_new_metrics(tmp_path: Path, capsys: Any) -> None:
+def _trained_rows(tmp_path: Path, text: str, capsys: Any) -> list[dict[str, str]]:
+    """metrics.csv of `nndsl train` (NumPy) on the spec `text`."""
     from nndsl.cli import main
 
-    (tmp_path / "net.nn").write_text(SPEC, encoding="utf-8")
+    (tmp_path / "net.nn").write_text(text, encoding="utf-8")
     run = tmp_path / "run"
     assert main(["train", str(tmp_path / "net.nn"), "--backend", "numpy", "--run-dir", str(run),
                  "--quiet"]) == 0, capsys.readouterr().err
     with (run / "metrics.csv").open(encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+        return list(csv.DictReader(f))
+
+
+def test_a_spec_records_the_new_metrics(tmp_path: Path, capsys: Any) -> None:
+    rows = _trained_rows(tmp_path, SPEC, capsys)
     assert len(rows) == 3
     for name in ("precision", "recall", "f1"):
         assert 0.0 <= float(rows[-1][name]) <= 1.0
-    assert float(rows[-1]["top_k_accuracy"]) == 1.0  # 2 classes, k = 5
+    for row in rows:  # the best class alone: accuracy (ties would count in top-k's favour)
+        assert float(row["top_k_accuracy_k1"]) == pytest.approx(float(row["accuracy"]))
 
 
+DIGITS = """model m {
+  input x: [batch, 1, 8, 8]
+  probs = x -> flatten -> dense(10) -> softmax
+  output probs
+}
+train m {
+  data = builtin("digits")
+  target y: [batch]
+  loss = cross_entropy(probs, y)
+  optimizer = adam(lr=1e-2)
+  metrics = [accuracy]
+  split = 0.2
+  epochs = 2
+}
+"""
+
+
+def test_a_configured_metric_is_its_own_column_and_can_be_monitored(tmp_path: Path,
+                                                                    capsys: Any) -> None:
+    text = DIGITS.replace("metrics = [accuracy]", "metrics = [accuracy, top_k_accuracy, "
+                          "top_k_accuracy(k=2)]\n  early_stop = patience(50, "
+                          "monitor=val_top_k_accuracy_k2)")
+    rows = _trained_rows(tmp_path, text, capsys)
+    assert len(rows) == 2
+    for row in rows:
+        for prefix in ("", "val_"):
+            one, two, five = (float(row[f"{prefix}{m}"]) for m in (
+                "accuracy", "top_k_accuracy_k2", "top_k_accuracy"))
+            assert one <= two <= five and one < five
+    assert (tmp_path / "run" / "plots" / "top_k_accuracy_k2.png").exists()
+
+
+@pytest.mark.parametrize(("entry", "col", "message"), [
+    ("top_k_accuracy(k=10)", 14, "top_k_accuracy(k=10) on 10 classes counts every row"),
+    ("top_k_accuracy(k=0)", 14, "top_k_accuracy needs k >= 1"),
+    ("top_k_accuracy(q=1)", 29, "top_k_accuracy has no parameter 'q'"),
+    ("accuracy, top_k_accuracy(k=5), top_k_accuracy", 45,
+     "metric 'top_k_accuracy' is listed twice"),
+    ("acuracy", 14, "unknown metric 'acuracy'"),
+])
+def test_a_wrong_metric_entry_is_refused_at_its_place(tmp_path: Path, capsys: Any, entry: str,
+                                                      col: int, message: str) -> None:
+    from nndsl.cli import main
+
+    (tmp_path / "m.nn").write_text(DIGITS.replace("metrics = [accuracy]",
+                                                  f"metrics = [{entry}]"), encoding="utf-8")
+    assert main(["check", str(tmp_path / "m.nn")]) == 1
+    err = capsys.readouterr().err
+    assert f"m.nn:11:{col}: error: " in err and message in err, err
+    assert "Traceback" not in err

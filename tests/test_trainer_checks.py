@@ -211,5 +211,5 @@ train m {
 }
 """)
     err = check_errors(spec, capsys)
-    assert ":9:3: error: metric 'roc_auc' cannot score output 'probs'" in err
+    assert ":9:24: error: metric 'roc_auc' cannot score output 'probs'" in err
     assert "received: [batch, 3]" in err and "accuracy" not in err.split("error:")[1][:40]

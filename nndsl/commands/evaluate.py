@@ -18,8 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", metavar="NAME", help="the target column or array (needed "
                         "for an ONNX file; for a run directory it overrides the spec's)")
     parser.add_argument("--top-k", type=int, default=5, metavar="K",
-                        help="k of top_k_accuracy (default 5; reported when there are more "
-                        "than K classes)")
+                        help="k of top_k_accuracy (default 5, else reported as "
+                        "top_k_accuracy_kK; only when there are more than K classes)")
     parser.add_argument("--json", action="store_true", help="print a JSON report")
     parser.add_argument("--plot", metavar="PNG", help="where to draw a classifier's confusion "
                         "matrix (default: confusion.png in the run directory, or "

@@ -41,6 +41,33 @@ def metric(name: str, tasks: tuple[str, ...], **fields: Any) -> Callable[..., An
     return register
 
 
+def metric_call(item: Any) -> Any:
+    """A `metrics` entry as a resolved call: `accuracy` or `top_k_accuracy(k=3)` (a bare name,
+    as an older spec or the API may give it, takes the metric's defaults)."""
+    from nndsl.ir import Call
+    from nndsl.ops.registry import get
+
+    if isinstance(item, Call):
+        return item
+    return Call(item, tuple((p.name, p.default) for p in get(item, "metric").params))
+
+
+def metric_column(item: Any) -> str:
+    """The column a metric is recorded under: its name, with each argument that differs from
+    the default appended (`top_k_accuracy(k=3)` -> `top_k_accuracy_k3`), so two settings of
+    one metric are two columns and `early_stop` can monitor either."""
+    from nndsl.ops.registry import get
+
+    call = metric_call(item)
+    defaults = {p.name: p.default for p in get(call.name, "metric").params}
+    suffix = "".join(f"_{k}{_plain(v)}" for k, v in call.kwargs if defaults.get(k) != v)
+    return call.name + suffix
+
+
+def _plain(value: Any) -> str:
+    return str(value).replace(".", "p").replace("-", "m")  # a name: 0.5 -> 0p5
+
+
 def metrics_for(task: str) -> list[str]:
     """The registered metrics that score an output of `task`, in registration order."""
     return [name for name, tasks in TASKS.items() if task in tasks]
@@ -138,6 +165,11 @@ def _top_k_type(y: TensorType, t: TensorType, *_: TensorType, k: int = 5,
                          hint="for one binary output use accuracy")
     if k < 1:
         raise NndslError("top_k_accuracy needs k >= 1", expected="k >= 1", received=str(k))
+    classes = y.shape[-1]
+    if isinstance(classes, int) and k >= classes:
+        raise NndslError(f"top_k_accuracy(k={k}) on {classes} classes counts every row",
+                         expected=f"k < {classes}", received=str(k),
+                         hint=f"give a smaller k, e.g. top_k_accuracy(k={max(classes // 2, 1)})")
     return _classes("top_k_accuracy")(y, t)
 
 
@@ -212,8 +244,9 @@ def top_k_accuracy(P: Any, y: Any, t: Any, *, k: int = 5) -> Any:
     """Fraction of rows whose class is among the k highest scores (ties count in its favour).
 
     A row's rank is the number of classes scored strictly higher than its own class; the row
-    counts when that rank is below k. In a spec `metrics = [top_k_accuracy]` uses k = 5;
-    `nndsl evaluate --top-k K` sets k.
+    counts when that rank is below k. In a spec `metrics = [top_k_accuracy]` uses k = 5 and
+    `metrics = [top_k_accuracy(k=3)]` k = 3 (recorded as `top_k_accuracy_k3`); `nndsl evaluate
+    --top-k K` sets k for its own report.
     """
     mine = P.sum(P.mul(_target_mask(P, y, t), y), axis=-1, keepdims=True)
     higher = P.sum(P.cast(P.gt(y, mine), "f32"), axis=-1)

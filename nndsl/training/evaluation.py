@@ -20,7 +20,8 @@ import numpy as np
 from nndsl.backend import Engine
 from nndsl.errors import NndslError
 from nndsl.interpreter import call_node, run
-from nndsl.ir import Graph, Node
+from nndsl.ir import Call, Graph, Node
+from nndsl.ops.metrics import metric_call, metric_column
 from nndsl.training import statistics
 from nndsl.training.stages import Stage
 from nndsl.training.statistics import Statistic
@@ -34,7 +35,7 @@ def evaluate(engine: Engine, model: Graph, weights: Mapping[str, Any], stage: St
     """After an epoch: the metrics on the training rows, and the loss and metrics on the
     validation rows, in inference mode. `train` and `val` are arrays by name: on the device,
     on the host, or memory-mapped (nndsl/data/stream.py); each batch is moved as it is used."""
-    metrics = list(stage.get("metrics") or ())
+    metrics = [metric_call(m) for m in stage.get("metrics") or ()]
     size = max(int(batch or 0), EVAL_BATCH)
     out: dict[str, float] = {}
     with _inference(engine), np.errstate(all="ignore"):
@@ -42,7 +43,7 @@ def evaluate(engine: Engine, model: Graph, weights: Mapping[str, Any], stage: St
             if not part or (not prefix and not metrics):
                 continue
             if metrics and target is None:
-                raise NndslError(f"metric '{metrics[0]}' needs a target", None,
+                raise NndslError(f"metric '{metrics[0].name}' needs a target", None,
                                  hint="declare one: `target y: [batch]`")
             loss = stage.loss if prefix else None
             out.update(_evaluate_part(engine, model, weights, loss, metrics, part, target, size,
@@ -51,12 +52,13 @@ def evaluate(engine: Engine, model: Graph, weights: Mapping[str, Any], stage: St
 
 
 def _evaluate_part(engine: Engine, model: Graph, weights: Mapping[str, Any], loss: Graph | None,
-                   metrics: list[str], part: Mapping[str, Any], target: str | None, size: int,
+                   metrics: list[Call], part: Mapping[str, Any], target: str | None, size: int,
                    prefix: str) -> dict[str, float]:
     P = engine.P
     parallel = getattr(engine, "parallel", None)  # a rank of a data-parallel run
     plan = LossPlan.of(model, loss, weights) if loss is not None else None
-    stats = {prefix + name: statistics.for_metric(name) for name in metrics}
+    stats = {prefix + metric_column(m): statistics.for_metric(m.name, **dict(m.kwargs))
+             for m in metrics}
     for feeds, rows in batches_of(engine, part, size, parallel):
         env = engine.run(model, {n: feeds[n] for n, _ in model.inputs}, weights).env
         if plan is not None:

@@ -4,6 +4,8 @@ runs, and every monitored series must be one the run records."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from nndsl import ops
 from nndsl.errors import ErrorSink, NndslError, Span
 from nndsl.ir import Graph, Phase, TrainSpec
@@ -76,22 +78,31 @@ def _stage_errors(spec: TrainSpec, phase: Phase | None, stage: Stage, trainer: T
     return errors + _monitor_errors(spec, owner, stage, trainer)
 
 
-def _metric_errors(spec: TrainSpec, owner: TrainSpec | Phase, metrics: tuple[str, ...],
+def _metric_errors(spec: TrainSpec, owner: TrainSpec | Phase, metrics: tuple[Any, ...],
                    model: Graph) -> list[NndslError]:
     """Each metric must take the model's first output and the first target (roc_auc one
-    binary score, accuracy classes or 0/1), as the evaluation will feed them."""
+    binary score, accuracy classes or 0/1, top_k_accuracy more classes than k), as the
+    evaluation will feed them; and no two entries may record the same column."""
+    from nndsl.ops.metrics import metric_call, metric_column
+
     out = model.types()[model.outputs[0]]
     target = spec.targets[0][1]
-    errors = []
-    for name in metrics:
+    errors, columns = [], set()
+    for item in metrics:
+        call = metric_call(item)
+        where = call.span or owner.where("metrics")
+        column = metric_column(call)
+        if column in columns:
+            errors.append(NndslError(f"metric '{column}' is listed twice", where,
+                                     hint="each metric is recorded once; remove one"))
+        columns.add(column)
         try:
-            ops.get(name, "metric").output_type(out, target)
+            ops.get(call.name, "metric").output_type(out, target, **dict(call.kwargs))
         except NndslError as e:
-            errors.append(NndslError(f"metric '{name}' cannot score output "
+            errors.append(NndslError(f"metric '{call}' cannot score output "
                                      f"'{model.outputs[0]}' against target "
-                                     f"'{spec.targets[0][0]}': {e.message}",
-                                     owner.where("metrics"), expected=e.expected,
-                                     received=e.received, hint=e.hint))
+                                     f"'{spec.targets[0][0]}': {e.message}", where,
+                                     expected=e.expected, received=e.received, hint=e.hint))
     return errors
 
 
@@ -113,7 +124,9 @@ def _monitor_errors(spec: TrainSpec, owner: TrainSpec | Phase, stage: Stage,
         return []
     monitor = rule.get("monitor", "val_loss")
     held_out = bool(spec.get("split", 0.0))
-    metrics = tuple(stage.get("metrics") or ())
+    from nndsl.ops.metrics import metric_column
+
+    metrics = tuple(metric_column(m) for m in stage.get("metrics") or ())
     recorded = {"loss", *metrics, *trainer.records}
     if held_out:
         recorded |= {"val_loss", *(f"val_{m}" for m in metrics)}
