@@ -81,7 +81,9 @@ def _figure(panels: int = 1, columns: int = 1) -> tuple[Any, list[Any]]:
 
 def _png(fig: Any, kind: str = "png") -> bytes:
     out = io.BytesIO()
-    fig.savefig(out, format=kind, dpi=DPI)
+    # zlib level 1: these flat line plots compress nearly as well, in half the time
+    fig.savefig(out, format=kind, dpi=DPI,
+                **({"pil_kwargs": {"compress_level": 1}} if kind == "png" else {}))
     return out.getvalue()
 
 
@@ -122,7 +124,8 @@ def _style(key: str, colors: dict[str, str]) -> dict[str, Any]:
 def _axes(ax: Any, title: str, xlabel: str) -> None:
     from matplotlib.ticker import MaxNLocator
 
-    ax.set_title(title)
+    ax.set_title(title, y=1.0)  # placed, not fitted: nothing is drawn above the axes, and
+    # fitting it measures every tick label (a fifth of the drawing)
     ax.set_xlabel(xlabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and steps are counts
     ax.grid(True, which="major", alpha=0.4)
