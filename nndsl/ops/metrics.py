@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from nndsl.errors import NndslError
-from nndsl.ir import TensorType, format_shape
+from nndsl.ir import Call, TensorType, format_shape
 from nndsl.ops.losses import _classes, _matching, _pair, _probs_and_indices, _target_mask
-from nndsl.ops.registry import op
+from nndsl.ops.registry import get, op
 
 SCALAR = TensorType((), "f32")
 TASKS: dict[str, frozenset[str]] = {}  # metric -> the tasks ("classes", "binary", "values")
@@ -41,23 +41,18 @@ def metric(name: str, tasks: tuple[str, ...], **fields: Any) -> Callable[..., An
     return register
 
 
-def metric_call(item: Any) -> Any:
+def metric_call(item: Call | str) -> Call:
     """A `metrics` entry as a resolved call: `accuracy` or `top_k_accuracy(k=3)` (a bare name,
     as an older spec or the API may give it, takes the metric's defaults)."""
-    from nndsl.ir import Call
-    from nndsl.ops.registry import get
-
     if isinstance(item, Call):
         return item
     return Call(item, tuple((p.name, p.default) for p in get(item, "metric").params))
 
 
-def metric_column(item: Any) -> str:
+def metric_column(item: Call | str) -> str:
     """The column a metric is recorded under: its name, with each argument that differs from
     the default appended (`top_k_accuracy(k=3)` -> `top_k_accuracy_k3`), so two settings of
     one metric are two columns and `early_stop` can monitor either."""
-    from nndsl.ops.registry import get
-
     call = metric_call(item)
     defaults = {p.name: p.default for p in get(call.name, "metric").params}
     suffix = "".join(f"_{k}{_plain(v)}" for k, v in call.kwargs if defaults.get(k) != v)
