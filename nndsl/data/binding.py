@@ -97,6 +97,27 @@ class BoundArrays(dict[str, np.ndarray]):
         self.standardize = standardize
 
 
+def standardizing(arrays: dict[str, Any], request: Request | None,
+                  standardize: bool) -> dict[str, Any]:
+    """A data call's arrays, marked so that the model inputs among them are standardised once
+    the training rows are known (`standardize=true` of npz and npy; csv binds its own). An
+    input read from disk batch by batch cannot be: its statistics and rescaled copy would load
+    it whole."""
+    if not standardize or request is None:
+        return arrays
+    from nndsl.data.stream import Mapped
+
+    names = tuple(n for n in request.inputs if n in arrays)
+    mapped = [n for n in names if isinstance(arrays[n], Mapped)]
+    if mapped:
+        raw = arrays[mapped[0]].raw
+        size = raw.size * raw.dtype.itemsize / 2**30
+        raise NndslError(f"standardize = true would load input '{mapped[0]}' ({size:.1f} GiB) "
+                         "into memory; it is read from disk batch by batch",
+                         hint="standardise the file once, (x - mean) / std, and train on that")
+    return BoundArrays(arrays, Binding(), names)
+
+
 def fit_scale(names: tuple[str, ...], train: dict[str, np.ndarray],
               stored: Binding | None) -> dict[str, tuple[list[float], list[float]]]:
     """Mean and population standard deviation per column of each input, over the training rows

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import numpy as np
 
-from nndsl.data.binding import Binding, BoundArrays, Request
+from nndsl.data.binding import Binding, BoundArrays, Request, standardizing
 from nndsl.data.columns import Columns, bind_columns, listed_names, target_array
 from nndsl.data.csv_cache import cached_table
 from nndsl.data.stream import threshold
@@ -82,7 +82,8 @@ def _npz_array(archive: NpzArchive, file: Path, key: str) -> np.ndarray:
 
 
 @op("npz", "data")
-def npz(base_dir: Path, *, path: str, arrays: Names = ()) -> Arrays:
+def npz(base_dir: Path, request: Request | None = None, *, path: str, arrays: Names = (),
+        standardize: bool = False) -> Arrays:
     """data[NAME] = file[ARRAY] for each NAME="ARRAY" given; without any, every array as named.
 
     `npz("digits.npz", x="X", y="y")` feeds the array X to the model input or target x. Each
@@ -91,9 +92,11 @@ def npz(base_dir: Path, *, path: str, arrays: Names = ()) -> Arrays:
     its range (1e39 is not a float32). Complex, text, object, structured and 0-d arrays are
     errors, as is a header whose shape the stored bytes do not hold. An array stored
     uncompressed (numpy.savez) over 1 GiB (or a quarter of the available memory) is read from
-    disk batch by batch instead of loaded.
+    disk batch by batch instead of loaded. standardize=true rescales each model input to mean 0
+    and standard deviation 1 per feature, as csv's does.
     """
     file = base_dir / path
     with open_npz(file, "data file") as archive:
         pairs = arrays or tuple((key, key) for key in archive.files)
-        return {name: _npz_array(archive, file, key) for name, key in pairs}
+        loaded = {name: _npz_array(archive, file, key) for name, key in pairs}
+    return standardizing(loaded, request, standardize)
