@@ -184,3 +184,105 @@ def test_a_large_csv_trains_as_the_text_path(tmp_path: Path,
     monkeypatch.setenv("NNDSL_CSV_CACHE_BYTES", "0")
     assert _train(spec, tmp_path / "cached") == 0
     assert_same_run(tmp_path / "text", tmp_path / "cached")
+
+
+LABELS = ("setosa", "versicolor", "virginica")
+
+
+def _labelled_csv(folder: Path, rows: int = 200, seed: int = 2) -> Path:
+    """Six number columns and a text label in the middle (a label first seen late in the file,
+    so the order labels appear in is not their sorted order)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, 6))
+    y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0.5)
+    y[:40] = np.minimum(y[:40], 1) + 1  # the first rows are versicolor or virginica
+    lines = ["a,b,c,species,d,e,f"] + [",".join([*(f"{v:.6f}" for v in r[:3]), LABELS[t],
+                                                  *(f"{v:.6f}" for v in r[3:])])
+                                       for r, t in zip(x, y, strict=True)]
+    (folder / "d.csv").write_text("\n".join(lines) + "\n")
+    return folder / "d.csv"
+
+
+def _cached(monkeypatch: pytest.MonkeyPatch, folder: Path, chunk: int = 16) -> None:
+    monkeypatch.setenv("NNDSL_CACHE_DIR", str(folder / "cache"))
+    monkeypatch.setenv("NNDSL_CSV_CACHE_BYTES", "0")
+    monkeypatch.setattr(csv_cache, "CHUNK_ROWS", chunk)
+
+
+def test_a_large_csv_with_text_labels_trains_as_the_text_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    _labelled_csv(tmp_path)
+    spec = tmp_path / "s.nn"
+    spec.write_text(SPEC.format(data='csv("d.csv")').replace("f64[batch, 6]", "[batch, 6]")
+                    .replace("target y", "target species").replace("(p, y)", "(p, species)"))
+    assert _train(spec, tmp_path / "text") == 0
+    _cached(monkeypatch, tmp_path)
+    assert _train(spec, tmp_path / "cached") == 0
+    assert_same_run(tmp_path / "text", tmp_path / "cached")
+    for run in ("text", "cached"):
+        stored = json.loads((tmp_path / run / "data.json").read_text())
+        assert stored["labels"] == {"species": list(LABELS)}
+        assert stored["columns"]["x"] == ["a", "b", "c", "d", "e", "f"]
+    table = csv_cache.cached_table(tmp_path / "d.csv", True, ",")
+    lines = (tmp_path / "d.csv").read_text().splitlines()
+    first = {label: next(i for i, t in enumerate(lines, 1) if f",{label}," in t)
+             for label in LABELS}
+    assert table is not None and table.labels[3] == first  # where each label first appears
+
+
+def test_a_large_csv_keeps_a_runs_labels_and_names_an_unknown_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    file = _labelled_csv(tmp_path)
+    _cached(monkeypatch, tmp_path)
+    table = csv_cache.cached_table(file, True, ",")
+    assert table is not None
+    ids, labels = table.label_ids(3, None)  # type: ignore[misc]
+    want = [LABELS.index(row.split(",")[3]) for row in file.read_text().splitlines()[1:]]
+    assert labels == list(LABELS) and ids.tolist() == want
+    kept = ["virginica", "setosa", "versicolor", "unused"]  # a run's own order: kept
+    ids, labels = table.label_ids(3, kept)  # type: ignore[misc]
+    assert labels == kept and ids.tolist() == [kept.index(LABELS[t]) for t in want]
+    text = file.read_text().replace("setosa", "setoza")
+    file.write_text(text)
+    os.utime(file, ns=(2, 2))
+    table = csv_cache.cached_table(file, True, ",")
+    assert table is not None
+    with pytest.raises(NndslError, match="'setoza' is not one of the run's 3") as e:
+        table.label_ids(3, list(LABELS))
+    first = next(i for i, t in enumerate(text.splitlines(), 1) if "setoza" in t)
+    assert e.value.span is not None and e.value.span.line == first
+    assert e.value.hint == "did you mean 'setosa'?"
+
+
+@pytest.mark.parametrize(("cell", "message"), [
+    ("", "data row 57, column 4 ('species'): an empty cell is not a class label"),
+    ("3.5", "data row 57, column 4 ('species'): '3.5' is not a class label"),
+])
+def test_a_label_column_holds_only_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          cell: str, message: str) -> None:
+    file = _labelled_csv(tmp_path)
+    lines = file.read_text().splitlines()
+    fields = lines[57].split(",")
+    fields[3] = cell
+    lines[57] = ",".join(fields)
+    file.write_text("\n".join(lines) + "\n")
+    _cached(monkeypatch, tmp_path)
+    with pytest.raises(NndslError) as e:
+        csv_cache.cached_table(file, True, ",")
+    assert message in e.value.message and e.value.span is not None and e.value.span.line == 58
+    assert not list((tmp_path / "cache").rglob("*.npy"))
+
+
+def test_a_label_column_cannot_be_an_input(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    file = _labelled_csv(tmp_path)
+    _cached(monkeypatch, tmp_path)
+    table = csv_cache.cached_table(file, True, ",")
+    assert table is not None
+    first = file.read_text().splitlines()[1].split(",")[3]
+    with pytest.raises(NndslError, match=rf"data row 1, column 4 \('species'\): '{first}' is "
+                       "not a number") as e:
+        table.numbers([2, 3])
+    assert e.value.span is not None and e.value.span.line == 2

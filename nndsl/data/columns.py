@@ -18,6 +18,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from nndsl.data.binding import Binding, Request
+from nndsl.data.csv_cache import CachedTable
 from nndsl.errors import NndslError, did_you_mean
 from nndsl.ops.optimizers import require
 from nndsl.table_files import Table, is_number, shown_cell
@@ -134,7 +135,11 @@ def target_array(table: Table, name: str, cols: list[int],
                  stored: Binding | None) -> tuple[np.ndarray, list[str] | None]:
     """A target's values as float32 [rows, columns], and its labels when its column is text."""
     known = stored.labels.get(name) if stored is not None else None
-    if len(cols) == 1 and _is_text(table.column(cols[0])):
+    if len(cols) == 1 and isinstance(table, CachedTable):  # a large file, converted
+        found = table.label_ids(cols[0], known)
+        if found is not None:
+            return found[0].astype(np.float32)[:, None], found[1]
+    elif len(cols) == 1 and _is_text(table.column(cols[0])):
         ids, labels = _label_ids(table, cols[0], known)
         return ids.astype(np.float32)[:, None], labels
     return table.numbers(cols).astype(np.float32), known

@@ -6,8 +6,10 @@ like any large .npy.
 The cache folder is $NNDSL_CACHE_DIR, else $XDG_CACHE_HOME/nndsl, else ~/.cache/nndsl; one
 entry per CSV file (by its resolved path), named after the file's size, modification time and a
 hash of its first and last MiB (and the header and delimiter settings): a changed file is
-converted again and its old entry removed. Every cell must be a finite number — a text label
-column in a file this large is an error (give class ids) — and the errors name the cell's line.
+converted again and its old entry removed. Every cell must be a finite number, except in a
+column of text class labels (one whose first cell is text): there each cell is a label, stored
+as its position in the column's sorted labels, which the entry's JSON keeps with the line each
+label first appears on. Errors name the cell's line.
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ import csv
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nndsl.data.stream import Mapped
-from nndsl.errors import NndslError, Span
+from nndsl.errors import NndslError, Span, did_you_mean
 from nndsl.npz import map_npy
 from nndsl.table_files import Table, _records, is_number, shown_cell
 
@@ -51,18 +53,50 @@ def cache_dir() -> Path:
 
 @dataclass
 class CachedTable(Table):
-    """A converted CSV file: its column names and its cells as one mapped float32 array."""
+    """A converted CSV file: its column names, its cells as one mapped float32 array, and the
+    sorted labels of its text columns with the line each label first appears on."""
 
     array: Mapped | None = None
+    labels: dict[int, dict[str, int]] = field(default_factory=dict)
 
     def column(self, j: int) -> list[str]:
-        """Column j's first cell as text (every cell of a converted file is a number)."""
+        """Column j's first cell as text (the cells of a converted file are numbers)."""
         assert self.array is not None
         return [repr(float(self.array.raw[0, j]))]
 
     def numbers(self, columns: list[int]) -> Any:
+        """The columns, mapped; a column of text labels is an error at its first cell, as it
+        is in a file read as text."""
         assert self.array is not None
+        text = next((j for j in columns if j in self.labels), None)
+        if text is not None:
+            label, line = min(self.labels[text].items(), key=lambda item: item[1])
+            raise NndslError(f"data row 1, {self.label(text)}: {shown_cell(label)} is not a "
+                             "number", Span(str(self.file), line, 1, line, 2),
+                             expected="a finite number", received=shown_cell(label),
+                             hint="a column of text labels can only be a target")
         return self.array.columns(columns)
+
+    def label_ids(self, j: int, known: list[str] | None) -> tuple[np.ndarray, list[str]] | None:
+        """A text column's class ids — positions in `known` (a run's stored labels), else in
+        its sorted labels — or None for a column of numbers."""
+        found = self.labels.get(j)
+        if found is None:
+            return None
+        assert self.array is not None
+        ids = self.array.columns([j])[:][:, 0].astype(np.int64)  # one column, in memory
+        labels = sorted(found)
+        if known is None or known == labels:
+            return ids, labels
+        for label in labels:  # in the order of the file, the first unknown label's line
+            if label not in known:
+                line = found[label]
+                raise NndslError(f"{shown_cell(label)} is not one of the run's {len(known)} "
+                                 "class labels", Span(str(self.file), line, 1, line, 2),
+                                 expected=", ".join(known), received=shown_cell(label),
+                                 hint=did_you_mean(label, known)
+                                 or "the run's labels are fixed when it starts (data.json)")
+        return np.asarray([known.index(label) for label in labels], np.int64)[ids], list(known)
 
 
 def cached_table(file: Path, header: bool | None, sep: str) -> CachedTable | None:
@@ -81,11 +115,13 @@ def cached_table(file: Path, header: bool | None, sep: str) -> CachedTable | Non
     if not (npy.is_file() and meta.is_file()):
         _forget(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        names, named = convert(file, header, sep, npy)
-        meta.write_text(json.dumps({"names": names, "header": named, "source": str(file)}))
+        names, named, labels = convert(file, header, sep, npy)
+        meta.write_text(json.dumps({"names": names, "header": named, "source": str(file),
+                                    "labels": labels}))
     doc = json.loads(meta.read_text())
     array = map_npy(npy, 0, npy.stat().st_size, f"the cached conversion of '{file}'")
-    return CachedTable(file, doc["names"], doc["header"], sep=sep, array=array)
+    labels = {int(j): found for j, found in doc.get("labels", {}).items()}
+    return CachedTable(file, doc["names"], doc["header"], sep=sep, array=array, labels=labels)
 
 
 def _digest(data: bytes) -> str:
@@ -106,9 +142,11 @@ def _forget(folder: Path) -> None:
             old.unlink(missing_ok=True)
 
 
-def convert(file: Path, header: bool | None, sep: str, npy: Path) -> tuple[list[str], bool]:
+def convert(file: Path, header: bool | None, sep: str, npy: Path
+            ) -> tuple[list[str], bool, dict[str, dict[str, int]]]:
     """Write the file's rows as float32 [rows, columns] to `npy`, CHUNK_ROWS at a time;
-    returns the column names and whether the first row was a header."""
+    returns the column names, whether the first row was a header, and each text column's
+    labels (label -> the line it first appears on)."""
     partial = npy.with_suffix(".partial")
     reader = _ChunkWriter(file, sep)
     try:
@@ -126,8 +164,9 @@ def convert(file: Path, header: bool | None, sep: str, npy: Path) -> tuple[list[
     if not reader.rows:
         partial.unlink(missing_ok=True)
         raise NndslError(f"data file '{file}' has no data rows")
+    reader.sort_labels(partial)
     os.replace(partial, npy)
-    return reader.names, reader.named
+    return reader.names, reader.named, {str(j): found for j, found in reader.first.items()}
 
 
 @dataclass
@@ -137,6 +176,8 @@ class _ChunkWriter:
     rows: int = 0
     names: list[str] | None = None  # type: ignore[assignment]
     named: bool = False
+    ids: dict[int, dict[str, int]] = field(default_factory=dict)  # text column: label -> id
+    first: dict[int, dict[str, int]] = field(default_factory=dict)  # label -> its first line
 
     def write(self, reader: Any, header: bool | None, out: Any) -> None:
         chunk: list[list[str]] = []
@@ -152,7 +193,11 @@ class _ChunkWriter:
                 if self.named:
                     continue
             self._fields(record, start)
-            chunk.append(record)
+            if not self.rows and not chunk:  # the first data row: which columns hold labels
+                self.ids = {j: {} for j, c in enumerate(record)
+                            if c.strip() and not is_number(c.strip())}
+                self.first = {j: {} for j in self.ids}
+            chunk.append(self._labelled(record, start, self.rows + len(chunk) + 1))
             lines.append(start)
             if len(chunk) == CHUNK_ROWS:
                 self._flush(chunk, lines, out)
@@ -170,6 +215,46 @@ class _ChunkWriter:
                              received=f"{len(record)} fields",
                              hint="every row needs the same number of fields")
 
+    def _labelled(self, record: list[str], line: int, row: int) -> list[Any]:
+        """The record with each text column's label replaced by its provisional id (the order
+        labels first appear in; `sort_labels` renumbers them)."""
+        if not self.ids:
+            return record
+        out: list[Any] = list(record)
+        for j, ids in self.ids.items():
+            cell = record[j].strip()
+            if not cell or is_number(cell):
+                what = "an empty cell" if not cell else shown_cell(cell)
+                assert self.names is not None
+                column = f"column {j + 1}" + (f" ('{self.names[j]}')" if self.named else "")
+                raise NndslError(f"data row {row}, {column}: "
+                                 f"{what} is not a class label", Span(str(self.file), line, 1,
+                                                                      line, 2),
+                                 expected="a class label (the column's first cell is text)",
+                                 received=what, hint="a column holds class labels or numbers, "
+                                 "not both; nndsl does not fill in missing values")
+            if cell not in ids:
+                ids[cell] = len(ids)
+                self.first[j][cell] = line
+            out[j] = ids[cell]
+        return out
+
+    def sort_labels(self, npy: Path) -> None:
+        """Renumber each text column's ids as positions in its sorted labels (ids were given
+        in the order labels first appeared), a chunk of rows at a time."""
+        if not self.ids:
+            return
+        assert self.names is not None
+        array = np.lib.format.open_memmap(npy, mode="r+")
+        for j, ids in self.ids.items():
+            order = {label: k for k, label in enumerate(sorted(ids))}
+            renumber = np.asarray([order[label] for label in ids], np.float32)
+            for start in range(0, self.rows, CHUNK_ROWS * 16):
+                block = array[start:start + CHUNK_ROWS * 16, j]
+                array[start:start + CHUNK_ROWS * 16, j] = renumber[block.astype(np.int64)]
+        array.flush()
+        del array
+
     def _flush(self, chunk: list[list[str]], lines: list[int], out: Any) -> None:
         try:
             values = np.array(chunk, dtype=np.float64)
@@ -186,6 +271,8 @@ class _ChunkWriter:
         """The first cell of the chunk that is not a finite float32 number, at its line."""
         for i2, record in enumerate(chunk):
             for j2, cell in enumerate(record):
+                if j2 in self.ids:
+                    continue  # a label, already an id
                 value = float(cell) if is_number(cell.strip()) else None
                 if value is None or abs(value) > np.finfo(np.float32).max:
                     i, j = i2, j2
