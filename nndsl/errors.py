@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,14 @@ def _excerpt(span: Span | None, sources: SourceMap | None) -> list[str]:
     width = span.end_column - span.column if same_line else len(line) - span.column + 1
     width = max(1, min(width, max(1, len(line) - span.column + 1)))
     return [f"    {line}", "    " + " " * (span.column - 1) + "^" * width]
+
+
+def require(ok: bool, name: str, value: Any, expected: str) -> None:
+    """Raise a positioned-later `NndslError` saying `name` must be `expected` unless `ok` (the
+    caller, which knows the setting's place, adds the span)."""
+    if not ok:
+        raise NndslError(f"`{name}` must be {expected}", expected=expected,
+                         received=f"{name}={value!r}")
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str | None:

@@ -13,13 +13,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 from nndsl.errors import NndslError
 
 FILE = "data.json"
+Arrays = dict[str, np.ndarray]  # what a data op returns: arrays by input or target name
+# A parameter the front end fills from free-form keyword arguments, `npz(path, x="X")`: each
+# NAME="value" the op's signature does not name becomes one (NAME, value) pair, in order.
+Names = Annotated[tuple[tuple[str, str], ...], "names"]
 
 
 @dataclass

@@ -19,8 +19,7 @@ import numpy as np
 
 from nndsl.data.binding import Binding, Request
 from nndsl.data.csv_cache import CachedTable
-from nndsl.errors import NndslError, did_you_mean
-from nndsl.ops.optimizers import require
+from nndsl.errors import NndslError, did_you_mean, require
 from nndsl.table_files import Table, is_number, shown_cell
 
 Columns = str | int | tuple[str, ...] | tuple[int, ...] | None

@@ -11,21 +11,18 @@ that file's span, the others none (the caller adds the data call's position).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 
-from nndsl.data.binding import Binding, BoundArrays, Request, standardizing
+from nndsl.data.binding import Arrays, Binding, BoundArrays, Names, Request, standardizing
 from nndsl.data.columns import Columns, bind_columns, listed_names, target_array
 from nndsl.data.csv_cache import cached_table
 from nndsl.data.stream import threshold
-from nndsl.errors import NndslError, did_you_mean
+from nndsl.errors import NndslError, did_you_mean, require
 from nndsl.npz import NpzArchive, open_npz
-from nndsl.ops.optimizers import require
 from nndsl.ops.registry import op
 from nndsl.table_files import Table, parse_table, read_text
 
-Arrays = dict[str, np.ndarray]
 F32 = np.float32
 
 
@@ -67,11 +64,6 @@ def csv_data(base_dir: Path, request: Request | None = None, *, path: str,
         else:
             arrays[name] = table.numbers(cols).astype(F32)
     return BoundArrays(arrays, binding, request.inputs if standardize else ())
-
-
-# A parameter the front end fills from free-form keyword arguments, `npz(path, x="X")`: each
-# NAME="value" the op's signature does not name becomes one (NAME, value) pair, in order.
-Names = Annotated[tuple[tuple[str, str], ...], "names"]
 
 
 def _npz_array(archive: NpzArchive, file: Path, key: str) -> np.ndarray:

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nndsl.data.binding import Request, standardizing
-from nndsl.data.files import Arrays, Names
+from nndsl.data.binding import Arrays, Names, Request, standardizing
 from nndsl.data.stream import threshold
 from nndsl.errors import NndslError
 from nndsl.npz import open_npy

@@ -15,8 +15,8 @@ schedule scales every rule alike. Rules stated without a learning rate (Adadelta
 Rprop) take `lr=1` and multiply their step by `rate`, as torch's Adadelta does.
 
 The math uses only `P.*`, so NumPy and torch share it. Bad hyper-parameters raise `NndslError`
-without a span (the caller adds the position of the optimizer call); `require` is shared with
-the schedule and training modules.
+without a span (the caller adds the position of the optimizer call), through `require`
+(nndsl/errors.py), which the schedules, trainers and data sources use too.
 """
 
 from __future__ import annotations
@@ -24,18 +24,11 @@ from __future__ import annotations
 import functools
 from typing import Any, Literal
 
-from nndsl.errors import NndslError
+from nndsl.errors import require
 from nndsl.ops.registry import op
 
 State = dict[str, Any]
 Update = tuple[Any, State]
-
-
-def require(ok: bool, name: str, value: Any, expected: str) -> None:
-    """Raise a positioned-later `NndslError` saying `name` must be `expected` unless `ok`."""
-    if not ok:
-        raise NndslError(f"`{name}` must be {expected}", expected=expected,
-                         received=f"{name}={value!r}")
 
 
 def _positive(**values: float) -> None:
