@@ -88,7 +88,7 @@ class CachedTable(Table):
         labels = sorted(found)
         if known is None or known == labels:
             return ids, labels
-        for label in labels:  # in the order of the file, the first unknown label's line
+        for label in sorted(found, key=found.__getitem__):  # the file's first unknown label
             if label not in known:
                 line = found[label]
                 raise NndslError(f"{shown_cell(label)} is not one of the run's {len(known)} "
