@@ -261,13 +261,12 @@ def _target_ids(table: Any, column: int, labels: list[str] | None, target: str) 
                          "stores no class labels to map it to class ids",
                          hint="give class ids (0, 1, ...) in the target column")
     from nndsl.errors import did_you_mean
-    from nndsl.table_files import shown_cell
+    from nndsl.table_files import unknown_label
 
     for i, cell in enumerate(cells):
         if cell not in labels:
-            raise table.cell_error(i, column, f"{shown_cell(cell)} is not one of the model's "
-                                   f"{len(labels)} class labels", expected=", ".join(labels),
-                                   received=shown_cell(cell), hint=did_you_mean(cell, labels))
+            what, details = unknown_label(cell, labels, "model")
+            raise table.cell_error(i, column, what, **details, hint=did_you_mean(cell, labels))
     return np.asarray([labels.index(c) for c in cells])
 
 

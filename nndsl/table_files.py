@@ -40,6 +40,14 @@ def shown_cell(cell: str) -> str:
     return f"'{visible(cell)}'" if cell else "an empty cell"
 
 
+def unknown_label(label: str, labels: list[str], whose: str = "run"
+                  ) -> tuple[str, dict[str, str]]:
+    """The message, and the expected and received lines, of the error for a class label outside
+    `labels` (the run's or the model's stored list)."""
+    return (f"{shown_cell(label)} is not one of the {whose}'s {len(labels)} class labels",
+            {"expected": ", ".join(labels), "received": shown_cell(label)})
+
+
 @dataclass
 class Table:
     """Cells by row; `names` are the header's (or "0", "1", ... without one)."""

@@ -20,7 +20,7 @@ import numpy as np
 from nndsl.data.binding import Binding, Request
 from nndsl.data.csv_cache import CachedTable
 from nndsl.errors import NndslError, did_you_mean, require
-from nndsl.table_files import Table, is_number, shown_cell
+from nndsl.table_files import Table, is_number, unknown_label
 
 Columns = str | int | tuple[str, ...] | tuple[int, ...] | None
 
@@ -156,9 +156,8 @@ def _label_ids(table: Table, j: int, known: list[str] | None) -> tuple[np.ndarra
     index = {label: k for k, label in enumerate(labels)}
     for i, cell in enumerate(cells):
         if cell not in index:
-            raise table.cell_error(i, j, f"{shown_cell(cell)} is not one of the run's "
-                                   f"{len(labels)} class labels", expected=", ".join(labels),
-                                   received=shown_cell(cell), hint=did_you_mean(cell, labels)
+            what, details = unknown_label(cell, labels)
+            raise table.cell_error(i, j, what, **details, hint=did_you_mean(cell, labels)
                                    or "the run's labels are fixed when it starts (data.json)")
     return np.asarray([index[c] for c in cells], np.int64), list(labels)
 

@@ -27,7 +27,7 @@ import numpy as np
 from nndsl.data.stream import Mapped
 from nndsl.errors import NndslError, Span, did_you_mean
 from nndsl.npz import map_npy
-from nndsl.table_files import Table, _records, is_number, shown_cell
+from nndsl.table_files import Table, _records, is_number, shown_cell, unknown_label
 
 DEFAULT_CACHE_BYTES = 256 * 2**20
 CHUNK_ROWS = 65_536  # rows parsed at a time: the only rows held as Python objects
@@ -91,9 +91,8 @@ class CachedTable(Table):
         for label in sorted(found, key=found.__getitem__):  # the file's first unknown label
             if label not in known:
                 line = found[label]
-                raise NndslError(f"{shown_cell(label)} is not one of the run's {len(known)} "
-                                 "class labels", Span(str(self.file), line, 1, line, 2),
-                                 expected=", ".join(known), received=shown_cell(label),
+                what, details = unknown_label(label, known)
+                raise NndslError(what, Span(str(self.file), line, 1, line, 2), **details,
                                  hint=did_you_mean(label, known)
                                  or "the run's labels are fixed when it starts (data.json)")
         return np.asarray([known.index(label) for label in labels], np.int64)[ids], list(known)
@@ -215,6 +214,11 @@ class _ChunkWriter:
                              received=f"{len(record)} fields",
                              hint="every row needs the same number of fields")
 
+    def _column(self, j: int) -> str:
+        """'column 3 ('name')' as messages say it."""
+        assert self.names is not None
+        return f"column {j + 1}" + (f" ('{self.names[j]}')" if self.named else "")
+
     def _labelled(self, record: list[str], line: int, row: int) -> list[Any]:
         """The record with each text column's label replaced by its provisional id (the order
         labels first appear in; `sort_labels` renumbers them)."""
@@ -224,15 +228,11 @@ class _ChunkWriter:
         for j, ids in self.ids.items():
             cell = record[j].strip()
             if not cell or is_number(cell):
-                what = "an empty cell" if not cell else shown_cell(cell)
-                assert self.names is not None
-                column = f"column {j + 1}" + (f" ('{self.names[j]}')" if self.named else "")
-                raise NndslError(f"data row {row}, {column}: "
-                                 f"{what} is not a class label", Span(str(self.file), line, 1,
-                                                                      line, 2),
+                raise NndslError(f"data row {row}, {self._column(j)}: {shown_cell(cell)} is "
+                                 "not a class label", Span(str(self.file), line, 1, line, 2),
                                  expected="a class label (the column's first cell is text)",
-                                 received=what, hint="a column holds class labels or numbers, "
-                                 "not both; nndsl does not fill in missing values")
+                                 received=shown_cell(cell), hint="a column holds class labels "
+                                 "or numbers, not both; nndsl does not fill in missing values")
             if cell not in ids:
                 ids[cell] = len(ids)
                 self.first[j][cell] = line
@@ -280,11 +280,10 @@ class _ChunkWriter:
             else:
                 continue
             break
-        assert self.names is not None
         cell = chunk[i][j].strip()
         what = "is not a number" if not is_number(cell) else "is outside float32's range"
-        column = f"column {j + 1}" + (f" ('{self.names[j]}')" if self.named else "")
-        raise NndslError(f"data row {self.rows + i + 1}, {column}: {shown_cell(cell)} {what}",
+        raise NndslError(f"data row {self.rows + i + 1}, {self._column(j)}: {shown_cell(cell)} "
+                         f"{what}",
                          Span(str(self.file), lines[i], 1, lines[i], 2),
                          expected="a finite number", received=shown_cell(cell),
                          hint="a CSV this large is converted as numbers only: give class ids "
