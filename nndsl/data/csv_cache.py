@@ -286,8 +286,8 @@ class _ChunkWriter:
                          f"{what}",
                          Span(str(self.file), lines[i], 1, lines[i], 2),
                          expected="a finite number", received=shown_cell(cell),
-                         hint="a CSV this large is converted as numbers only: give class ids "
-                         "for text labels; nndsl does not fill in missing values")
+                         hint="a column of class labels starts with a label; nndsl does not "
+                         "fill in missing values")
 
 
 def _npy_header(rows: int, columns: int) -> bytes:
