@@ -143,13 +143,14 @@ def _launch(args: argparse.Namespace) -> int | None:
         from nndsl.backend import default_backend
         from nndsl.errors import NndslError
         from nndsl.files import default_run_dir
-        from nndsl.training.run import check_data_parallel, pick_train, plan
+        from nndsl.training.distributed import check_parallel
+        from nndsl.training.run import pick_train, plan
 
         sources = None
         try:
             program, sources = load_spec(args.spec)
             spec = pick_train(program, args.model)
-            check_data_parallel(plan(program, spec), args.backend or default_backend())
+            check_parallel(plan(program, spec), args.backend or default_backend())
             model = spec.model
         except NndslError as e:
             print_error(e, sources or getattr(e, "sources", None), args.spec)

@@ -96,15 +96,20 @@ def writer_lock(path: Any, ranks: Ranks | None) -> Any:
     return lock_run_dir(path) if ranks is None or ranks.writer else nullcontext()
 
 
-def check_parallel(backend: Any, trainers: list[tuple[Any, Any]]) -> None:
-    """A data-parallel run needs a backend that runs on several processes and trainers that
-    share out their batches; anything else is refused before work starts. `trainers` pairs
-    each stage's trainer call (its name and where the spec says it) with its strategy."""
+def check_parallel(run: Any, backend_name: str) -> None:
+    """A data-parallel run (`run`, a training plan) needs a backend that runs on several
+    processes and trainers that share out their batches; anything else is refused before work
+    starts, at the stage's trainer call. The launcher asks before it starts any rank, and each
+    rank asks again (torchrun may have started it)."""
+    from nndsl.backend import get_backend
+
+    backend = get_backend(backend_name)
     if not backend.distributed:
         raise NndslError(f"the {backend.name} backend runs in one process",
                          hint="use --backend torch for several ranks")
-    for call, trainer in trainers:
+    for stage, trainer in zip(run.stages, run.trainers, strict=True):
         if not trainer.data_parallel:
+            call = stage.trainer_call
             raise NndslError(f"trainer '{call.name}' cannot run data-parallel", call.span,
                              hint="it updates from whole batches or several models in turn; "
                              "train it without --nproc")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from nndsl import ops
-from nndsl.backend import default_backend, get_backend, make_engine
+from nndsl.backend import default_backend, make_engine
 from nndsl.data.binding import save as save_binding
 from nndsl.data.dataset import load_dataset
 from nndsl.errors import NndslError
@@ -184,14 +184,6 @@ def _check_backend(run: Plan, backend: str) -> None:
     step_options.check_backend(run.spec, backend)  # precision, compile: torch's
 
 
-def check_data_parallel(run: Plan, backend: str) -> None:
-    """Refuse a data-parallel run the backend or a stage's trainer cannot share out; the
-    launcher asks before it starts any rank, and each rank asks again (torchrun started it)."""
-    distributed.check_parallel(get_backend(backend), [
-        (stage.trainer_call, trainer) for stage, trainer in zip(run.stages, run.trainers,
-                                                                      strict=True)])
-
-
 def train_spec(program: Program, spec_file: str, *, backend: str | None = None,
                epochs: int | None = None, steps: int | None = None, run_dir: str | None = None,
                model: str | None = None, quiet: bool = False, device: str = "auto",
@@ -213,7 +205,7 @@ def train_spec(program: Program, spec_file: str, *, backend: str | None = None,
                         Path(run_dir or ".") if resume else None)  # keep its labels
     ranks = distributed.from_env()
     if ranks is not None:
-        check_data_parallel(run, backend)
+        distributed.check_parallel(run, backend)
         distributed.join(ranks, distributed.device_for(ranks, device))
     engine = make_engine(backend, distributed.device_for(ranks, device) if ranks else device,
                          rng)
