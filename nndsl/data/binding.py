@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import numpy as np
 
+from nndsl.data.stream import Mapped
 from nndsl.errors import NndslError
 
 FILE = "data.json"
@@ -109,8 +110,6 @@ def standardizing(arrays: dict[str, Any], request: Request | None,
     it whole."""
     if not standardize or request is None:
         return arrays
-    from nndsl.data.stream import Mapped
-
     names = tuple(n for n in request.inputs if n in arrays)
     mapped = [n for n in names if isinstance(arrays[n], Mapped)]
     if mapped:
