@@ -166,6 +166,26 @@ def test_adam_native_leaves_the_given_state_alone() -> None:
     assert all(torch.equal(state[k], before[k]) for k in before)
 
 
+def test_adam_native_reads_strided_arrays_and_leaves_a_restored_state_alone() -> None:
+    """A transposed weight and gradient (the fused kernel walks memory in order) and moments
+    that share memory with a checkpoint's arrays: the rule's numbers, and the arrays kept."""
+    opt = ops.get("adam", "optimizer")
+    rng = np.random.default_rng(4)
+    w = torch.tensor(rng.standard_normal((3, 5))).t()
+    g = torch.tensor(rng.standard_normal((3, 5))).t()
+    saved = {k: rng.random((5, 3)) for k in ("m", "v")}
+    kept = {k: v.copy() for k, v in saved.items()}
+    P = make_torch_prims()
+    got_w, got_s = opt.native["torch"](P, w, g, {k: torch.as_tensor(v) for k, v in saved.items()},
+                                       0.01, 3, lr=0.01)
+    want_w, want_s = opt.compute(P, w, g, {k: torch.as_tensor(v) for k, v in kept.items()},
+                                 0.01, 3, lr=0.01)
+    np.testing.assert_allclose(got_w.numpy(), want_w.numpy(), rtol=1e-12)
+    for key in ("m", "v"):
+        np.testing.assert_allclose(got_s[key].numpy(), want_s[key].numpy(), rtol=1e-12)
+        np.testing.assert_array_equal(saved[key], kept[key])
+
+
 @pytest.mark.parametrize("limit", [0.5, 100.0])
 def test_clip_norm_native_follows_the_rule(limit: float) -> None:
     """Scaled down past the limit, untouched under it; the given gradients stay as they were."""

@@ -1,6 +1,6 @@
 """torch's multi-tensor updates (nndsl/training/multi.py): a primitive table over lists of
 tensors, whose arithmetic is the `torch._foreach_*` family, and adam in torch.optim.Adam's
-foreach kernels.
+fused kernel (its foreach kernels where that does not apply).
 
 A foreach kernel applies the same scalar operation to every element as the one-tensor kernel
 (on the CPU it is that kernel, once per tensor, without returning to Python; on CUDA fused
@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from nndsl.backends.torch import fused
 
 from nndsl.ops.optimizers import check_adam
 from nndsl.training.multi import register_lists, register_multi
@@ -95,9 +96,14 @@ class ListTable:
 def adam(P: Any, ws: Lists, gs: Lists, states: list[dict[str, Any]], rate: float, t: int, *,
          lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
          eps_inside: bool = False) -> tuple[Lists, list[dict[str, Any]]]:
-    """The per-weight native adam (backends/torch/natives.py) in its foreach kernels: the same
-    operations in the same order for every tensor; out of place."""
+    """The per-weight native adam (backends/torch/natives.py) on every weight at once: its
+    fused kernel (backends/torch/fused.py), else its foreach kernels (eps inside the root,
+    mixed dtypes): the same operations in the same order for every tensor; out of place."""
     check_adam(lr, beta1, beta2, eps)
+    if not eps_inside:
+        done = fused.adam(ws, gs, states, rate, t, beta1=beta1, beta2=beta2, eps=eps)
+        if done is not None:
+            return done
     fresh = "m" not in states[0]
     if not _same_floats(ws, gs, *([] if fresh else [[s["m"] for s in states],
                                                      [s["v"] for s in states]])):

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from nndsl.backends.torch import fused
 
 from nndsl.ops.conv import pads, sizes
 from nndsl.ops.layers import dropout_keep
@@ -230,9 +231,14 @@ def _rnn(x: Any, h0: Any, w: list[Any], bidirectional: bool, training: bool,
 def adam(P: Any, w: Any, g: Any, state: dict[str, Any], rate: float, t: int, *,
          lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
          eps_inside: bool = False) -> tuple[Any, dict[str, Any]]:
-    """The adam rule in torch.optim.Adam's kernels (lerp, addcmul, addcdiv): seven kernels per
-    weight instead of fourteen. Out of place: the state given is never written."""
+    """The adam rule in torch.optim.Adam's kernels: its fused one (backends/torch/fused.py),
+    else lerp, addcmul, addcdiv (eps inside the root): one or seven kernels per weight instead
+    of fourteen. Out of place: the state given is never written."""
     check_adam(lr, beta1, beta2, eps)
+    if not eps_inside:
+        done = fused.adam([w], [g], [state], rate, t, beta1=beta1, beta2=beta2, eps=eps)
+        if done is not None:
+            return done[0][0], done[1][0]
     m, v = state.get("m"), state.get("v")
     if not _floats(w, g, m, v):
         return _decomposed_kind("adam", "optimizer")(P, w, g, state, rate, t, lr=lr, beta1=beta1,
