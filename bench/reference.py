@@ -1,7 +1,8 @@
 """Case 3, the NumPy reference: nndsl's pure-NumPy interpreter against torch on the CPU, on one
 training batch. Forward is inference mode (NumPy interpreter vs the hand-written module under
-no_grad); forward+backward is a training step's loss and every weight's gradient (NumPy
-reverse mode over the primitive trace vs torch autograd)."""
+no_grad); forward+backward is a training step's loss and every weight's gradient as the NumPy
+trainer computes them (reverse mode over the primitive trace; the classifier's softmax output,
+which the loss does not read, left out as in a step) vs torch autograd on the logits."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from bench.timing import Settings
 from nndsl.interpreter import run
 
 WORKLOADS = ("digits_mlp", "digits_cnn")
-GOAL = 3.0
+GOALS = {"forward": 3.0, "forward+backward": 1.5}  # the interpreter's, and a training step's
 
 
 def rows(workloads: list[Workload], settings: Settings) -> list[Row]:
@@ -29,9 +30,10 @@ def rows(workloads: list[Workload], settings: Settings) -> list[Row]:
         batch = 2 if settings.quick else int(w.setting("batch"))
         for what, pair in _contenders(w, batch).items():
             t = settings.per_call(pair, calls)
+            goal = GOALS[what]
             out.append(row("3 numpy reference", f"{w.name} {what} batch {batch}",
                            "nndsl NumPy", t["numpy"], "torch CPU", t["torch"],
-                           f"<= {GOAL:.0f}x", ratio_at_most(GOAL)))
+                           f"<= {goal:g}x", ratio_at_most(goal)))
     return out
 
 
@@ -58,6 +60,7 @@ def _contenders(w: Workload, batch: int) -> dict[str, dict[str, Callable[[], Any
     return {
         "forward": {"numpy": lambda: run(w.graph, make_numpy_prims(), {x_name: feeds[x_name]},
                                          w.weights), "torch": torch_forward},
-        "forward+backward": {"numpy": lambda: loss_and_grad(w.graph, w.train, feeds, w.weights),
+        "forward+backward": {"numpy": lambda: loss_and_grad(w.graph, w.train, feeds, w.weights,
+                                                            outputs=False),
                              "torch": torch_step},
     }

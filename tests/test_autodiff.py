@@ -178,8 +178,12 @@ def test_every_primitive_has_a_rule_or_is_marked() -> None:
 
 
 def test_grad_table_has_the_primitive_names() -> None:
-    meta = {"backend", "training", "rng", "tape"}
-    assert set(vars(make_grad_prims())) - meta == set(PRIMS)
+    """Every primitive, as the NumPy table has them, and the table's own attributes."""
+    P, base = make_grad_prims(training=True, seed=3), make_numpy_prims()
+    assert all(callable(getattr(P, name)) for name in PRIMS)
+    assert {n for n in vars(base) if callable(getattr(base, n))} - set(PRIMS) == set()
+    assert (P.backend, P.training, P.tape.entries) == ("numpy", True, [])
+    assert P.rng.random() == np.random.default_rng(3).random()
 
 
 @pytest.mark.parametrize("prim", sorted(CASES))

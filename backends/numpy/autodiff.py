@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import MethodType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,7 @@ from nndsl.backends.numpy.vjps import SAVING, VJPS, sum_to
 from nndsl.interpreter import RunResult, run
 from nndsl.ir import Graph, TrainSpec
 from nndsl.prims import PRIMS
-from nndsl.training.core import run_loss, trainable
+from nndsl.training.core import run_loss, step_loss, trainable
 
 
 class Var:
@@ -156,7 +156,7 @@ def _accumulate(grads: dict[int, np.ndarray], operand: Any, g: Any) -> None:
 
 
 def _traced(name: str) -> Callable[..., Any]:
-    """Primitive `name`, bound to a table's `_Recording`: on plain values, with the table's NumPy
+    """Primitive `name`, a method of `_GradTable`: on plain values, with the table's NumPy
     primitive, recorded on its tape when a gradient can flow through. A primitive in
     `vjps.SAVING` keeps what its rules reuse (a conv's patches) on its Var."""
     rules = VJPS.get(name, ())
@@ -164,7 +164,7 @@ def _traced(name: str) -> Callable[..., Any]:
     takes = tuple(rule is not None for rule in rules)  # which operands take a gradient
     count = len(takes)
 
-    def prim(self: _Recording, *args: Any, **kwargs: Any) -> Any:
+    def prim(self: _GradTable, *args: Any, **kwargs: Any) -> Any:
         if kwargs and any(_has_var(v) for v in kwargs.values()):
             raise TypeError(f"P.{name}: pass arrays positionally (a keyword array would lose "
                             "its gradient)")
@@ -194,30 +194,32 @@ def _traced(name: str) -> Callable[..., Any]:
     return prim
 
 
-@dataclass
-class _Recording:
-    """What a table's primitives share: the NumPy table they compute with and the tape."""
+class _GradTable:
+    """A recording primitive table: the primitives of `_TRACED` as its methods (bound when
+    looked up, so a table per training step costs one NumPy table and an empty tape)."""
 
-    base: Any
-    tape: Tape
+    backend = "numpy"
+
+    def __init__(self, base: SimpleNamespace, training: bool) -> None:
+        self.base, self.tape = base, Tape()
+        self.training, self.rng = training, base.rng
 
 
-_TRACED = {name: _traced(name) for name in PRIMS}  # made once; bound to a recording per table
+def _traced_table() -> None:
+    for name in PRIMS:
+        setattr(_GradTable, name, _traced(name))
 
 
-def make_grad_prims(training: bool = False, seed: int = 0) -> SimpleNamespace:
+_traced_table()  # made once, shared by every table
+
+
+def make_grad_prims(training: bool = False, seed: int = 0) -> Any:
     """A recording primitive table: the NumPy table's values, plus `tape` for backward.
 
     `training` and `seed` mean what they mean for `make_numpy_prims`; two tables made with the
     same seed draw the same random numbers in the same order (gradient checks rely on it).
-    Its primitives are functions made once, bound to this table's recording (a table per
-    training step costs one NumPy table and an empty tape, not a closure per primitive).
     """
-    base = make_numpy_prims(training=training, seed=seed)
-    recording = _Recording(base, Tape())
-    return SimpleNamespace(backend="numpy", training=training, rng=base.rng,
-                           tape=recording.tape, **{name: MethodType(fn, recording)
-                                                   for name, fn in _TRACED.items()})
+    return _GradTable(make_numpy_prims(training=training, seed=seed), training)
 
 
 def leaf(array: Any) -> Any:
@@ -261,8 +263,8 @@ def _leaves(arrays: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
     return {k: leaf(v) if k in names else v for k, v in arrays.items()}
 
 
-def _gradients(P: SimpleNamespace, output: Any, weights: Mapping[str, Any],
-               feeds: Mapping[str, Any], result: RunResult, model: Graph,
+def _gradients(P: Any, output: Any, weights: Mapping[str, Any],
+               feeds: Mapping[str, Any], result: RunResult, model: Graph | None,
                cotangent: Any = None) -> Gradients:
     """Backpropagate from `output` and collect gradients of the Var weights and feeds."""
     wnames = [k for k, v in weights.items() if isinstance(v, Var)]
@@ -273,7 +275,7 @@ def _gradients(P: SimpleNamespace, output: Any, weights: Mapping[str, Any],
         np.asarray(value_of(output)),
         dict(zip(wnames, grads[:len(wnames)], strict=True)),
         dict(zip(inames, grads[len(wnames):], strict=True)),
-        {k: np.asarray(value_of(result.env[k])) for k in model.outputs},
+        {k: np.asarray(value_of(result.env[k])) for k in model.outputs} if model else {},
         {k: np.asarray(value_of(v)) for k, v in result.updates.items()},
     )
 
@@ -309,17 +311,21 @@ def loss_graph(train: TrainSpec | Graph) -> Graph:
 def loss_and_grad(model: Graph, train: TrainSpec | Graph, feeds: Mapping[str, Any],
                   weights: Mapping[str, Any], *, frozen: Iterable[str] | None = None,
                   inputs: Iterable[str] = (), training: bool = True,
-                  seed: int = 0) -> Gradients:
+                  seed: int = 0, outputs: bool = True) -> Gradients:
     """The training loss on one batch and its gradient w.r.t. every trainable weight.
 
     `feeds` holds the model inputs and the train block's targets by name. `frozen` defaults
     to the train block's `freeze` labels. Training mode is the default: dropout, noise and
-    batch statistics as in a training step, drawn from `seed`.
+    batch statistics as in a training step, drawn from `seed`. Without `outputs` the model's
+    trailing values the loss does not read (a classifier's softmax output) are not computed,
+    as in a training step (`core.step_loss`), and `Gradients.outputs` is empty.
     """
     if frozen is None:
         frozen = train.get("freeze", ()) if isinstance(train, TrainSpec) else ()
     P = make_grad_prims(training=training, seed=seed)
     wvars = _leaves(weights, trainable(model, frozen))
     fvars = _leaves(feeds, inputs)
-    value, result = run_loss(P, model, loss_graph(train), fvars, wvars)
-    return _gradients(P, value, wvars, {k: fvars[k] for k in inputs}, result, model)
+    value, result = (run_loss if outputs else step_loss)(P, model, loss_graph(train), fvars,
+                                                          wvars)
+    return _gradients(P, value, wvars, {k: fvars[k] for k in inputs}, result,
+                      model if outputs else None)

@@ -57,7 +57,7 @@ class NumpyEngine:
                       ) -> tuple[float, dict[str, Any], dict[str, Any]]:
         with np.errstate(all="ignore"):  # the trainer reports the first non-finite value
             g = loss_and_grad(model, loss, feeds, weights, frozen=frozen, training=True,
-                              seed=seed)
+                              seed=seed, outputs=False)
             total, grads = float(g.value), g.weights
             for name, calls in (penalties or {}).items():
                 if name in grads:
