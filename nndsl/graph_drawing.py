@@ -93,7 +93,8 @@ def _panel(ax: Axes, picture: Picture, lay: Layout, slots: float) -> None:
     ax.set_xlim(-spare, lay.width + spare)
     ax.set_ylim(lay.rows - 0.5, -0.5 - _frames_above(picture) / lay.row_in)  # first layer on top
     ax.set_axis_off()
-    ax.set_title(picture.title, loc="left", pad=4, fontsize=TITLE_PT, fontweight="bold")
+    ax.set_title(picture.title, loc="left", pad=4, fontsize=TITLE_PT, fontweight="bold",
+                 y=1.0)  # placed, not fitted: fitting it makes and measures tick labels
     _groups(ax, picture, lay)
     _edges(ax, picture, lay)
     _ties(ax, picture, lay)
