@@ -5,6 +5,7 @@ these kinds that a run directory started again (`--overwrite`) must not keep fro
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 from collections.abc import Callable
@@ -42,6 +43,11 @@ def _plain(value: Any) -> Any:
 
 def versions() -> dict[str, str | None]:
     """Installed versions, read from the package metadata (nothing is imported)."""
+    return dict(_versions())
+
+
+@functools.cache  # reading the metadata costs ~10 ms; what is installed stays put in a process
+def _versions() -> dict[str, str | None]:
     from importlib.metadata import PackageNotFoundError, version
 
     out: dict[str, str | None] = {}
