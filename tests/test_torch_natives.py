@@ -157,13 +157,22 @@ def test_adam_native_follows_the_rule(eps_inside: bool) -> None:
         np.testing.assert_allclose(s1[key].numpy(), s2[key].numpy(), rtol=1e-12)
 
 
-def test_adam_native_leaves_the_given_state_alone() -> None:
+def test_adam_native_writes_only_the_moments_it_made() -> None:
+    """A state from elsewhere (a checkpoint's arrays, a copy) and the weight are never written;
+    the state a call returned is the optimizer's own, and the next step advances it in place,
+    to the same numbers."""
     opt = ops.get("adam", "optimizer")
+    P = make_torch_prims()
     w, g = torch.ones(3), torch.full((3,), 0.5)
-    _, state = opt.native["torch"](make_torch_prims(), w, g, {}, 0.1, 1, lr=0.1)
-    before = {k: v.clone() for k, v in state.items()}
-    opt.native["torch"](make_torch_prims(), w, g, state, 0.1, 2, lr=0.1)
-    assert all(torch.equal(state[k], before[k]) for k in before)
+    _, made = opt.native["torch"](P, w, g, {}, 0.1, 1, lr=0.1)
+    copy = {k: v.clone() for k, v in made.items()}
+    kept = {k: v.clone() for k, v in made.items()}
+    _, from_copy = opt.native["torch"](P, w, g, copy, 0.1, 2, lr=0.1)
+    assert all(torch.equal(copy[k], kept[k]) for k in kept)
+    _, advanced = opt.native["torch"](P, w, g, made, 0.1, 2, lr=0.1)
+    assert all(advanced[k] is made[k] for k in made)
+    assert all(torch.equal(advanced[k], from_copy[k]) for k in made)
+    assert torch.equal(w, torch.ones(3))
 
 
 def test_adam_native_reads_strided_arrays_and_leaves_a_restored_state_alone() -> None:

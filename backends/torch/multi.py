@@ -98,7 +98,8 @@ def adam(P: Any, ws: Lists, gs: Lists, states: list[dict[str, Any]], rate: float
          eps_inside: bool = False) -> tuple[Lists, list[dict[str, Any]]]:
     """The per-weight native adam (backends/torch/natives.py) on every weight at once: its
     fused kernel (backends/torch/fused.py), else its foreach kernels (eps inside the root,
-    mixed dtypes): the same operations in the same order for every tensor; out of place."""
+    mixed dtypes): the same operations in the same order for every tensor. The weights given
+    are never written, nor is a state this rule did not return."""
     check_adam(lr, beta1, beta2, eps)
     if not eps_inside:
         done = fused.adam(ws, gs, states, rate, t, beta1=beta1, beta2=beta2, eps=eps)

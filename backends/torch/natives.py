@@ -233,7 +233,8 @@ def adam(P: Any, w: Any, g: Any, state: dict[str, Any], rate: float, t: int, *,
          eps_inside: bool = False) -> tuple[Any, dict[str, Any]]:
     """The adam rule in torch.optim.Adam's kernels: its fused one (backends/torch/fused.py),
     else lerp, addcmul, addcdiv (eps inside the root): one or seven kernels per weight instead
-    of fourteen. Out of place: the state given is never written."""
+    of fourteen. The weight given is never written, nor is a state this rule did not return
+    (backends/torch/fused.py)."""
     check_adam(lr, beta1, beta2, eps)
     if not eps_inside:
         done = fused.adam([w], [g], [state], rate, t, beta1=beta1, beta2=beta2, eps=eps)
