@@ -39,11 +39,13 @@ def _restored(x: Any, w: Any) -> bool:
 
 
 def adam(ws: list[Any], gs: list[Any], states: list[dict[str, Any]], rate: float, t: int, *,
-         beta1: float, beta2: float, eps: float) -> tuple[list[Any], list[dict[str, Any]]] | None:
+         beta1: float, beta2: float, eps: float, eps_inside: bool
+         ) -> tuple[list[Any], list[dict[str, Any]]] | None:
     """The updated weights and states, or None where the fused kernel does not apply (the
-    caller's kernels do then): tensors of one floating dtype on one CPU or CUDA device."""
+    caller's kernels do then): eps outside the root, tensors of one floating dtype on one CPU
+    or CUDA device."""
     first = ws[0] if ws else None
-    if not isinstance(first, torch.Tensor) or first.dtype not in DTYPES or \
+    if eps_inside or not isinstance(first, torch.Tensor) or first.dtype not in DTYPES or \
             first.device.type not in DEVICES:
         return None
     dtype, device = first.dtype, first.device
@@ -55,17 +57,15 @@ def adam(ws: list[Any], gs: list[Any], states: list[dict[str, Any]], rate: float
         if isinstance(s, Moments):  # this module's own: advanced in place
             ms.append(s["m"])
             vs.append(s["v"])
-        elif not s or ("m" not in s and "v" not in s):
-            ms.append(None)
-            vs.append(None)
+        elif not s or ("m" not in s and "v" not in s):  # the first step
+            ms.append(torch.zeros(w.shape, dtype=dtype, device=device))
+            vs.append(torch.zeros(w.shape, dtype=dtype, device=device))
         elif _restored(s.get("m"), w) and _restored(s.get("v"), w):
             ms.append(s["m"].clone(memory_format=torch.contiguous_format))
             vs.append(s["v"].clone(memory_format=torch.contiguous_format))
         else:
             return None
     new = [w.clone(memory_format=torch.contiguous_format) for w in ws]
-    ms = [torch.zeros_like(w) if m is None else m for m, w in zip(ms, new, strict=True)]
-    vs = [torch.zeros_like(w) if v is None else v for v, w in zip(vs, new, strict=True)]
     step = torch.full((), float(t), dtype=torch.float32, device=device)
     gs = [g if g.is_contiguous() else g.contiguous() for g in gs]  # read in storage order
     torch._fused_adam_(new, gs, ms, vs, [], [step] * len(new), lr=rate, beta1=beta1,

@@ -101,10 +101,10 @@ def adam(P: Any, ws: Lists, gs: Lists, states: list[dict[str, Any]], rate: float
     mixed dtypes): the same operations in the same order for every tensor. The weights given
     are never written, nor is a state this rule did not return."""
     check_adam(lr, beta1, beta2, eps)
-    if not eps_inside:
-        done = fused.adam(ws, gs, states, rate, t, beta1=beta1, beta2=beta2, eps=eps)
-        if done is not None:
-            return done
+    done = fused.adam(ws, gs, states, rate, t, beta1=beta1, beta2=beta2, eps=eps,
+                      eps_inside=eps_inside)
+    if done is not None:
+        return done
     fresh = "m" not in states[0]
     if not _same_floats(ws, gs, *([] if fresh else [[s["m"] for s in states],
                                                      [s["v"] for s in states]])):

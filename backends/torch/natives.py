@@ -236,10 +236,10 @@ def adam(P: Any, w: Any, g: Any, state: dict[str, Any], rate: float, t: int, *,
     of fourteen. The weight given is never written, nor is a state this rule did not return
     (backends/torch/fused.py)."""
     check_adam(lr, beta1, beta2, eps)
-    if not eps_inside:
-        done = fused.adam([w], [g], [state], rate, t, beta1=beta1, beta2=beta2, eps=eps)
-        if done is not None:
-            return done[0][0], done[1][0]
+    done = fused.adam([w], [g], [state], rate, t, beta1=beta1, beta2=beta2, eps=eps,
+                      eps_inside=eps_inside)
+    if done is not None:
+        return done[0][0], done[1][0]
     m, v = state.get("m"), state.get("v")
     if not _floats(w, g, m, v):
         return _decomposed_kind("adam", "optimizer")(P, w, g, state, rate, t, lr=lr, beta1=beta1,
