@@ -115,6 +115,38 @@ def test_dropout_draws_the_same_mask() -> None:
     assert torch.equal(masks[0], masks[1])  # == also holds between -0.0 and 0.0
 
 
+@pytest.mark.parametrize("shape", [(3, 6, 8, 8), (2, 5, 4, 6, 6), (2, 3, 8, 8), (16, 16, 16, 16),
+                                   (4, 8, 16, 16, 16)])
+@pytest.mark.parametrize("padding", [((0, 0),) * 3, ((1, 0), (0, 1), (1, 1))])
+def test_max_pool_takes_the_contiguous_kernels_maxima_and_gradients(
+        shape: tuple[int, ...], padding: tuple[tuple[int, int], ...]) -> None:
+    """Pools with many channels run channels-last on the CPU (backends/torch/pooling.py): the
+    values, the layout handed on and the gradient are those of torch's contiguous kernel, with
+    many ties and NaN among the values."""
+    rng = np.random.default_rng(1)
+    x = torch.as_tensor(rng.integers(-2, 3, size=shape).astype(np.float32))  # many ties
+    x.view(-1)[::7] = float("nan")
+    k = len(shape) - 2
+    kernel, pads = (2,) * k, padding[:k]
+    flat = [p for pair in reversed(pads) for p in pair]
+    plain = {2: torch.nn.functional.max_pool2d, 3: torch.nn.functional.max_pool3d}[k]
+    leaf = x.clone().requires_grad_(True)
+    expected = plain(torch.nn.functional.pad(leaf, flat, value=-np.inf), kernel, kernel)
+    P = make_torch_prims()
+    with torch.no_grad():
+        evaluated = P.max_pool(x, kernel, kernel, pads)
+    trained_leaf = x.clone().requires_grad_(True)
+    trained = P.max_pool(trained_leaf, kernel, kernel, pads)
+    for y in (evaluated, trained):
+        assert y.is_contiguous() and y.shape == expected.shape
+        assert torch.equal(y.isnan(), expected.isnan())
+        assert torch.equal(y.detach().nan_to_num(), expected.detach().nan_to_num())
+    grad = torch.as_tensor(rng.standard_normal(expected.shape).astype(np.float32))
+    (want,) = torch.autograd.grad(expected, [leaf], grad)
+    (got,) = torch.autograd.grad(trained, [trained_leaf], grad)
+    assert torch.equal(got, want)
+
+
 @pytest.mark.parametrize("targets", ["indices", "one_hot"])
 def test_cross_entropy_native(targets: str) -> None:
     rng = np.random.default_rng(0)

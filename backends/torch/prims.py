@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from nndsl.backends.torch import pooling
 
 from nndsl.ir import NUMPY_DTYPE
 
@@ -262,13 +263,18 @@ def make_torch_prims(
         x = F.pad(x, _flat_pads(pads))  # torch's own padding is symmetric only
         return _CONV[k](x, w, stride=tuple(stride), dilation=tuple(dilation or (1,) * k))
 
-    def pool(table: dict[int, Any], pad_value: float) -> Callable[..., torch.Tensor]:
+    def pool(table: dict[int, Any], pad_value: float,
+             faster: Callable[..., torch.Tensor | None] | None = None
+             ) -> Callable[..., torch.Tensor]:
         def prim(x: Any, kernel: Sequence[int], stride: Sequence[int],
                  padding: Pads) -> torch.Tensor:
             x = tensor(x)
             flat = _flat_pads(padding)
             if any(flat):  # pad explicitly: pads count in avg_pool, lose every max in max_pool
                 x = F.pad(x, flat, mode="constant", value=pad_value)
+            found = faster(x, kernel, stride) if faster is not None else None
+            if found is not None:
+                return found
             return table[len(kernel)](x, kernel_size=tuple(kernel), stride=tuple(stride))
 
         return prim
@@ -330,7 +336,7 @@ def make_torch_prims(
         constant=constant,
         matmul=matmul,
         conv=conv,
-        max_pool=pool(_MAX_POOL, -math.inf),
+        max_pool=pool(_MAX_POOL, -math.inf, pooling.max_pool),
         avg_pool=pool(_AVG_POOL, 0.0),
         kmax=kmax,
         random_uniform_like=random_uniform_like,
