@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 
 from lark import Lark, Token, Tree, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
@@ -23,7 +24,22 @@ PUNCTUATION = {
 @cache
 def _lark() -> Lark:
     return Lark.open("nndsl.lark", rel_to=__file__, parser="lalr", propagate_positions=True,
-                     maybe_placeholders=True)
+                     maybe_placeholders=True, cache=_cache_file())
+
+
+def _cache_file() -> str | bool:
+    """Where Lark keeps the grammar's LALR tables between processes: building them costs every
+    command ~55 ms, loading them ~5. Lark stamps the file with a hash of the grammar, its
+    options and the Lark and Python versions, and builds afresh (rewriting it) on any mismatch
+    or unreadable file. In the user's own cache directory, not the shared temporary one, since
+    the file is a pickle; False (no cache) where that directory cannot be made."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(root, "nndsl")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return False
+    return os.path.join(folder, "grammar.lark-cache")
 
 
 def _describe_expected(expected: set[str]) -> str:
