@@ -69,8 +69,10 @@ def setup(w: Workload, device: str, data_device: str | None = None) -> Setup:
                  tuple(metric_column(m) for m in w.setting("metrics") or ()))
 
 
-def train(s: Setup, batches: Batches, epochs: int, device: str) -> list[float]:
-    """The textbook loop; returns the epoch losses."""
+def train(s: Setup, batches: Batches, epochs: int, device: str,
+          after_epoch: Callable[[int, dict[str, float]], None] | None = None) -> list[float]:
+    """The textbook loop; returns the epoch losses. `after_epoch(epoch, row)` gets each
+    epoch's loss and metrics (a script that writes files hooks in there)."""
     losses = []
     for _ in range(epochs):
         s.model.train()
@@ -87,7 +89,9 @@ def train(s: Setup, batches: Batches, epochs: int, device: str) -> list[float]:
         if s.scheduler is not None:
             s.scheduler.step()
         losses.append(total / count)
-        evaluate(s)
+        metrics = evaluate(s)
+        if after_epoch is not None:
+            after_epoch(len(losses), {"loss": losses[-1], **metrics})
     return losses
 
 
@@ -121,8 +125,11 @@ def dataloader_loop(w: Workload, epochs: int, device: str) -> list[float]:
     return train(s, lambda: loader, epochs, device)
 
 
-def indexed_loop(w: Workload, epochs: int, device: str) -> list[float]:
-    """The fastest plain loop: tensors on the device, batches cut from a fresh permutation."""
+def indexed_loop(w: Workload, epochs: int, device: str,
+                 after_epoch: Callable[[Setup], Callable[[int, dict[str, float]], None]]
+                 | None = None) -> list[float]:
+    """The fastest plain loop: tensors on the device, batches cut from a fresh permutation.
+    `after_epoch(setup)` makes the per-epoch hook of a script that writes files."""
     s = setup(w, device)
     x, y = s.train
     size, rows = int(w.setting("batch")), len(x)
@@ -133,4 +140,4 @@ def indexed_loop(w: Workload, epochs: int, device: str) -> list[float]:
             index = order[start:start + size]
             yield x[index], y[index]
 
-    return train(s, batches, epochs, device)
+    return train(s, batches, epochs, device, after_epoch(s) if after_epoch else None)

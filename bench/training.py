@@ -6,7 +6,8 @@ Two nndsl figures: `nndsl train` is everything the command does in-process (load
 train with the per-epoch metrics, a checkpoint written and fsynced after every epoch, then
 metrics.csv, loss.png, weights.npz and model.onnx checked against NumPy), which is what a user
 pays; `nndsl training loop` is the training loop alone (per-epoch metrics, no files), the same
-work the hand-written loops do.
+work the hand-written loops do. Without a goal, `nndsl train` is also set beside the indexed
+loop written out as a script that writes the same kinds of files (bench/handwritten_files.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from nndsl.backends.torch.engine import TorchEngine
 
-from bench import handwritten
+from bench import handwritten, handwritten_files
 from bench.models import Workload
 from bench.peers import NOT_INSTALLED, PEERS
 from bench.report import Row, missing_row, ratio_at_most, ratio_below, row
@@ -28,6 +29,7 @@ WORKLOADS = ("digits_mlp", "digits_cnn", "sine_lstm")
 FULL, LOOP = "nndsl train", "nndsl training loop"
 DATALOADER, INDEXED = "DataLoader loop", "indexed loop"
 GOALS = {DATALOADER: 1.0, INDEXED: 1.0}
+WITH_FILES = "indexed loop + files"  # bench/handwritten_files.py: no goal, a yardstick
 
 
 def nndsl_loop(w: Workload, epochs: int, device: str) -> int:
@@ -63,6 +65,8 @@ def _workload_rows(w: Workload, settings: Settings, device: str, run_dir: Path) 
         LOOP: lambda: nndsl_loop(w, epochs, device),
         DATALOADER: lambda: handwritten.dataloader_loop(w, epochs, device),
         INDEXED: lambda: handwritten.indexed_loop(w, epochs, device),
+        WITH_FILES: lambda: handwritten_files.indexed_script(w, epochs, device,
+                                                             run_dir / "script"),
     }
     peers = {p.label: p for p in PEERS if p.version() is not None}
     for label, peer in peers.items():
@@ -74,6 +78,7 @@ def _workload_rows(w: Workload, settings: Settings, device: str, run_dir: Path) 
     out = [row(case, workload, ours, times[ours], theirs, times[theirs],
                *((f"<= {goal:.1f}x", ratio_at_most(goal)) if ours == FULL else ()))
            for ours in (FULL, LOOP) for theirs, goal in GOALS.items()]
+    out.append(row(case, workload, FULL, times[FULL], WITH_FILES, times[WITH_FILES]))
     faster = "< 1.0x"
     return out + [row(case, workload, FULL, times[FULL], p.label, times[p.label], faster,
                       ratio_below(1.0)) if p.label in peers else
