@@ -27,7 +27,7 @@ TWO, ONE = "nndsl train --nproc 2", "nndsl train (1 rank)"
 WHOLE_GOAL, EPOCH_GOAL = 1.0, 0.6  # faster end to end; an epoch in under 60% of one rank's
 REPEATS = 3  # at most: each repeat is four processes of several seconds
 
-FULL = Shape(rows=50_000, features=64, hidden=(512, 512), epochs=6, batch=4096, split=0.0)
+FULL = Shape(rows=50_000, features=64, hidden=(512, 512), epochs=10, batch=4096, split=0.0)
 QUICK = Shape(rows=2_000, features=16, hidden=(32,), epochs=2, batch=256, split=0.0)
 SHORT = 2  # the short run's epochs (the quick shape: 1)
 
