@@ -125,12 +125,12 @@ def dataloader_loop(w: Workload, epochs: int, device: str) -> list[float]:
     return train(s, lambda: loader, epochs, device)
 
 
-def indexed_loop(w: Workload, epochs: int, device: str,
-                 after_epoch: Callable[[Setup], Callable[[int, dict[str, float]], None]]
-                 | None = None) -> list[float]:
+def indexed_loop(w: Workload, epochs: int, device: str, s: Setup | None = None,
+                 after_epoch: Callable[[int, dict[str, float]], None] | None = None
+                 ) -> list[float]:
     """The fastest plain loop: tensors on the device, batches cut from a fresh permutation.
-    `after_epoch(setup)` makes the per-epoch hook of a script that writes files."""
-    s = setup(w, device)
+    A script that writes files passes its own `setup` and per-epoch hook."""
+    s = setup(w, device) if s is None else s
     x, y = s.train
     size, rows = int(w.setting("batch")), len(x)
 
@@ -140,4 +140,4 @@ def indexed_loop(w: Workload, epochs: int, device: str,
             index = order[start:start + size]
             yield x[index], y[index]
 
-    return train(s, batches, epochs, device, after_epoch(s) if after_epoch else None)
+    return train(s, batches, epochs, device, after_epoch)

@@ -14,18 +14,16 @@ is what the files cost when a script writes them by hand.
 from __future__ import annotations
 
 import csv
-import io
 import os
 import time
-import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from bench import handwritten
+from bench.inference import torch_model
 from bench.models import Workload
 from nndsl.training.run import CHECKPOINT_SECONDS
 
@@ -34,24 +32,19 @@ def indexed_script(w: Workload, epochs: int, device: str, out: Path) -> list[flo
     """The indexed loop with its checkpoints, then metrics, plots, weights and the checked
     export; returns the epoch losses."""
     out.mkdir(parents=True, exist_ok=True)
+    s = handwritten.setup(w, device)
     rows: list[dict[str, float]] = []
-    held: list[handwritten.Setup] = []
-    saved = [time.monotonic()]
+    _checkpoint(s, 0, out / "checkpoint.pt")
+    saved = time.monotonic()
 
-    def hook(s: handwritten.Setup) -> Any:
-        held.append(s)
-        _checkpoint(s, 0, out / "checkpoint.pt")
+    def after(epoch: int, row: dict[str, float]) -> None:
+        nonlocal saved
+        rows.append({"epoch": epoch, **row})
+        if epoch == epochs or time.monotonic() - saved >= CHECKPOINT_SECONDS:
+            _checkpoint(s, epoch, out / "checkpoint.pt")
+            saved = time.monotonic()
 
-        def after(epoch: int, row: dict[str, float]) -> None:
-            rows.append({"epoch": epoch, **row})
-            if epoch == epochs or time.monotonic() - saved[0] >= CHECKPOINT_SECONDS:
-                _checkpoint(s, epoch, out / "checkpoint.pt")
-                saved[0] = time.monotonic()
-
-        return after
-
-    losses = handwritten.indexed_loop(w, epochs, device, hook)
-    (s,) = held
+    losses = handwritten.indexed_loop(w, epochs, device, s, after)
     _metrics(rows, out / "metrics.csv")
     _plots(rows, out)
     torch.save(s.model.state_dict(), out / "weights.pt")
@@ -98,13 +91,9 @@ def _export(s: handwritten.Setup, classifier: bool, path: Path) -> None:
 
     model = (nn.Sequential(s.model, nn.Softmax(dim=-1)) if classifier else s.model).eval()
     rows = s.val[0] if s.val is not None else s.train[0]
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():  # its LSTM batch-size advice does not apply: h0 is zeros
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (rows[:1].cpu(),), buffer, dynamo=False, input_names=["x"],
-                          output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
-    path.write_bytes(buffer.getvalue())
-    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    onnx = torch_model(model, rows[:1].cpu())
+    path.write_bytes(onnx)
+    session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {"x": rows.cpu().numpy()})
     with torch.no_grad():
         want = model(rows).cpu().numpy()
