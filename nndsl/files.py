@@ -107,7 +107,9 @@ class RunLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        entry = RunLock.held[self.key]
+        entry = RunLock.held.get(self.key)
+        if entry is None:  # a forked child leaving its parent's block: it held nothing
+            return
         entry[1] -= 1
         if entry[1] == 0:
             del RunLock.held[self.key]
@@ -138,6 +140,19 @@ class RunLock:
         file.write(f"{os.getpid()}\n")
         file.flush()
         return file
+
+
+def _forget_locks() -> None:
+    """In a forked child: close the copies of the lock files. The lock belongs to the open
+    file, so a child that kept its copy (the painter, a data worker) would keep a killed
+    parent's run directory locked for as long as the child lives; the parent's copy stays."""
+    for file, _ in RunLock.held.values():
+        file.close()
+    RunLock.held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_locks)
 
 
 def lock_run_dir(path: Path) -> RunLock:

@@ -188,3 +188,30 @@ def test_the_lock_names_this_process_while_it_runs(tmp_path: Path) -> None:
 
     with lock_run_dir(tmp_path / "run"), lock_run_dir(tmp_path / "run"):  # nests
         assert (tmp_path / "run" / ".lock").read_text().strip() == str(os.getpid())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_keep_its_parents_lock(tmp_path: Path) -> None:
+    """A child forked while the run is held (the painter, a data worker) closes its copy of the
+    lock file as it starts: once the parent lets go (or is killed), the run is free though the
+    child lives on."""
+    from nndsl.files import RunLock, lock_run_dir
+
+    wake, sleeper = os.pipe()
+    started, ready = os.pipe()
+    with lock_run_dir(tmp_path / "run"):
+        pid = os.fork()
+        if pid == 0:  # the child waits for the test, holding whatever it kept
+            os.close(sleeper)
+            os.write(ready, b"1" if RunLock.held else b"0")
+            os.read(wake, 1)
+            os._exit(0)
+        assert os.read(started, 1) == b"0"  # it does not think it holds the run
+    try:
+        with lock_run_dir(tmp_path / "run"):  # free while the child lives
+            assert (tmp_path / "run" / ".lock").read_text().strip() == str(os.getpid())
+    finally:
+        os.close(sleeper)  # the child reads end-of-file and exits
+        os.waitpid(pid, 0)
+        for fd in (wake, started, ready):
+            os.close(fd)
