@@ -17,16 +17,20 @@ from nndsl.training.session import Session
 from nndsl.training.stages import History
 
 
-def save_history(path: Path, history: History, diagnostics: History | None = None) -> None:
-    """metrics.csv, loss.png and plots/METRIC.png (nndsl/plot.py), and with diagnostics
-    diagnostics.csv and plots/diagnostics.png: also written when a run stops early, to show
-    how far it got."""
-    from nndsl.plot import diagnostics_plot, history_plots
-
+def save_tables(path: Path, history: History, diagnostics: History | None = None) -> None:
+    """metrics.csv, and diagnostics.csv when diagnostics were measured: also written when a
+    run stops early, to show how far it got."""
     atomic_write_text(path / "metrics.csv", history.csv())
-    plots = history_plots(history.rows)
     if diagnostics is not None and diagnostics.rows:
         atomic_write_text(path / "diagnostics.csv", diagnostics.csv())
+
+
+def save_plots(path: Path, history: History, diagnostics: History | None = None) -> None:
+    """loss.png, plots/METRIC.png and, with diagnostics, plots/diagnostics.png."""
+    from nndsl.plot import diagnostics_plot, history_plots
+
+    plots = history_plots(history.rows)
+    if diagnostics is not None and diagnostics.rows:
         plots["plots/diagnostics.png"] = diagnostics_plot(diagnostics.rows)
     for name, png in plots.items():
         (path / name).parent.mkdir(exist_ok=True)
@@ -41,9 +45,10 @@ def weights_file(model: str, main: str) -> str:
 
 def save_run(path: Path, session: Session, weights: dict[str, dict[str, np.ndarray]],
              config: dict[str, Any] | None = None) -> None:
-    """The history, the weights (one array per `<label>.<param>`) and the run's config
-    (nndsl/training/records.py makes it; without one, the train block's settings)."""
-    save_history(path, session.history, session.diagnostics)
+    """The weights (one array per `<label>.<param>`) and the run's config
+    (nndsl/training/records.py makes it; without one, the train block's settings). The
+    history is the painter's (nndsl/training/painter.py): its tables at once, its plots beside
+    the rest of the run's files."""
     for model, arrays in weights.items():
         atomic_write(path / weights_file(model, session.spec.model), lambda f, a=arrays:
                      np.savez(f, **{k: np.asarray(v) for k, v in a.items()}), sync=True)
@@ -127,8 +132,8 @@ def _export(program: Program, spec_file: str, graph: Graph, weights: dict[str, n
     return True
 
 
-def draw_run_network(program: Program, model: str, path: Path, quiet: bool) -> None:
-    """network.svg: the picture `nndsl graph` draws of the trained model, beside its export."""
+def network_picture(program: Program, model: str, path: Path) -> str | None:
+    """Draw network.svg; returns why it was not drawn (a model too big to draw), else None."""
     from nndsl.graph_picture import draw_network
 
     partial = path / "network.tmp.svg"
@@ -136,8 +141,6 @@ def draw_run_network(program: Program, model: str, path: Path, quiet: bool) -> N
         draw_network(program, program.model(model), partial)
     except NndslError as e:
         partial.unlink(missing_ok=True)
-        if not quiet:
-            print(f"network.svg not written: {e.message}", file=sys.stderr)
-        return
+        return e.message
     partial.replace(path / "network.svg")
-
+    return None

@@ -34,10 +34,11 @@ from nndsl.progress import Reporter
 from nndsl.training import checkpoint, distributed, records, step_options
 from nndsl.training.best import Best
 from nndsl.training.diagnostics import check_rows, findings
-from nndsl.training.outputs import draw_run_network, export_run, save_history, save_run
+from nndsl.training.outputs import export_run, save_run
+from nndsl.training.painter import Painter
 from nndsl.training.registry import CheckContext, Trainer
 from nndsl.training.resume import start_position
-from nndsl.training.session import Interrupted, Position, Session
+from nndsl.training.session import STOP_SIGNALS, Interrupted, Position, Session
 from nndsl.training.stages import Stage, stages
 
 CHECKPOINT_SECONDS = 10.0  # a killed run repeats at most this much work (or one epoch)
@@ -92,9 +93,6 @@ def _bytes_needed(graphs: list[Graph]) -> int:
     slots each) twice while it is replaced, weights.npz and model.onnx."""
     return 8 * sum(int(np.prod(w.shape)) * np.dtype(NUMPY_DTYPE[w.dtype]).itemsize
                    for g in graphs for w in g.weights)
-
-
-STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # Ctrl-C; docker stop, systemd, kill; hang-up
 
 
 @contextmanager
@@ -200,42 +198,46 @@ def train_spec(program: Program, spec_file: str, *, backend: str | None = None,
     _check_backend(run, backend)
     check_memory(program, max_memory)
     graphs = [program.model(name) for name in run.models]
-    base_dir = Path(resume.meta["base_dir"]) if resume else Path(spec_file).resolve().parent
-    data = load_dataset(run.data, graphs, spec, base_dir,  # before anything is written
-                        Path(run_dir or ".") if resume else None)  # keep its labels
     ranks = distributed.from_env()
-    if ranks is not None:
-        distributed.check_parallel(run, backend)
-        distributed.join(ranks, distributed.device_for(ranks, device))
-    engine = make_engine(backend, distributed.device_for(ranks, device) if ranks else device,
-                         rng)
-    path = Path(run_dir or ".") if resume else default_run_dir(spec.model, run_dir)
-    if ranks is not None and not resume and run_dir is None:
-        path = Path(distributed.broadcast(str(path)))  # rank 0's clock names the run
-    session = Session(program, spec, engine, data, {}, epochs, steps, step_rows=steps is not None)
-    writer = ranks is None or ranks.writer
-    if ranks is not None:
-        parallel = engine.data_parallel(ranks.rank, ranks.world,  # type: ignore[attr-defined]
-                                        vote=lambda: session.stop_requested)
-        session.stop_agreed = lambda: parallel.stop_agreed
-        quiet = quiet or not writer
-    try:
-        with distributed.writer_lock(path, ranks):  # one process writes a run directory
-            return _run(program, spec_file, run, graphs, data, session, path, resume, extend,
-                        overwrite, writer, quiet, {
-                            "model": spec.model, "backend": backend, "device": device,
-                            "rng_mode": rng, "epochs": epochs, "steps": steps,
-                            "base_dir": str(base_dir), "world": ranks.world if ranks else 1,
-                            "checkpoint_every": CHECKPOINT_SECONDS if checkpoint_every is None
-                            else checkpoint_every})
-    finally:
+    # forked before the data is loaded and torch imported: a small, single-threaded process
+    with Painter.start(program, quiet, fork=ranks is None) as painter:
+        base_dir = Path(resume.meta["base_dir"]) if resume else Path(spec_file).resolve().parent
+        data = load_dataset(run.data, graphs, spec, base_dir,  # before anything is written
+                            Path(run_dir or ".") if resume else None)  # keep its labels
         if ranks is not None:
-            distributed.leave()
+            distributed.check_parallel(run, backend)
+            distributed.join(ranks, distributed.device_for(ranks, device))
+        engine = make_engine(backend, distributed.device_for(ranks, device) if ranks else
+                             device, rng)
+        path = Path(run_dir or ".") if resume else default_run_dir(spec.model, run_dir)
+        if ranks is not None and not resume and run_dir is None:
+            path = Path(distributed.broadcast(str(path)))  # rank 0's clock names the run
+        session = Session(program, spec, engine, data, {}, epochs, steps,
+                          step_rows=steps is not None)
+        writer = ranks is None or ranks.writer
+        if ranks is not None:
+            parallel = engine.data_parallel(  # type: ignore[attr-defined]
+                ranks.rank, ranks.world, vote=lambda: session.stop_requested)
+            session.stop_agreed = lambda: parallel.stop_agreed
+            quiet = quiet or not writer
+        try:
+            with distributed.writer_lock(path, ranks):  # one process writes a run directory
+                return _run(program, spec_file, run, graphs, data, session, path, resume,
+                            extend, overwrite, writer, quiet, painter, {
+                                "model": spec.model, "backend": backend, "device": device,
+                                "rng_mode": rng, "epochs": epochs, "steps": steps,
+                                "base_dir": str(base_dir), "world": ranks.world if ranks else 1,
+                                "checkpoint_every": CHECKPOINT_SECONDS
+                                if checkpoint_every is None else checkpoint_every})
+        finally:
+            if ranks is not None:
+                distributed.leave()
 
 
 def _run(program: Program, spec_file: str, run: Plan, graphs: list[Graph], data: Any,
          session: Session, path: Path, resume: checkpoint.Checkpoint | None, extend: bool,
-         overwrite: bool, writer: bool, quiet: bool, meta: dict[str, Any]) -> Path:
+         overwrite: bool, writer: bool, quiet: bool, painter: Painter,
+         meta: dict[str, Any]) -> Path:
     """The run proper, once the run directory is held: start or resume, train, write."""
     engine, spec = session.engine, run.spec
     if resume:
@@ -252,6 +254,8 @@ def _run(program: Program, spec_file: str, run: Plan, graphs: list[Graph], data:
             save_binding(path, data.binding)  # data.json: columns, labels, statistics
         seed = int(spec.get("seed", 0))
         start, weights = None, {g.name: initialize(g, seed + i) for i, g in enumerate(graphs)}
+    if writer:
+        painter.network(run.spec.model, path)  # drawn while the model trains
     session.weights = {m: engine.to_backend(w) for m, w in weights.items()}
     best = Best(run.stages)
     hook = Checkpointer(path, session, meta, meta["checkpoint_every"], stages=len(run.stages),
@@ -264,18 +268,22 @@ def _run(program: Program, spec_file: str, run: Plan, graphs: list[Graph], data:
         best.resume(resume.meta.get("best"), path, {g.name: g for g in graphs})
     else:
         hook(Position(0), True)  # a run killed before its first epoch resumes
-    trained, exported = _train(session, run, start, hook, quiet, best)
+    trained, exported = _train(session, run, start, hook, quiet, best, painter)
     if writer:
-        save_run(path, session, trained, records.config(
-            session, path / "spec.nn", meta["backend"], meta["device"], meta["rng_mode"],
-            exported))
-        export_run(program, spec_file, run, trained, data, path, quiet)
-        draw_run_network(program, run.spec.model, path, quiet)
+        painter.history(path, session.history, session.diagnostics)  # plotted meanwhile
+        try:
+            save_run(path, session, trained, records.config(
+                session, path / "spec.nn", meta["backend"], meta["device"], meta["rng_mode"],
+                exported))
+            export_run(program, spec_file, run, trained, data, path, quiet)
+        finally:  # a failed export still leaves the plots
+            painter.finish()
     return path
 
 
 def _train(session: Session, run: Plan, start: Position | None, hook: Checkpointer,
-           quiet: bool, best: Best) -> tuple[dict[str, dict[str, np.ndarray]], str]:
+           quiet: bool, best: Best, painter: Painter
+           ) -> tuple[dict[str, dict[str, np.ndarray]], str]:
     """Every stage from `start`, with progress (and TensorBoard events when installed),
     stopping on a signal; a failure or a stop writes metrics.csv and says where the last good
     checkpoint is. Returns the weights to export and the summary's line on them."""
@@ -289,11 +297,11 @@ def _train(session: Session, run: Plan, start: Position | None, hook: Checkpoint
             _run_stages(session, run, start, best)
     except NndslError as e:
         if hook.writes:
-            save_history(hook.path, session.history, session.diagnostics)
+            _pictures_so_far(painter, hook.path, session)
         raise e.with_note(hook.kept(), None) from None
     except Interrupted as stop:
         if hook.writes:
-            save_history(hook.path, session.history, session.diagnostics)
+            _pictures_so_far(painter, hook.path, session)
         stop.run_dir = hook.path
         stop.signal = received.get("signal", signal.SIGINT)  # type: ignore[attr-defined]
         raise
@@ -305,6 +313,12 @@ def _train(session: Session, run: Plan, start: Position | None, hook: Checkpoint
     found = findings(session.diagnostics.rows, session.model)
     reporter.summary([exported, *(f"diagnostics: {f}" for f in found)])
     return trained, exported
+
+
+def _pictures_so_far(painter: Painter, path: Path, session: Session) -> None:
+    """A run that stops early still gets its metrics, plots and network picture."""
+    painter.history(path, session.history, session.diagnostics)
+    painter.finish()
 
 
 def train_in_memory(program: Program, spec: TrainSpec, engine: Any, data: Any,

@@ -34,6 +34,9 @@ class Position:
     state: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # Ctrl-C; docker stop, systemd, kill; hang-up
+
+
 class Interrupted(Exception):
     """Training stopped on request (a signal) after its position was checkpointed."""
 
