@@ -1,11 +1,12 @@
-"""The painter draws a run's pictures in a forked child: the same bytes as drawing them here,
-and nothing lost when the child dies, fails a request, or is sent the signals that stop a run
-(the parent handles those, then asks for the plots)."""
+"""The painter's worker draws a run's pictures: the same bytes as drawing them here, one worker
+kept for a process's later runs, and nothing lost when it dies, fails a request, or is sent the
+signals that stop a run (the trainer handles those, then asks for the plots)."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,12 +15,10 @@ import pytest
 
 from nndsl.errors import NndslError
 from nndsl.program import load
-from nndsl.training import painter as painting
 from nndsl.training.painter import Painter
 from nndsl.training.stages import History
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="the child is forked on Linux only")
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="the worker needs POSIX pipes")
 
 SPEC = """model clf {
   input x: [batch, 4]
@@ -35,129 +34,160 @@ FILES = ("network.svg", "metrics.csv", "loss.png", "plots/accuracy.png")
 
 
 @pytest.fixture(scope="module")
-def program(tmp_path_factory: pytest.TempPathFactory) -> object:
-    spec = tmp_path_factory.mktemp("spec") / "clf.nn"
-    spec.write_text(SPEC, encoding="utf-8")
+def spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("spec") / "clf.nn"
+    path.write_text(SPEC, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def program(spec: Path) -> object:
     return load(spec)[0]
 
 
-def _paint(painter: Painter, path: Path) -> None:
+def _paint(painter: Painter, program: object, path: Path) -> None:
     path.mkdir(exist_ok=True)
-    painter.network("clf", path)
+    painter.network(program, "clf", path)
     painter.history(path, History(list(ROWS)), None)
     painter.finish()
 
 
-def _drawn_here(program: object, path: Path) -> dict[str, bytes]:
-    with Painter.start(program, quiet=True, fork=False) as here:
-        assert here.pid is None
-        _paint(here, path)
+def _files(path: Path) -> dict[str, bytes]:
     return {name: (path / name).read_bytes() for name in FILES}
 
 
-def test_the_child_draws_the_same_files_as_the_parent(program: object, tmp_path: Path) -> None:
-    with Painter.start(program, quiet=True) as painter:
-        assert painter.pid is not None
-        _paint(painter, tmp_path / "child")
-        assert painter.pid is not None  # every request was the child's: none redone here
-    want = _drawn_here(program, tmp_path / "here")
-    assert {n: (tmp_path / "child" / n).read_bytes() for n in FILES} == want
+def _drawn_here(program: object, path: Path) -> dict[str, bytes]:
+    with Painter.start(quiet=True, spawn=False) as here:
+        assert here.worker is None
+        _paint(here, program, path)
+    return _files(path)
 
 
-def test_a_dead_child_is_replaced_by_the_parent(program: object, tmp_path: Path) -> None:
-    with Painter.start(program, quiet=True) as painter:
-        os.kill(painter.pid, signal.SIGKILL)
-        _paint(painter, tmp_path / "run")
-        assert painter.pid is None
-    want = _drawn_here(program, tmp_path / "here")
-    assert {n: (tmp_path / "run" / n).read_bytes() for n in FILES} == want
+def _worker_pid() -> int:
+    with Painter.start(quiet=True) as painter:
+        assert painter.worker is not None
+        return painter.worker.process.pid
 
 
-def test_a_request_the_child_fails_is_redone_here_and_raises(program: object,
-                                                             tmp_path: Path) -> None:
+def test_the_worker_draws_the_same_files_as_the_trainer(program: object,
+                                                        tmp_path: Path) -> None:
+    with Painter.start(quiet=True) as painter:
+        assert painter.worker is not None
+        _paint(painter, program, tmp_path / "worker")
+        assert painter.worker is not None  # every request was the worker's: none redone here
+    assert _files(tmp_path / "worker") == _drawn_here(program, tmp_path / "here")
+
+
+def test_later_runs_keep_the_worker_and_one_run_holds_it_at_a_time(program: object,
+                                                                   tmp_path: Path) -> None:
+    with Painter.start(quiet=True) as first:
+        with Painter.start(quiet=True) as second:
+            assert second.worker is None  # held by the first: the second draws here
+            _paint(second, program, tmp_path / "second")
+        pid = first.worker.process.pid
+    assert _worker_pid() == pid
+    assert _files(tmp_path / "second") == _drawn_here(program, tmp_path / "here")
+
+
+def test_a_dead_worker_is_replaced_by_the_trainer_then_by_a_new_one(program: object,
+                                                                    tmp_path: Path) -> None:
+    pid = _worker_pid()
+    with Painter.start(quiet=True) as painter:
+        os.kill(pid, signal.SIGKILL)
+        painter.worker.process.wait()
+        _paint(painter, program, tmp_path / "run")
+        assert painter.worker is None
+    assert _files(tmp_path / "run") == _drawn_here(program, tmp_path / "here")
+    assert _worker_pid() != pid
+
+
+def test_a_request_the_worker_fails_is_redone_here_and_raises(program: object,
+                                                              tmp_path: Path) -> None:
     (tmp_path / "loss.png").mkdir()  # a folder where the plot goes: it cannot be written
-    with Painter.start(program, quiet=True) as painter:
+    with Painter.start(quiet=True) as painter:
+        pid = painter.worker.process.pid
         painter.history(tmp_path, History(list(ROWS)), None)
         with pytest.raises(NndslError, match=r"cannot write .*loss\.png"):
             painter.finish()
-        assert painter.pid is None  # the child was let go, the parent tried it itself
+        assert painter.worker is None  # let go of: the trainer tried it itself
+    assert _worker_pid() != pid
 
 
-def test_the_child_leaves_the_stop_signals_to_the_parent(program: object,
-                                                         tmp_path: Path) -> None:
-    with Painter.start(program, quiet=True) as painter:
-        painter.network("clf", tmp_path)
-        painter.finish()  # the child is serving, its handlers set
+def test_the_worker_leaves_the_stop_signals_to_the_trainer(program: object,
+                                                           tmp_path: Path) -> None:
+    with Painter.start(quiet=True) as painter:
+        painter.network(program, "clf", tmp_path)
+        painter.finish()  # the worker is serving, its handlers set
         for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-            os.kill(painter.pid, getattr(signal, name))
+            os.kill(painter.worker.process.pid, getattr(signal, name))
         painter.history(tmp_path, History(list(ROWS)), None)
         painter.finish()
-        assert painter.pid is not None  # it answered: it is still there
+        assert painter.worker is not None and painter.worker.alive()  # it answered
     assert all((tmp_path / name).is_file() for name in FILES)
 
 
-def test_a_child_let_go_with_work_left_is_killed_and_reaped(program: object,
-                                                            tmp_path: Path) -> None:
-    painter = Painter.start(program, quiet=True)
-    pid = painter.pid
-    painter.history(tmp_path, History(list(ROWS) * 50), None)
-    painter.close()
-    deadline = time.monotonic() + 10
-    while pid in painting._EXITING and time.monotonic() < deadline:
-        painting._reap()
-        time.sleep(0.01)
-    assert pid not in painting._EXITING
-    with pytest.raises(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+def test_a_run_that_ends_with_work_left_kills_the_worker(program: object,
+                                                         tmp_path: Path) -> None:
+    with Painter.start(quiet=True) as painter:
+        process = painter.worker.process
+        painter.history(tmp_path, History(list(ROWS) * 50), None)
+    assert process.wait(timeout=10) == -signal.SIGKILL  # its late answer reaches no one
+    assert _worker_pid() != process.pid
 
 
-def test_a_model_too_big_to_draw_is_said_once_by_the_parent(
-        program: object, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    def too_big(*args: object) -> str:
-        return "the picture would be 90,000 pixels wide"
-
-    monkeypatch.setitem(painting.JOBS, "network", too_big)  # inherited by the child
-    with Painter.start(program, quiet=False) as painter:
-        painter.network("clf", tmp_path)
+def test_a_picture_that_is_not_drawn_is_said_by_the_trainer(
+        program: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with Painter.start(quiet=False) as painter:
+        painter.network(program, "clf", tmp_path / "missing")
         painter.finish()
-    assert capsys.readouterr().err == (
-        "network.svg not written: the picture would be 90,000 pixels wide\n")
+        assert painter.worker is not None
+    err = capsys.readouterr().err
+    assert err.startswith("network.svg not written: cannot write") and "missing" in err
 
 
 KILLED_PARENT = """
-import os, signal, sys, time
+import os, signal, sys
 from pathlib import Path
 from nndsl.files import lock_run_dir
 from nndsl.program import load
-from nndsl.training import painter as painting
+from nndsl.training.painter import Painter
 
-painting.JOBS["network"] = lambda *args: time.sleep(600)  # a child busy when its parent dies
 run = Path(sys.argv[1])
 with lock_run_dir(run):
-    painter = painting.Painter.start(load(sys.argv[2])[0], quiet=True)
-    print(painter.pid, flush=True)
-    painter.network("clf", run)
-    time.sleep(0.5)
+    painter = Painter.start(quiet=True)
+    painter.network(load(sys.argv[2])[0], "clf", run)
+    painter.finish()  # the worker is serving: it asked to die with its parent
+    worker = painter.worker.process.pid
+    print(worker, flush=True)
+    os.kill(worker, signal.SIGSTOP)  # a stopped worker cannot leave by itself
     os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def test_a_killed_parent_leaves_neither_its_lock_nor_its_child(tmp_path: Path) -> None:
-    import subprocess
-
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG, /proc")
+def test_a_killed_trainer_leaves_neither_its_lock_nor_its_worker(spec: Path,
+                                                                 tmp_path: Path) -> None:
     from nndsl.files import lock_run_dir
 
-    spec = tmp_path / "clf.nn"
-    spec.write_text(SPEC, encoding="utf-8")
     run = tmp_path / "run"
     done = subprocess.run([sys.executable, "-c", KILLED_PARENT, str(run), str(spec)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == -signal.SIGKILL, done.stderr
-    child = int(done.stdout)
-    with lock_run_dir(run):  # free at once: the child closed its copy of the lock file
+    worker = int(done.stdout)
+    with lock_run_dir(run):  # free at once
         pass
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and Path(f"/proc/{child}").exists():
+    while time.monotonic() < deadline and _running(worker):
         time.sleep(0.01)
-    assert not Path(f"/proc/{child}").exists()  # killed with its parent, reaped by init
+    if _running(worker):
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the worker outlived its parent")
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` exists and is not a zombie (killed, waiting to be reaped by init)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"

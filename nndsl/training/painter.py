@@ -1,32 +1,39 @@
-"""A run's pictures, drawn beside the training by a child process forked when the run starts.
+"""A run's pictures, drawn beside the training by a worker process.
 
 matplotlib and networkx take about 0.8 s to import, and a run's network picture and plots
-0.1–0.2 s to draw: a quarter of a small `nndsl train`, and all of it after the training has
-ended. A child forked before the training (before torch is imported, from the command line)
-imports them while the parent imports torch and trains, on a core a small model's training
-loop leaves idle; it draws network.svg as soon as the run directory exists, and the plots
-from the history the parent sends when the training ends, while the parent writes the weights
-and checks the export. The parent waits for every picture before the run returns, so the run
-directory is whole when `nndsl train` ends, as before. A process that trains again (a
-notebook, the benchmark) imports the drawing libraries itself before its second fork, once, so
-that its later children start with them instead of importing them again on every run.
+0.1–0.2 s to draw: a quarter of a small `nndsl train`, all of it after the training has ended.
+A worker — a fresh Python started the first time a process trains, sharing no memory with it —
+imports them while the trainer imports torch and trains, on a core a small model's training loop
+leaves idle; it draws network.svg as soon as the run directory exists, and the plots from the
+history the trainer sends when the training ends, while the trainer writes the weights and
+checks the export. The trainer waits for every picture before the run returns, so the run
+directory is whole when `nndsl train` ends, as before. A process that trains again (a notebook,
+the benchmark) keeps its worker, so later runs find the libraries imported.
 
-Nothing depends on the child: a request it answers with a failure, or never answers because it
-died or hung, is done again by the parent, in-process, with the same functions and the same
-errors. Where there is no `fork` with well-defined behaviour (outside Linux), and in a
-data-parallel rank, the parent draws everything itself.
+Nothing depends on the worker: a request it answers with a failure, or never answers because it
+died or hung, is done again by the trainer, in-process, with the same functions and the same
+errors, and the next run starts another worker. The worker ignores the signals that stop a run
+(a terminal's Ctrl-C reaches both; the trainer handles it, then asks for the plots of the epochs
+done) and dies with its parent (PR_SET_PDEATHSIG on Linux; elsewhere it exits when the pipe
+closes). Without POSIX file descriptors to hand over (Windows), in data-parallel ranks, and while
+another thread's run holds the worker, the trainer draws the pictures itself. A history holds
+plain numbers, so the worker never imports torch.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
+import socket
+import subprocess
 import sys
+import threading
 import time
-import warnings
 from collections.abc import Callable
-from multiprocessing.connection import Connection, Pipe
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -35,76 +42,121 @@ from nndsl.training.outputs import network_picture, save_plots, save_tables
 from nndsl.training.session import STOP_SIGNALS
 from nndsl.training.stages import History
 
-PATIENCE_SECONDS = 120.0  # a request unanswered this long means the child is stuck
-POLL_SECONDS = 0.05  # how often a waiting parent checks that the child is still alive
+PATIENCE_SECONDS = 120.0  # a request unanswered this long means the worker is stuck
+POLL_SECONDS = 0.05  # how often a waiting trainer checks that the worker is still alive
 PRELOAD = ("matplotlib.figure", "matplotlib.backends.backend_agg", "networkx", "nndsl.plot",
            "nndsl.graph_picture")
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
-_FORKS = [0]  # children forked by this process so far
-_EXITING: list[int] = []  # children let go of and not reaped yet
+ROOT = Path(__file__).resolve().parents[2]  # where the worker imports nndsl from
+
+JOBS: dict[str, Callable[..., Any]] = {"network": network_picture, "plots": save_plots}
 
 
-def _plots(program: Program, path: Path, history: History, diagnostics: History | None) -> None:
-    save_plots(path, history, diagnostics)
+@dataclass
+class Worker:
+    """The worker process and this process's end of its socket; one run at a time uses it."""
+
+    process: subprocess.Popen[bytes]
+    conn: Connection
+    busy: bool = False
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        """Kill it (it may be drawing for a run that no longer waits) and forget it."""
+        global _worker
+        with _lock:
+            if _worker is self:
+                _worker = None
+        self.conn.close()
+        with contextlib.suppress(OSError):
+            self.process.kill()
 
 
-JOBS: dict[str, Callable[..., Any]] = {"network": network_picture, "plots": _plots}
+_worker: Worker | None = None
+_lock = threading.Lock()
+
+
+def _claim() -> Worker | None:
+    """This process's worker, started if there is none (or it died); None while another run
+    holds it, or when it cannot be started."""
+    global _worker
+    with _lock:
+        if _worker is not None and not _worker.alive():
+            _worker.conn.close()
+            _worker = None
+        if _worker is None:
+            _worker = _spawn()
+            if _worker is None:
+                return None
+        if _worker.busy:
+            return None
+        _worker.busy = True
+        return _worker
+
+
+def _spawn() -> Worker | None:
+    ours, theirs = socket.socketpair()
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+            f"from nndsl.training.painter import serve; serve({theirs.fileno()}, {os.getpid()})")
+    try:
+        process = subprocess.Popen([sys.executable, "-c", code], pass_fds=(theirs.fileno(),),
+                                   stdin=subprocess.DEVNULL)
+    except OSError:
+        ours.close()
+        return None
+    finally:
+        theirs.close()
+    return Worker(process, Connection(ours.detach()))
+
+
+@atexit.register
+def _let_go() -> None:
+    """At exit the worker reads the end of its pipe and leaves; one still drawing is killed."""
+    worker = _worker
+    if worker is not None:
+        worker.conn.close()
+        try:
+            worker.process.wait(0.5)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
 
 
 class Painter:
-    """The parent's side: requests go to the child as they come (`network` once the run
-    directory exists, `plots` when the history is final); `finish` waits for the answers and
-    does in-process what the child could not. Without a child every request runs at once."""
+    """A run's side: requests go to the worker as they come (`network` once the run directory
+    exists, `plots` when the history is final); `finish` waits for the answers and does here
+    what the worker could not. Without a worker every request runs at once, here."""
 
-    def __init__(self, program: Program, quiet: bool) -> None:
-        self.program, self.quiet = program, quiet
-        self.pid: int | None = None
-        self._conn: Connection | None = None
+    def __init__(self, quiet: bool, worker: Worker | None) -> None:
+        self.quiet, self.worker = quiet, worker
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
 
     @classmethod
-    def start(cls, program: Program, quiet: bool, fork: bool = True) -> Painter:
-        """A painter with a child when `fork` and the platform allow it."""
-        _reap()
-        painter = cls(program, quiet)
-        if fork and sys.platform.startswith("linux"):
-            painter._fork()
-        return painter
+    def start(cls, quiet: bool, spawn: bool = True) -> Painter:
+        """A painter with the process's worker when `spawn` and the platform allow it (not in
+        a frozen application, whose executable is not a Python to start the worker with)."""
+        able = os.name == "posix" and not getattr(sys, "frozen", False)
+        return cls(quiet, _claim() if spawn and able else None)
 
-    def _fork(self) -> None:
-        if _FORKS[0]:
-            _preload()  # a no-op once done
-        _FORKS[0] += 1
-        ours, theirs = Pipe()
-        for stream in (sys.stdout, sys.stderr):  # else the child would repeat buffered output
-            stream.flush()
-        parent = os.getpid()
-        with warnings.catch_warnings():  # Python 3.12+ warns when the parent has threads; the
-            warnings.simplefilter("ignore", DeprecationWarning)  # child never touches theirs
-            pid = os.fork()
-        if pid == 0:  # the child: never returns
-            _serve(theirs, ours, self.program, parent)
-        theirs.close()
-        self.pid, self._conn = pid, ours
-
-    def network(self, model: str, path: Path) -> None:
+    def network(self, program: Program, model: str, path: Path) -> None:
         """network.svg of `model` in `path`."""
-        self._ask("network", (model, path))
+        self._ask("network", (program, model, path))
 
     def history(self, path: Path, history: History, diagnostics: History | None) -> None:
-        """metrics.csv (and diagnostics.csv) at once, here; the plots by the child."""
+        """metrics.csv (and diagnostics.csv) at once, here; the plots by the worker."""
         save_tables(path, history, diagnostics)
         self._ask("plots", (path, history, diagnostics))
 
     def _ask(self, kind: str, args: tuple[Any, ...]) -> None:
-        if self._conn is not None:
+        if self.worker is not None:
             try:
-                self._conn.send((kind, args))
+                self.worker.conn.send((kind, args))
                 self._pending.append((kind, args))
                 return
-            except OSError:  # the child is gone: from now on everything is drawn here
-                self._stop(kill=True)
-        self._done(kind, JOBS[kind](self.program, *args))
+            except OSError:  # the worker is gone: from now on everything is drawn here
+                self._drop_worker()
+        self._done(kind, JOBS[kind](*args))
 
     def finish(self) -> None:
         """Every picture asked for is on disk when this returns (or its error raised)."""
@@ -112,9 +164,9 @@ class Painter:
         for index, (kind, _) in enumerate(pending):
             answer = self._answer()
             if answer is None or answer[0] != "ok":
-                self._stop(kill=True)  # redo this request and the ones after it here, in order
+                self._drop_worker()  # redo this request and the ones after it here, in order
                 for kind_, args in pending[index:]:
-                    self._done(kind_, JOBS[kind_](self.program, *args))
+                    self._done(kind_, JOBS[kind_](*args))
                 return
             self._done(kind, answer[1])
 
@@ -123,46 +175,33 @@ class Painter:
             print(f"network.svg not written: {result}", file=sys.stderr)
 
     def _answer(self) -> tuple[str, Any] | None:
-        """The child's next answer; None once it has died or stopped answering."""
-        conn, deadline = self._conn, time.monotonic() + PATIENCE_SECONDS
-        while conn is not None and time.monotonic() < deadline:
+        """The worker's next answer; None once it has died or stopped answering."""
+        worker, deadline = self.worker, time.monotonic() + PATIENCE_SECONDS
+        while worker is not None and time.monotonic() < deadline:
             try:
-                if conn.poll(POLL_SECONDS):
-                    return conn.recv()
+                if worker.conn.poll(POLL_SECONDS):
+                    return worker.conn.recv()
             except (EOFError, OSError):
                 return None
-            if not self._alive():
+            if not worker.alive():
                 return None
         return None
 
-    def _alive(self) -> bool:
-        if self.pid is None:
-            return False
-        try:
-            pid, _ = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            return False
-        if pid == 0:
-            return True
-        self.pid = None  # reaped
-        return False
+    def _drop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
 
     def close(self) -> None:
-        """Let the child go: it exits when its pipe closes, and is reaped by the next painter
-        (a run does not wait for its exit). Unanswered requests are dropped, and the child
-        that was working on them killed: `finish` first to keep them."""
-        self._stop(kill=bool(self._pending))
-        self._pending = []
-
-    def _stop(self, kill: bool = True) -> None:
-        conn, pid, self._conn, self.pid = self._conn, self.pid, None, None
-        if conn is not None:
-            conn.close()
-        if pid is not None:
-            if kill:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            _EXITING.append(pid)
+        """Hand the worker back for the next run. Unanswered requests are dropped and the
+        worker drawing them killed (its late answers would reach the next run): `finish`
+        first to keep them."""
+        if self._pending:
+            self._pending = []
+            self._drop_worker()
+        if self.worker is not None:
+            self.worker.busy = False
+            self.worker = None
 
     def __enter__(self) -> Painter:
         return self
@@ -171,58 +210,38 @@ class Painter:
         self.close()
 
 
-def _serve(conn: Connection, parents: Connection, program: Program, parent: int) -> None:
-    """The child: answer requests in order until the pipe closes; exits without running the
-    parent's exit handlers, and at once when the parent dies (a killed run leaves no child
-    drawing into its directory). Signals meant for the run (Ctrl-C reaches the whole process
-    group) are the parent's to handle: it stops the run, then asks for the plots."""
-    status = 0
+def serve(fd: int, parent: int) -> None:
+    """The worker: answer requests in order until the pipe closes or the parent dies."""
+    conn = Connection(fd)
     try:
-        parents.close()  # so that the parent's exit closes the pipe
-        _die_with(parent)
         for name in STOP_SIGNALS:
             if hasattr(signal, name):
                 signal.signal(getattr(signal, name), signal.SIG_IGN)
-        _preload()
+        _die_with(parent)
+        for module in PRELOAD:
+            __import__(module)
         while True:
             try:
-                request = conn.recv()
+                kind, args = conn.recv()
             except EOFError:
                 break
-            kind, args = request
             try:
-                answer: tuple[str, Any] = ("ok", JOBS[kind](program, *args))
-            except BaseException as e:  # the parent redoes it, and reports it
+                answer: tuple[str, Any] = ("ok", JOBS[kind](*args))
+            except BaseException as e:  # the trainer redoes it, and reports it
                 answer = ("failed", f"{type(e).__name__}: {e}")
             conn.send(answer)
-    except BaseException:  # an import that fails: the parent draws instead
-        status = 1
-    finally:
-        os._exit(status)
+    except BaseException:  # an import that fails, a pipe that breaks: the trainer draws
+        os._exit(1)
+    os._exit(0)  # nothing to tear down: leave at once
 
 
 def _die_with(parent: int) -> None:
-    """Ask the kernel to kill this process when its parent dies (prctl PR_SET_PDEATHSIG); a
+    """Ask the kernel to kill this process when its parent dies (Linux's PR_SET_PDEATHSIG); a
     parent that died before the request took effect is noticed by the changed parent id."""
-    import ctypes
+    if sys.platform.startswith("linux"):
+        import ctypes
 
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:
         os._exit(0)
-
-
-def _reap() -> None:
-    """Collect the children of earlier runs that have exited (none is waited for)."""
-    for pid in list(_EXITING):
-        try:
-            done = os.waitpid(pid, os.WNOHANG)[0] != 0
-        except ChildProcessError:
-            done = True
-        if done:
-            _EXITING.remove(pid)
-
-
-def _preload() -> None:
-    for module in PRELOAD:
-        __import__(module)

@@ -199,8 +199,8 @@ def train_spec(program: Program, spec_file: str, *, backend: str | None = None,
     check_memory(program, max_memory)
     graphs = [program.model(name) for name in run.models]
     ranks = distributed.from_env()
-    # forked before the data is loaded and torch imported: a small, single-threaded process
-    with Painter.start(program, quiet, fork=ranks is None) as painter:
+    # the painter's worker starts before torch is imported, and imports its own libraries meanwhile
+    with Painter.start(quiet, spawn=ranks is None) as painter:
         base_dir = Path(resume.meta["base_dir"]) if resume else Path(spec_file).resolve().parent
         data = load_dataset(run.data, graphs, spec, base_dir,  # before anything is written
                             Path(run_dir or ".") if resume else None)  # keep its labels
@@ -255,7 +255,7 @@ def _run(program: Program, spec_file: str, run: Plan, graphs: list[Graph], data:
         seed = int(spec.get("seed", 0))
         start, weights = None, {g.name: initialize(g, seed + i) for i, g in enumerate(graphs)}
     if writer:
-        painter.network(run.spec.model, path)  # drawn while the model trains
+        painter.network(program, run.spec.model, path)  # drawn while the model trains
     session.weights = {m: engine.to_backend(w) for m, w in weights.items()}
     best = Best(run.stages)
     hook = Checkpointer(path, session, meta, meta["checkpoint_every"], stages=len(run.stages),
