@@ -3,10 +3,11 @@ bench/handwritten.py and, when installed, Keras 3 `model.fit` and Lightning `Tra
 (bench/peers.py), on the same model, initial weights, optimizer, batch size and epochs.
 
 Two nndsl figures: `nndsl train` is everything the command does in-process (load the data,
-train with the per-epoch metrics, a checkpoint written and fsynced after every epoch, then
-metrics.csv, loss.png, weights.npz and model.onnx checked against NumPy), which is what a user
-pays; `nndsl training loop` is the training loop alone (per-epoch metrics, no files), the same
-work the hand-written loops do. Without a goal, `nndsl train` is also set beside the indexed
+train with the per-epoch metrics, checkpoints written and fsynced, then metrics.csv,
+weights.npz and model.onnx checked against NumPy, waiting for network.svg and the plots from its
+picture worker, which this process keeps from run to run), which is what a user pays;
+`nndsl training loop` is the training loop alone (per-epoch metrics, no files), the same work
+the hand-written loops do. Without a goal, `nndsl train` is also set beside the indexed
 loop written out as a script that writes the same kinds of files (bench/handwritten_files.py).
 """
 
