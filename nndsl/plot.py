@@ -162,16 +162,25 @@ def draw(ax: Any, rows: list[Mapping[str, Any]], keys: list[str], title: str,
         ax.text(0.5, 0.5, "no epochs recorded", transform=ax.transAxes, ha="center")
 
 
-def history_plots(rows: list[Mapping[str, Any]]) -> dict[str, bytes]:
-    """loss.png, and plots/METRIC.png for every other recorded series (PNG bytes by file)."""
+def history_files(rows: list[Mapping[str, Any]]) -> dict[str, tuple[str, list[str]]]:
+    """File -> (plot name, columns): loss.png, then plots/METRIC.png for every other series."""
     _, drawn = curves(rows)
     found = groups(drawn)
-    out = {}
-    for name, keys in {"loss": found.pop("loss", []), **found}.items():
-        fig, (ax,) = _figure()
-        draw(ax, rows, keys, name)
-        out["loss.png" if name == "loss" else f"plots/{name}.png"] = _png(fig)
-    return out
+    return {("loss.png" if name == "loss" else f"plots/{name}.png"): (name, keys)
+            for name, keys in {"loss": found.pop("loss", []), **found}.items()}
+
+
+def history_plot(rows: list[Mapping[str, Any]], name: str, keys: list[str]) -> bytes:
+    """One of `history_files`' plots, as PNG bytes."""
+    fig, (ax,) = _figure()
+    draw(ax, rows, keys, name)
+    return _png(fig)
+
+
+def history_plots(rows: list[Mapping[str, Any]]) -> dict[str, bytes]:
+    """loss.png, and plots/METRIC.png for every other recorded series (PNG bytes by file)."""
+    return {file: history_plot(rows, name, keys)
+            for file, (name, keys) in history_files(rows).items()}
 
 
 DIAGNOSTICS = (("grad_norm2", "||dE/dz||^2 per layer"), ("update_ratio", "update / weight"),

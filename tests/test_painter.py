@@ -113,6 +113,16 @@ def test_a_request_the_worker_fails_is_redone_here_and_raises(program: object,
     assert _worker_pid() != pid
 
 
+def test_a_plot_drawn_beside_the_others_that_fails_raises_its_own_error(
+        program: object, tmp_path: Path) -> None:
+    (tmp_path / "plots" / "accuracy.png").mkdir(parents=True)  # the second plot, drawn by a
+    with Painter.start(quiet=True) as painter:  # copy of the worker, cannot be written
+        painter.history(tmp_path, History(list(ROWS)), None)
+        with pytest.raises(NndslError, match=r"cannot write .*accuracy\.png"):
+            painter.finish()
+    assert (tmp_path / "loss.png").is_file()
+
+
 def test_the_worker_leaves_the_stop_signals_to_the_trainer(program: object,
                                                            tmp_path: Path) -> None:
     with Painter.start(quiet=True) as painter:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +29,28 @@ def save_tables(path: Path, history: History, diagnostics: History | None = None
 
 def save_plots(path: Path, history: History, diagnostics: History | None = None) -> None:
     """loss.png, plots/METRIC.png and, with diagnostics, plots/diagnostics.png."""
-    from nndsl.plot import diagnostics_plot, history_plots
+    for file, draw in plot_jobs(history, diagnostics):
+        save_plot(path, file, draw)
 
-    plots = history_plots(history.rows)
+
+def plot_jobs(history: History, diagnostics: History | None = None
+              ) -> list[tuple[str, Callable[[], bytes]]]:
+    """Each plot of `save_plots`: its file, and what draws it (each one on its own, so that
+    several can be drawn at once)."""
+    from nndsl.plot import diagnostics_plot, history_files, history_plot
+
+    rows = history.rows
+    jobs: list[tuple[str, Callable[[], bytes]]] = [
+        (file, partial(history_plot, rows, name, keys))
+        for file, (name, keys) in history_files(rows).items()]
     if diagnostics is not None and diagnostics.rows:
-        plots["plots/diagnostics.png"] = diagnostics_plot(diagnostics.rows)
-    for name, png in plots.items():
-        (path / name).parent.mkdir(exist_ok=True)
-        atomic_write(path / name, png)
+        jobs.append(("plots/diagnostics.png", partial(diagnostics_plot, diagnostics.rows)))
+    return jobs
+
+
+def save_plot(path: Path, file: str, draw: Callable[[], bytes]) -> None:
+    (path / file).parent.mkdir(exist_ok=True)
+    atomic_write(path / file, draw())
 
 
 def weights_file(model: str, main: str) -> str:

@@ -6,9 +6,10 @@ A worker — a fresh Python started the first time a process trains, sharing no 
 imports them while the trainer imports torch and trains, on a core a small model's training loop
 leaves idle; it draws network.svg as soon as the run directory exists, and the plots from the
 history the trainer sends when the training ends, while the trainer writes the weights and
-checks the export. The trainer waits for every picture before the run returns, so the run
-directory is whole when `nndsl train` ends, as before. A process that trains again (a notebook,
-the benchmark) keeps its worker, so later runs find the libraries imported.
+checks the export (several plots at once, on the cores the waiting trainer leaves idle). The
+trainer waits for every picture before the run returns, so the run directory is whole when
+`nndsl train` ends, as before. A process that trains again (a notebook, the benchmark) keeps its
+worker, so later runs find the libraries imported.
 
 Nothing depends on the worker: a request it answers with a failure, or never answers because it
 died or hung, is done again by the trainer, in-process, with the same functions and the same
@@ -38,7 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from nndsl.ir import Program
-from nndsl.training.outputs import network_picture, save_plots, save_tables
+from nndsl.training.outputs import (
+    network_picture,
+    plot_jobs,
+    save_plot,
+    save_plots,
+    save_tables,
+)
 from nndsl.training.session import STOP_SIGNALS
 from nndsl.training.stages import History
 
@@ -49,7 +56,46 @@ PRELOAD = ("matplotlib.figure", "matplotlib.backends.backend_agg", "networkx", "
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 ROOT = Path(__file__).resolve().parents[2]  # where the worker imports nndsl from
 
+
+
+def _plots_at_once(path: Path, history: History, diagnostics: History | None) -> None:
+    """The worker's `save_plots`: each plot after the first drawn by a forked copy of the
+    worker (a small process without threads) on a core the waiting trainer leaves idle; a plot
+    a copy did not write is drawn again here, raising its error."""
+    jobs = plot_jobs(history, diagnostics)
+    if len(jobs) < 2 or _cores() < 2:
+        return save_plots(path, history, diagnostics)
+    copies: list[tuple[int, str, Callable[[], bytes]]] = []
+    try:
+        for file, draw in jobs[1:]:
+            pid = os.fork()
+            if pid == 0:
+                _draw_and_leave(path, file, draw)
+            copies.append((pid, file, draw))
+        save_plot(path, *jobs[0])
+    finally:
+        failed = [(file, draw) for pid, file, draw in copies
+                  if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0]
+    for file, draw in failed:
+        save_plot(path, file, draw)
+
+
+def _draw_and_leave(path: Path, file: str, draw: Callable[[], bytes]) -> None:
+    status = 1
+    try:
+        save_plot(path, file, draw)
+        status = 0
+    finally:
+        os._exit(status)
+
+
+def _cores() -> int:
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
 JOBS: dict[str, Callable[..., Any]] = {"network": network_picture, "plots": save_plots}
+WORKER_JOBS = {**JOBS, "plots": _plots_at_once}  # what the worker runs for each request
 
 
 @dataclass
@@ -226,7 +272,7 @@ def serve(fd: int, parent: int) -> None:
             except EOFError:
                 break
             try:
-                answer: tuple[str, Any] = ("ok", JOBS[kind](*args))
+                answer: tuple[str, Any] = ("ok", WORKER_JOBS[kind](*args))
             except BaseException as e:  # the trainer redoes it, and reports it
                 answer = ("failed", f"{type(e).__name__}: {e}")
             conn.send(answer)
