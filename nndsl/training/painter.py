@@ -57,7 +57,6 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 ROOT = Path(__file__).resolve().parents[2]  # where the worker imports nndsl from
 
 
-
 def _plots_at_once(path: Path, history: History, diagnostics: History | None) -> None:
     """The worker's `save_plots`: each plot after the first drawn by a forked copy of the
     worker (a small process without threads) on a core the waiting trainer leaves idle; a plot
