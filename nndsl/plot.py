@@ -177,12 +177,6 @@ def history_plot(rows: list[Mapping[str, Any]], name: str, keys: list[str]) -> b
     return _png(fig)
 
 
-def history_plots(rows: list[Mapping[str, Any]]) -> dict[str, bytes]:
-    """loss.png, and plots/METRIC.png for every other recorded series (PNG bytes by file)."""
-    return {file: history_plot(rows, name, keys)
-            for file, (name, keys) in history_files(rows).items()}
-
-
 DIAGNOSTICS = (("grad_norm2", "||dE/dz||^2 per layer"), ("update_ratio", "update / weight"),
                ("dead_fraction", "dead ReLUs"), ("saturated_fraction", "saturated units"))
 

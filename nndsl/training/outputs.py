@@ -149,14 +149,15 @@ def _export(program: Program, spec_file: str, graph: Graph, weights: dict[str, n
 
 
 def network_picture(program: Program, model: str, path: Path) -> str | None:
-    """Draw network.svg; returns why it was not drawn (a model too big to draw), else None."""
+    """Draw network.svg; returns why it was not drawn (a model too big to draw, a folder it
+    cannot write to), else None."""
     from nndsl.graph_picture import draw_network
 
-    partial = path / "network.tmp.svg"
+    drawing = path / "network.tmp.svg"
     try:
-        draw_network(program, program.model(model), partial)
+        draw_network(program, program.model(model), drawing)
     except NndslError as e:
-        partial.unlink(missing_ok=True)
+        drawing.unlink(missing_ok=True)
         return e.message
-    partial.replace(path / "network.svg")
+    drawing.replace(path / "network.svg")
     return None
