@@ -78,6 +78,16 @@ def test_the_worker_draws_the_same_files_as_the_trainer(program: object,
     assert _files(tmp_path / "worker") == _drawn_here(program, tmp_path / "here")
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+def test_the_worker_runs_on_one_thread_so_its_copies_fork_safely(program: object,
+                                                                 tmp_path: Path) -> None:
+    with Painter.start(quiet=True) as painter:
+        painter.network(program, "clf", tmp_path)  # numpy, matplotlib and networkx at work
+        painter.finish()
+        status = Path(f"/proc/{painter.worker.process.pid}/status").read_text()
+    assert status.split("Threads:")[1].split()[0] == "1"  # no BLAS thread pool
+
+
 def test_later_runs_keep_the_worker_and_one_run_holds_it_at_a_time(program: object,
                                                                    tmp_path: Path) -> None:
     with Painter.start(quiet=True) as first:

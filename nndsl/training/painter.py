@@ -55,6 +55,8 @@ PRELOAD = ("matplotlib.figure", "matplotlib.backends.backend_agg", "networkx", "
            "nndsl.graph_picture")
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 ROOT = Path(__file__).resolve().parents[2]  # where the worker imports nndsl from
+# the worker draws on one thread (no BLAS pool), so it can fork copies of itself safely
+ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def _plots_at_once(path: Path, history: History, diagnostics: History | None) -> None:
@@ -147,7 +149,7 @@ def _spawn() -> Worker | None:
             f"from nndsl.training.painter import serve; serve({theirs.fileno()}, {os.getpid()})")
     try:
         process = subprocess.Popen([sys.executable, "-c", code], pass_fds=(theirs.fileno(),),
-                                   stdin=subprocess.DEVNULL)
+                                   stdin=subprocess.DEVNULL, env={**os.environ, **ONE_THREAD})
     except OSError:
         ours.close()
         return None
