@@ -145,7 +145,9 @@ def _claim() -> Worker | None:
 
 def _spawn() -> Worker | None:
     ours, theirs = socket.socketpair()
-    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+    # the same nndsl as this process; a folder already on the path (site-packages) keeps its
+    # place, so that nothing there shadows the standard library
+    code = (f"import sys; root = {str(ROOT)!r}; root in sys.path or sys.path.insert(0, root); "
             f"from nndsl.training.painter import serve; serve({theirs.fileno()}, {os.getpid()})")
     try:
         process = subprocess.Popen([sys.executable, "-c", code], pass_fds=(theirs.fileno(),),
