@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from functools import cache
 
 from lark import Lark, Token, Tree, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
@@ -10,6 +9,7 @@ from lark.exceptions import VisitError
 from nndsl.grammar.ast import RESERVED, Module, ToAst
 
 from nndsl.errors import NndslError, Span
+from nndsl.files import cache_dir
 
 PUNCTUATION = {
     "LPAR": "'('", "RPAR": "')'", "LBRACE": "'{'", "RBRACE": "'}'", "LSQB": "'['",
@@ -31,15 +31,14 @@ def _cache_file() -> str | bool:
     """Where Lark keeps the grammar's LALR tables between processes: building them costs every
     command ~55 ms, loading them ~5. Lark stamps the file with a hash of the grammar, its
     options and the Lark and Python versions, and builds afresh (rewriting it) on any mismatch
-    or unreadable file. In the user's own cache directory, not the shared temporary one, since
-    the file is a pickle; False (no cache) where that directory cannot be made."""
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = os.path.join(root, "nndsl")
+    or unreadable file. In nndsl's own cache folder, not the shared temporary one, since the
+    file is a pickle; False (no cache) where that folder cannot be made."""
+    folder = cache_dir()
     try:
-        os.makedirs(folder, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         return False
-    return os.path.join(folder, "grammar.lark-cache")
+    return str(folder / "grammar.lark-cache")
 
 
 def _describe_expected(expected: set[str]) -> str:

@@ -22,6 +22,16 @@ RUN_FILES = ("checkpoint.npz", "weights.npz", "model.onnx")  # a directory with 
 OLD_FILES = (*RUN_FILES, "metrics.csv", "loss.png", "config.json", "heldout_x.npy", "spec.nn")
 
 
+def cache_dir() -> Path:
+    """nndsl's cache folder: $NNDSL_CACHE_DIR, else $XDG_CACHE_HOME/nndsl, else ~/.cache/nndsl
+    (converted CSV files, the parser's tables)."""
+    given = os.environ.get("NNDSL_CACHE_DIR")
+    if given:
+        return Path(given)
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "nndsl"
+
+
 def _why(e: OSError) -> str:
     if e.errno == errno.ENOSPC:
         return "the disk is full"

@@ -26,7 +26,8 @@ BROKEN = "model m {\n  input x: [batch, 2]\n  y = x -> dense(3 ->\n}\n"
 
 
 def _parse(spec: Path, cache_home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache_home)}
+    env = {k: v for k, v in os.environ.items() if k != "NNDSL_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(cache_home)
     return subprocess.run([sys.executable, "-c", PARSE, str(spec)], capture_output=True,
                           text=True, env=env, timeout=120)
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from nndsl.data.stream import Mapped
 from nndsl.errors import NndslError, Span, did_you_mean
+from nndsl.files import cache_dir
 from nndsl.npz import map_npy
 from nndsl.table_files import Table, _records, is_number, shown_cell, unknown_label
 
@@ -41,14 +42,6 @@ def cache_bytes() -> int:
         return int(given) if given is not None else DEFAULT_CACHE_BYTES
     except ValueError:
         raise NndslError(f"NNDSL_CSV_CACHE_BYTES={given!r} is not a number of bytes") from None
-
-
-def cache_dir() -> Path:
-    given = os.environ.get("NNDSL_CACHE_DIR")
-    if given:
-        return Path(given)
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "nndsl"
 
 
 @dataclass
