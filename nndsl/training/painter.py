@@ -64,16 +64,16 @@ def _plots_at_once(path: Path, history: History, diagnostics: History | None) ->
     worker (a small process without threads) on a core the waiting trainer leaves idle; a plot
     a copy did not write is drawn again here, raising its error."""
     jobs = plot_jobs(history, diagnostics)
-    if len(jobs) < 2 or _cores() < 2:
-        return save_plots(path, history, diagnostics)
+    beside = jobs[1:] if _cores() > 1 else []
     copies: list[tuple[int, str, Callable[[], bytes]]] = []
     try:
-        for file, draw in jobs[1:]:
+        for file, draw in beside:
             pid = os.fork()
             if pid == 0:
                 _draw_and_leave(path, file, draw)
             copies.append((pid, file, draw))
-        save_plot(path, *jobs[0])
+        for file, draw in jobs[:len(jobs) - len(beside)]:
+            save_plot(path, file, draw)
     finally:
         failed = [(file, draw) for pid, file, draw in copies
                   if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0]
