@@ -154,7 +154,7 @@ class RunLock:
 
 def _forget_locks() -> None:
     """In a forked child: close the copies of the lock files. The lock belongs to the open
-    file, so a child that kept its copy (the painter, a data worker) would keep a killed
+    file, so a child that kept its copy (a data worker, a user's own fork) would keep a killed
     parent's run directory locked for as long as the child lives; the parent's copy stays."""
     for file, _ in RunLock.held.values():
         file.close()

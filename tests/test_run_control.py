@@ -192,9 +192,9 @@ def test_the_lock_names_this_process_while_it_runs(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_does_not_keep_its_parents_lock(tmp_path: Path) -> None:
-    """A child forked while the run is held (the painter, a data worker) closes its copy of the
-    lock file as it starts: once the parent lets go (or is killed), the run is free though the
-    child lives on."""
+    """A child forked while the run is held (a data worker, a user's own fork) closes its copy
+    of the lock file as it starts: once the parent lets go (or is killed), the run is free
+    though the child lives on."""
     from nndsl.files import RunLock, lock_run_dir
 
     wake, sleeper = os.pipe()
