@@ -171,10 +171,37 @@ def history_files(rows: list[Mapping[str, Any]]) -> dict[str, tuple[str, list[st
 
 
 def history_plot(rows: list[Mapping[str, Any]], name: str, keys: list[str]) -> bytes:
-    """One of `history_files`' plots, as PNG bytes."""
-    fig, (ax,) = _figure()
+    """One of `history_files`' plots, as PNG bytes (on a spare figure when one is ready)."""
+    fig, (ax,) = _SPARE.pop() if _SPARE else _figure()
     draw(ax, rows, keys, name)
     return _png(fig)
+
+
+# Figures drawn once and emptied, for `history_plot`: a new axis creates its tick marks and
+# labels on its first drawing, a third of a plot's cost. An emptied figure draws the same
+# pixels as a new one (tests/test_plot.py compares them byte for byte). Only the picture
+# worker (nndsl/training/painter.py) prepares them, while it would otherwise wait.
+_SPARE: list[tuple[Any, list[Any]]] = []
+
+
+def spare_figures() -> int:
+    """How many figures `prepare_figure` has left ready."""
+    return len(_SPARE)
+
+
+def prepare_figure() -> None:
+    """One more spare figure: a one-panel figure drawn once with a placeholder curve, which is
+    then taken away with the limits it set."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig, (ax,) = _figure()
+    line, = ax.plot([1, 50], [0.01, 1.0])
+    FigureCanvasAgg(fig).draw()  # the canvas savefig would make: its renderer is kept too
+    line.remove()
+    ax.relim()
+    ax.set_xlim(0.0, 1.0, auto=None)  # a new axis's limits, still autoscaled
+    ax.set_ylim(0.0, 1.0, auto=None)
+    _SPARE.append((fig, [ax]))
 
 
 DIAGNOSTICS = (("grad_norm2", "||dE/dz||^2 per layer"), ("update_ratio", "update / weight"),

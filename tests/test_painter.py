@@ -79,6 +79,24 @@ def test_the_worker_draws_the_same_files_as_the_trainer(program: object,
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+def test_an_idle_worker_prepares_a_few_figures_and_a_failure_stops_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from nndsl import plot
+    from nndsl.training import painter
+
+    monkeypatch.setattr(plot, "_SPARE", [])
+    ready = [painter._prepare_spare() for _ in range(painter.SPARE_FIGURES + 1)]
+    assert ready == [True] * painter.SPARE_FIGURES + [False]
+    assert plot.spare_figures() == painter.SPARE_FIGURES
+
+    def broken() -> None:
+        raise RuntimeError("no canvas")
+
+    monkeypatch.setattr(plot, "_SPARE", [])
+    monkeypatch.setattr(plot, "prepare_figure", broken)
+    assert painter._prepare_spare() is False  # the worker goes on, drawing on new figures
+
+
 def test_the_worker_runs_on_one_thread_so_its_copies_fork_safely(program: object,
                                                                  tmp_path: Path) -> None:
     with Painter.start(quiet=True) as painter:

@@ -139,6 +139,32 @@ def test_log_scale_over_two_decades_and_phases_marked() -> None:
     assert flat.get_yscale() == "linear" and not flat.texts
 
 
+def _histories() -> dict[str, list[dict[str, object]]]:
+    """Histories whose plots differ in what a drawing decides: markers or not (30 points), a
+    log scale, phases, step rows, gaps, one point, none."""
+    def rows(n: int, **kw: object) -> list[dict[str, object]]:
+        return [{"kind": "epoch", "epoch": i, "step": 10 * i, "phase": "a", "loss": 2.0 / i,
+                 "val_loss": 2.5 / i, "accuracy": 1 - 1 / (i + 1), "lr": 0.1 * 0.5 ** (i // 3),
+                 **kw} for i in range(1, n + 1)]
+    return {"few": rows(6), "many": rows(45), "one": rows(1), "none": [],
+            "log": [{**r, "loss": 10.0 ** -r["epoch"]} for r in rows(8)],
+            "phases": [{**r, "phase": "ab"[r["epoch"] > 4]} for r in rows(9)],
+            "steps": [{**r, "kind": "step"} for r in rows(12)],
+            "gaps": [{**r, "val_loss": "" if r["epoch"] % 2 else 1.0} for r in rows(7)]}
+
+
+@pytest.mark.parametrize("history", list(_histories()))
+def test_a_spare_figure_draws_the_bytes_of_a_new_one(history: str) -> None:
+    from nndsl import plot
+
+    rows = _histories()[history]
+    for name, keys in plot.history_files(rows).values() or [("loss", ["loss"])]:
+        new = plot.history_plot(rows, name, keys)
+        plot.prepare_figure()
+        assert plot.history_plot(rows, name, keys) == new
+        assert plot.spare_figures() == 0
+
+
 def test_a_live_terminal_keeps_every_epoch_line() -> None:
     from rich.console import Console
 

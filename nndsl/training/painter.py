@@ -6,9 +6,10 @@ A worker — a fresh Python started the first time a process trains, sharing no 
 imports them while the trainer imports torch and trains, on a core a small model's training loop
 leaves idle; it draws network.svg as soon as the run directory exists, and the plots from the
 history the trainer sends when the training ends, while the trainer writes the weights and
-checks the export (several plots at once, on the cores the waiting trainer leaves idle). The
-trainer waits for every picture before the run returns, so the run directory is whole when
-`nndsl train` ends, as before. A process that trains again (a notebook, the benchmark) keeps its
+checks the export (several plots at once, on the cores the waiting trainer leaves idle), on
+figures it prepared while it had nothing to do (nndsl/plot.py's spare figures). The trainer
+waits for every picture before the run returns, so the run directory is whole when `nndsl train`
+ends, as before. A process that trains again (a notebook, the benchmark) keeps its
 worker, so later runs find the libraries imported.
 
 Nothing depends on the worker: a request it answers with a failure, or never answers because it
@@ -53,6 +54,7 @@ PATIENCE_SECONDS = 120.0  # a request unanswered this long means the worker is s
 POLL_SECONDS = 0.05  # how often a waiting trainer checks that the worker is still alive
 PRELOAD = ("matplotlib.figure", "matplotlib.backends.backend_agg", "networkx", "nndsl.plot",
            "nndsl.graph_picture")
+SPARE_FIGURES = 3  # figures the idle worker draws ahead: a loss and two metrics' plots
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 ROOT = Path(__file__).resolve().parents[2]  # where the worker imports nndsl from
 # the worker draws on one thread (no BLAS pool), so it can fork copies of itself safely
@@ -269,7 +271,11 @@ def serve(fd: int, parent: int) -> None:
         _die_with(parent)
         for module in PRELOAD:
             __import__(module)
+        spares = True
         while True:
+            if spares and not conn.poll(0):  # idle: a figure ready for the next plot
+                spares = _prepare_spare()
+                continue
             try:
                 kind, args = conn.recv()
             except EOFError:
@@ -279,9 +285,24 @@ def serve(fd: int, parent: int) -> None:
             except BaseException as e:  # the trainer redoes it, and reports it
                 answer = ("failed", f"{type(e).__name__}: {e}")
             conn.send(answer)
+            spares = True  # the plots may have used some
     except BaseException:  # an import that fails, a pipe that breaks: the trainer draws
         os._exit(1)
     os._exit(0)  # nothing to tear down: leave at once
+
+
+def _prepare_spare() -> bool:
+    """One more figure drawn ahead for a plot (nndsl/plot.py); False when there are enough, or
+    when preparing one fails (the plots are then drawn on new figures, as in the trainer)."""
+    from nndsl import plot
+
+    if plot.spare_figures() >= SPARE_FIGURES:
+        return False
+    try:
+        plot.prepare_figure()
+    except Exception:
+        return False
+    return True
 
 
 def _die_with(parent: int) -> None:
