@@ -203,3 +203,62 @@ def test_an_error_every_rank_meets_is_said_once(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.count("does not exist") == 1, done.stderr  # rank 0 says it, once
     assert "rank 0 exited with status 1" in done.stderr and "rank 1" not in done.stderr
+
+
+def _reduced(monkeypatch: pytest.MonkeyPatch, parts: list[list[np.ndarray]], losses: list[float],
+             f64: bool) -> list[tuple[float, list[np.ndarray]]]:
+    """Two ranks' `reduce`, run in two threads over an in-process all-reduce that sums the
+    ranks' buffers in their dtype, as gloo does; `f64` forces the float64 buffer."""
+    import threading
+
+    import torch
+    from nndsl.backends.torch import data_parallel as dp
+
+    if f64:
+        monkeypatch.setattr(dp, "summing_dtype", lambda parts, world: torch.float64)
+    meeting = threading.Barrier(2)
+    buffers: list[list[torch.Tensor]] = [[], []]
+
+    def all_reduce(x: torch.Tensor) -> None:
+        rank = int(threading.current_thread().name)
+        buffers[rank].append(x)
+        meeting.wait()
+        total = buffers[0][-1] + buffers[1][-1]
+        meeting.wait()
+        x.copy_(total)
+
+    monkeypatch.setattr(dp.dist, "all_reduce", all_reduce)
+    out: list[tuple[float, list[np.ndarray]]] = [(0.0, []), (0.0, [])]
+
+    def rank(r: int) -> None:
+        grads = {str(i): torch.as_tensor(a) for i, a in enumerate(parts[r])}
+        loss = dp.DataParallel(r, 2, lambda: False).reduce(losses[r], grads, {})
+        out[r] = (loss, [g.numpy() for g in grads.values()])
+
+    threads = [threading.Thread(target=rank, args=(r,), name=str(r)) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def test_two_ranks_sum_float32_gradients_in_float32_with_the_float64_sums_bits(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+
+    def wide(*shape: int) -> np.ndarray:  # magnitudes from 1e-40 (subnormal) to 1e30
+        return (rng.standard_normal(shape) * 10.0 ** rng.uniform(-40, 30, shape)) \
+            .astype(np.float32)
+
+    parts = [[wide(300, 7), wide(7), np.zeros(3, np.float32)] for _ in range(2)]
+    losses = [0.1234567890123, 0.9876543210987]
+    f32 = _reduced(monkeypatch, parts, losses, f64=False)
+    with monkeypatch.context() as m:
+        f64 = _reduced(m, parts, losses, f64=True)
+    for (loss32, grads32), (loss64, grads64) in zip(f32, f64, strict=True):
+        assert loss32 == loss64 == losses[0] + losses[1]  # the loss still summed in float64
+        for a, b in zip(grads32, grads64, strict=True):
+            assert a.dtype == b.dtype == np.float32
+            np.testing.assert_array_equal(a.view(np.int32), b.view(np.int32))
