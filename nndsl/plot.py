@@ -179,7 +179,7 @@ def history_plot(rows: list[Mapping[str, Any]], name: str, keys: list[str]) -> b
 
 # Figures drawn once and emptied, for `history_plot`: a new axis creates its tick marks and
 # labels on its first drawing, a third of a plot's cost. An emptied figure draws the same
-# pixels as a new one (tests/test_plot.py compares them byte for byte). Only the picture
+# pixels as a new one (tests/test_run_records.py compares them byte for byte). Only the picture
 # worker (nndsl/training/painter.py) prepares them, while it would otherwise wait.
 _SPARE: list[tuple[Any, list[Any]]] = []
 
