@@ -101,7 +101,7 @@ def evaluate(s: Setup) -> dict[str, float]:
     s.model.eval()
     with torch.no_grad():
         for prefix, part in (("", s.train), ("val_", s.val)):
-            if part is None:
+            if part is None or not (prefix or s.metrics):  # nothing to compute from it
                 continue
             out_ = s.model(part[0])
             if prefix:

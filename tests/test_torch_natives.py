@@ -25,6 +25,8 @@ CASES: list[tuple[str, tuple[tuple[int, ...], ...], dict[str, Any]]] = [
     ("relu", ((4, 6),), {}),
     ("softmax", ((4, 6),), {"axis": 0}),
     ("log_softmax", ((4, 6),), {}),
+    ("softmax", ((100, 6),), {}),  # many rows, few classes: the transposed kernel (AVX-512)
+    ("log_softmax", ((3, 40, 7),), {"axis": 2}),
     ("conv2d", ((2, 3, 7, 6),), {"channels": 4, "kernel": 3, "padding": "same"}),
     ("conv2d", ((2, 3, 7, 6),), {"channels": 4, "kernel": 2, "padding": "same"}),  # asymmetric
     ("conv1d", ((2, 3, 9),), {"channels": 2, "kernel": 3, "stride": 2, "dilation": 2}),
@@ -160,6 +162,45 @@ def test_cross_entropy_native(targets: str) -> None:
                                 _with_t(OPS["cross_entropy_logits"].compute)))
         for g, w in zip(got, want, strict=True):
             np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("capability", ["AVX512", "AVX2", "DEFAULT"])
+def test_few_classes_take_the_kernel_across_rows(monkeypatch: pytest.MonkeyPatch,
+                                                 capability: str) -> None:
+    """With fewer classes than a vector register holds and many rows, (log-)softmax and
+    cross-entropy run torch's kernel for a leading axis on the transposed tensor: log_softmax
+    and the loss bit for bit as the last-axis kernel, softmax within an ulp, gradients too, in
+    the input's layout. Few rows, many classes or another axis keep the last-axis kernel."""
+    from nndsl.backends.torch import natives
+
+    monkeypatch.setattr(natives, "_CAPABILITY", capability)
+    lanes = {"AVX512": 16, "AVX2": 8}.get(capability, 0)
+    f32 = torch.float32
+    assert natives._across_rows(torch.zeros(200, 10), -1) == (10 < lanes)
+    assert natives._across_rows(torch.zeros(4, 50, 7), 2) == (7 < lanes)
+    assert not natives._across_rows(torch.zeros(32, 10), -1)  # few rows
+    assert not natives._across_rows(torch.zeros(200, 16), -1)  # a register's worth
+    assert not natives._across_rows(torch.zeros(10, 200), 0)  # not the last axis
+    assert not natives._across_rows(torch.zeros(200, 10, dtype=torch.float16), -1)
+    assert natives._across_rows(torch.zeros(200, 7, dtype=torch.float64), -1) == (7 < lanes // 2)
+    rng = np.random.default_rng(5)
+    z = torch.tensor(rng.standard_normal((300, 10)) * 4, dtype=f32, requires_grad=True)
+    t = torch.tensor(rng.integers(0, 10, 300))
+    P = make_torch_prims()
+    for name, plain in (("log_softmax", lambda x: torch.log_softmax(x, -1)),
+                        ("softmax", lambda x: torch.softmax(x, -1))):
+        got, want = OPS[name].native["torch"](P, z), plain(z)
+        assert got.is_contiguous() and got.shape == want.shape
+        if name == "log_softmax":
+            assert torch.equal(got, want)
+        torch.testing.assert_close(got, want, rtol=2e-7, atol=1e-9)
+        weight = torch.linspace(-1, 1, z.numel()).reshape(z.shape)
+        (g_got,) = torch.autograd.grad((got * weight).sum(), [z])
+        (g_want,) = torch.autograd.grad((want * weight).sum(), [z])
+        torch.testing.assert_close(g_got, g_want, rtol=1e-5, atol=1e-6)  # float32 sums
+    for reduction in ("mean", "sum", "none"):
+        got = OPS["cross_entropy_logits"].native["torch"](P, z, t, reduction=reduction)
+        assert torch.equal(got, torch.nn.functional.cross_entropy(z, t, reduction=reduction))
 
 
 def _with_t(fn: Any) -> Any:

@@ -77,20 +77,63 @@ def dropout(P: Any, x: Any, *, rate: float | None = None, keep: float | None = N
     return (x / p) * (P.random_uniform_like(x) < p)
 
 
+# CPU vector registers by the instruction set torch dispatches to, in bytes
+_VECTOR_BYTES = {"AVX512": 64, "AVX2": 32}
+_MANY_ROWS = 64  # below this the transposed route's extra dispatch costs more than it saves
+
+
+def _across_rows(x: Any, axis: int) -> bool:
+    """Whether torch's CPU (log-)softmax over `axis` is faster on the transposed tensor.
+
+    Over the last axis, torch's CPU kernel vectorises along that axis: with fewer classes than
+    a vector register holds (16 float32 with AVX-512: ten digits, ten CIFAR classes) it runs
+    element by element, 5–7x slower than the kernel for another axis, which vectorises across
+    rows. Both compute max, exp and sum per row in the same order, so log_softmax is the same
+    bit for bit and softmax within an ulp (tests/test_torch_natives.py)."""
+    if x.device.type != "cpu" or x.ndim < 2 or axis % x.ndim != x.ndim - 1 or \
+            x.dtype not in (torch.float32, torch.float64):
+        return False
+    lanes = _VECTOR_BYTES.get(_cpu_capability(), 0) // x.element_size()
+    return x.shape[-1] < lanes and x.numel() >= _MANY_ROWS * x.shape[-1]
+
+
+def _cpu_capability() -> str:
+    global _CAPABILITY
+    if _CAPABILITY is None:
+        _CAPABILITY = torch.backends.cpu.get_cpu_capability()
+    return _CAPABILITY
+
+
+_CAPABILITY: str | None = None
+
+
+def _normalised(fn: Callable[..., Any], x: Any, axis: int) -> Any:
+    """torch.softmax or torch.log_softmax of x over `axis`, by the faster kernel."""
+    if _across_rows(x, axis):  # in x's layout again: kernels reading rows want it
+        return fn(x.transpose(-1, 0), 0).transpose(-1, 0).contiguous()
+    return fn(x, axis)
+
+
 def softmax(P: Any, x: Any, *, axis: int = -1) -> Any:
-    return torch.softmax(x, axis) if _floats(x) else _decomposed("softmax")(P, x, axis=axis)
+    if not _floats(x):
+        return _decomposed("softmax")(P, x, axis=axis)
+    return _normalised(torch.softmax, x, axis)
 
 
 def log_softmax(P: Any, x: Any, *, axis: int = -1) -> Any:
     if not _floats(x):
         return _decomposed("log_softmax")(P, x, axis=axis)
-    return torch.log_softmax(x, axis)
+    return _normalised(torch.log_softmax, x, axis)
 
 
 def cross_entropy_logits(P: Any, z: Any, t: Any, *, reduction: str = "mean") -> Any:
     """F.cross_entropy for [batch, classes] logits and class-index targets (truncated to
-    integers, as the decomposition's cast does); one-hot targets use the decomposition."""
+    integers, as the decomposition's cast does); one-hot targets use the decomposition. It is
+    nll_loss of log_softmax, which takes the faster kernel for few classes (`_across_rows`)."""
     if _floats(z) and z.ndim == 2 and isinstance(t, torch.Tensor) and t.ndim == 1:
+        if _across_rows(z, 1):
+            return F.nll_loss(_normalised(torch.log_softmax, z, 1), t.to(torch.int64),
+                              reduction=reduction)
         return F.cross_entropy(z, t.to(torch.int64), reduction=reduction)
     return _decomposed("cross_entropy_logits")(P, z, t, reduction=reduction)
 
