@@ -189,6 +189,11 @@ def spare_figures() -> int:
     return len(_SPARE)
 
 
+def drop_spare_figures() -> None:
+    """Forget the spare figures (a forked copy of the worker prepares its own)."""
+    _SPARE.clear()
+
+
 def prepare_figure() -> None:
     """One more spare figure: a one-panel figure drawn once with a placeholder curve, which is
     then taken away with the limits it set."""

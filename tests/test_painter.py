@@ -106,6 +106,39 @@ def test_the_worker_runs_on_one_thread_so_its_copies_fork_safely(program: object
     assert status.split("Threads:")[1].split()[0] == "1"  # no BLAS thread pool
 
 
+def _children(pid: int) -> set[int]:
+    return {int(c) for t in Path(f"/proc/{pid}/task").iterdir()
+            for c in (t / "children").read_text().split()}
+
+
+def _helper_of(pid: int, not_this: int | None = None) -> int:
+    """The worker's helper, once the idle worker has forked it."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = _children(pid) - {not_this}
+        if found:
+            (helper,) = found
+            return helper
+        time.sleep(0.05)
+    raise AssertionError("the worker forked no helper")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
+                    reason="/proc, and a second core for the helper")
+def test_the_worker_forks_a_helper_and_draws_without_one_that_died(program: object,
+                                                                   tmp_path: Path) -> None:
+    with Painter.start(quiet=True) as painter:
+        worker = painter.worker.process.pid
+        _paint(painter, program, tmp_path / "first")  # every other plot drawn by the helper
+        helper = _helper_of(worker)
+        os.kill(helper, signal.SIGKILL)
+        _paint(painter, program, tmp_path / "second")
+        assert painter.worker is not None  # the worker drew them all: nothing redone here
+        assert _helper_of(worker, not_this=helper) != helper  # another, once idle again
+    here = _drawn_here(program, tmp_path / "here")
+    assert _files(tmp_path / "first") == here and _files(tmp_path / "second") == here
+
+
 def test_later_runs_keep_the_worker_and_one_run_holds_it_at_a_time(program: object,
                                                                    tmp_path: Path) -> None:
     with Painter.start(quiet=True) as first:
@@ -143,8 +176,8 @@ def test_a_request_the_worker_fails_is_redone_here_and_raises(program: object,
 
 def test_a_plot_drawn_beside_the_others_that_fails_raises_its_own_error(
         program: object, tmp_path: Path) -> None:
-    (tmp_path / "plots" / "accuracy.png").mkdir(parents=True)  # the second plot, drawn by a
-    with Painter.start(quiet=True) as painter:  # copy of the worker, cannot be written
+    (tmp_path / "plots" / "accuracy.png").mkdir(parents=True)  # the second plot, drawn by the
+    with Painter.start(quiet=True) as painter:  # worker's helper, cannot be written
         painter.history(tmp_path, History(list(ROWS)), None)
         with pytest.raises(NndslError, match=r"cannot write .*accuracy\.png"):
             painter.finish()

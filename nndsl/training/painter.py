@@ -6,8 +6,9 @@ A worker — a fresh Python started the first time a process trains, sharing no 
 imports them while the trainer imports torch and trains, on a core a small model's training loop
 leaves idle; it draws network.svg as soon as the run directory exists, and the plots from the
 history the trainer sends when the training ends, while the trainer writes the weights and
-checks the export (several plots at once, on the cores the waiting trainer leaves idle), on
-figures it prepared while it had nothing to do (nndsl/plot.py's spare figures). The trainer
+checks the export, on figures it prepared while it had nothing to do (nndsl/plot.py's spare
+figures). With a second core, every other plot is drawn at the same time by the worker's helper,
+a copy of it forked once its imports are done, which prepares its own spare figures. The trainer
 waits for every picture before the run returns, so the run directory is whole when `nndsl train`
 ends, as before. A process that trains again (a notebook, the benchmark) keeps its
 worker, so later runs find the libraries imported.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -55,6 +57,7 @@ POLL_SECONDS = 0.05  # how often a waiting trainer checks that the worker is sti
 PRELOAD = ("matplotlib.figure", "matplotlib.backends.backend_agg", "networkx", "nndsl.plot",
            "nndsl.graph_picture")
 SPARE_FIGURES = 3  # figures the idle worker draws ahead: a loss and two metrics' plots
+HELPER_SPARE_FIGURES = 1  # and its helper, which draws every other plot
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 ROOT = Path(__file__).resolve().parents[2]  # where the worker imports nndsl from
 # the worker draws on one thread (no BLAS pool), so it can fork copies of itself safely
@@ -62,34 +65,158 @@ ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THRE
 
 
 def _plots_at_once(path: Path, history: History, diagnostics: History | None) -> None:
-    """The worker's `save_plots`: each plot after the first drawn by a forked copy of the
-    worker (a small process without threads) on a core the waiting trainer leaves idle; a plot
-    a copy did not write is drawn again here, raising its error."""
+    """The worker's `save_plots`: every other plot drawn by its helper (`Helper`) at the same
+    time, on the core the waiting trainer leaves idle; a plot the helper did not write is drawn
+    again here, raising its error."""
     jobs = plot_jobs(history, diagnostics)
-    beside = jobs[1:] if _cores() > 1 else []
-    copies: list[tuple[int, str, Callable[[], bytes]]] = []
+    helper = _helper if _helper is not None and _helper.alive() else None
+    given = helper.give(path, jobs[1::2]) if helper is not None else []
     try:
-        for file, draw in beside:
-            pid = os.fork()
-            if pid == 0:
-                _draw_and_leave(path, file, draw)
-            copies.append((pid, file, draw))
-        for file, draw in jobs[:len(jobs) - len(beside)]:
-            save_plot(path, file, draw)
+        for file, draw in jobs:
+            if all(file != f for f, _ in given):
+                save_plot(path, file, draw)
     finally:
-        failed = [(file, draw) for pid, file, draw in copies
-                  if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0]
+        failed = helper.collect(given) if helper is not None else []
     for file, draw in failed:
         save_plot(path, file, draw)
 
 
-def _draw_and_leave(path: Path, file: str, draw: Callable[[], bytes]) -> None:
-    status = 1
+@dataclass
+class Helper:
+    """A copy of the worker, forked once the worker has imported its libraries and has nothing
+    to do, that draws some of a run's plots beside the worker's. It prepares its own spare
+    figures when the idle worker asks (one process at a time, so the trainer keeps a core): a
+    plot drawn by a copy forked on demand instead spends ~15 ms copying the pages it touches
+    (copy-on-write). It dies with the worker."""
+
+    pid: int
+    conn: Connection
+
+    def alive(self) -> bool:
+        try:
+            return os.waitpid(self.pid, os.WNOHANG) == (0, 0)
+        except ChildProcessError:
+            return False
+
+    def give(self, path: Path, jobs: list[tuple[str, Callable[[], bytes]]]
+             ) -> list[tuple[str, Callable[[], bytes]]]:
+        """Send it `jobs`; returns those it took."""
+        given = []
+        for file, draw in jobs:
+            try:
+                self.conn.send((path, file, draw))
+            except (OSError, ValueError):  # gone: the rest are drawn here
+                break
+            given.append((file, draw))
+        return given
+
+    def collect(self, given: list[tuple[str, Callable[[], bytes]]]
+                ) -> list[tuple[str, Callable[[], bytes]]]:
+        """Wait for its answer on each job given; returns those it did not write. A helper
+        that dies meanwhile is let go of (the next idle moment forks another)."""
+        failed = []
+        for index, job in enumerate(given):
+            answer = self._answer()
+            if answer is GONE:
+                self.stop()
+                return failed + given[index:]
+            if answer is not None:
+                failed.append(job)
+        return failed
+
+    def prepare(self) -> bool:
+        """Have it prepare one more spare figure; False when it has enough (or is gone)."""
+        try:
+            self.conn.send(PREPARE)
+        except (OSError, ValueError):
+            self.stop()
+            return False
+        answer = self._answer()
+        if answer is GONE:
+            self.stop()
+        return answer is True
+
+    def _answer(self) -> Any:
+        """What it answered (a plot: None when written, else why not; a spare figure: whether
+        it prepared one), or GONE."""
+        while True:
+            try:
+                if self.conn.poll(POLL_SECONDS):
+                    return self.conn.recv()
+            except (EOFError, OSError):
+                return GONE
+            if not self.alive():
+                return GONE
+
+    def stop(self) -> None:
+        global _helper
+        if _helper is self:
+            _helper = None
+        self.conn.close()
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+
+_helper: Helper | None = None  # the worker's helper (in the worker process only)
+PREPARE = "prepare"  # what the worker sends its helper, while idle, for one more spare figure
+GONE = object()  # the answer of a helper that died
+
+
+def _helper_prepares() -> bool:
+    return _helper is not None and _helper.prepare()
+
+
+def _start_helper(worker_conn: Connection) -> bool:
+    """Fork the worker's helper when there is none and a second core to draw on; True when
+    one was started (work done while idle)."""
+    global _helper
+    if (_helper is not None and _helper.alive()) or _cores() < 2:
+        return False
+    ours, theirs = socket.socketpair()
+    parent = os.getpid()
+    gc.freeze()  # the collector leaves the objects both have alone: their pages stay shared
     try:
-        save_plot(path, file, draw)
-        status = 0
-    finally:
-        os._exit(status)
+        pid = os.fork()
+    except OSError:
+        ours.close()
+        theirs.close()
+        return False
+    if pid == 0:
+        ours.close()
+        worker_conn.close()  # the trainer's pipe is the worker's alone
+        _serve_helper(Connection(theirs.detach()), parent)
+    theirs.close()
+    _helper = Helper(pid, Connection(ours.detach()))
+    return True
+
+
+def _serve_helper(conn: Connection, parent: int) -> None:
+    """The helper: draw each plot sent, answer None or the error, until the pipe closes."""
+    status = 0
+    try:
+        _die_with(parent)
+        from nndsl import plot
+
+        plot.drop_spare_figures()  # the worker's: drawing on them would copy their pages
+        while True:
+            try:
+                job = conn.recv()
+            except EOFError:
+                break
+            if job == PREPARE:
+                conn.send(_prepare_spare(HELPER_SPARE_FIGURES))
+                continue
+            try:
+                save_plot(*job)
+                answer = None
+            except BaseException as e:  # the worker draws it again, raising the error
+                answer = f"{type(e).__name__}: {e}"
+            conn.send(answer)
+    except BaseException:
+        status = 1
+    os._exit(status)
 
 
 def _cores() -> int:
@@ -273,9 +400,9 @@ def serve(fd: int, parent: int) -> None:
             __import__(module)
         spares = True
         while True:
-            if spares and not conn.poll(0):  # idle: a figure ready for the next plot
-                spares = _prepare_spare()
-                continue
+            if spares and not conn.poll(0):  # idle: figures ready for the next plots, one
+                spares = _prepare_spare() or _start_helper(conn) or _helper_prepares()  # at
+                continue  # a time (the trainer's core is the other one)
             try:
                 kind, args = conn.recv()
             except EOFError:
@@ -291,12 +418,12 @@ def serve(fd: int, parent: int) -> None:
     os._exit(0)  # nothing to tear down: leave at once
 
 
-def _prepare_spare() -> bool:
-    """One more figure drawn ahead for a plot (nndsl/plot.py); False when there are enough, or
-    when preparing one fails (the plots are then drawn on new figures, as in the trainer)."""
+def _prepare_spare(enough: int = SPARE_FIGURES) -> bool:
+    """One more figure drawn ahead for a plot (nndsl/plot.py); False when there are `enough`,
+    or when preparing one fails (the plots are then drawn on new figures, as in the trainer)."""
     from nndsl import plot
 
-    if plot.spare_figures() >= SPARE_FIGURES:
+    if plot.spare_figures() >= enough:
         return False
     try:
         plot.prepare_figure()
