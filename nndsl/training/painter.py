@@ -28,6 +28,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import gc
+import math
 import os
 import signal
 import socket
@@ -139,14 +140,8 @@ class Helper:
     def _answer(self) -> Any:
         """What it answered (a plot: None when written, else why not; a spare figure: whether
         it prepared one), or GONE."""
-        while True:
-            try:
-                if self.conn.poll(POLL_SECONDS):
-                    return self.conn.recv()
-            except (EOFError, OSError):
-                return GONE
-            if not self.alive():
-                return GONE
+        answered, answer = _receive(self.conn, self.alive)
+        return answer if answered else GONE
 
     def stop(self) -> None:
         global _helper
@@ -217,6 +212,22 @@ def _serve_helper(conn: Connection, parent: int) -> None:
     except BaseException:
         status = 1
     os._exit(status)
+
+
+def _receive(conn: Connection, alive: Callable[[], bool],
+             patience: float = math.inf) -> tuple[bool, Any]:
+    """(True, the next message on `conn`), or (False, None) once the process at its other end
+    has died, or has not answered for `patience` seconds."""
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        try:
+            if conn.poll(POLL_SECONDS):
+                return True, conn.recv()
+        except (EOFError, OSError):
+            return False, None
+        if not alive():
+            return False, None
+    return False, None
 
 
 def _cores() -> int:
@@ -354,16 +365,10 @@ class Painter:
 
     def _answer(self) -> tuple[str, Any] | None:
         """The worker's next answer; None once it has died or stopped answering."""
-        worker, deadline = self.worker, time.monotonic() + PATIENCE_SECONDS
-        while worker is not None and time.monotonic() < deadline:
-            try:
-                if worker.conn.poll(POLL_SECONDS):
-                    return worker.conn.recv()
-            except (EOFError, OSError):
-                return None
-            if not worker.alive():
-                return None
-        return None
+        if self.worker is None:
+            return None
+        answered, answer = _receive(self.worker.conn, self.worker.alive, PATIENCE_SECONDS)
+        return answer if answered else None
 
     def _drop_worker(self) -> None:
         if self.worker is not None:
