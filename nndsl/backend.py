@@ -73,8 +73,10 @@ class Engine(Protocol):
         depend on it): what training diagnostics measure, as backend arrays."""
         ...
 
-    def nonfinite(self, arrays: Mapping[str, Any]) -> str | None:
-        """The name of the first array holding a NaN or infinity, if any."""
+    def nonfinite(self, arrays: Mapping[str, Any], *, scratch: bool = False) -> str | None:
+        """The name of the first array holding a NaN or infinity, if any. `scratch`: the
+        arrays are this engine's own temporaries (a step's gradients), which its check may
+        write back unchanged."""
         ...
 
     def predict(self, model: Graph, feeds: Mapping[str, np.ndarray],

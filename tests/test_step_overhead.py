@@ -80,6 +80,29 @@ def test_a_regularizer_without_a_summed_form_is_valued_weight_by_weight() -> Non
 ])
 def test_the_fast_check_agrees_with_the_exact_one(arrays: dict, bad: str | None) -> None:
     assert TorchEngine("cpu").nonfinite(arrays) == bad
+    before = {k: v.clone() for k, v in arrays.items()}
+    assert TorchEngine("cpu").nonfinite(arrays, scratch=True) == bad  # written back as read
+    assert all(torch.equal(v.view(torch.int16 if v.element_size() == 2 else torch.int32),
+                           before[k].view(torch.int16 if v.element_size() == 2 else torch.int32))
+               for k, v in arrays.items())
+
+
+def test_a_gradient_check_leaves_the_bits_and_takes_what_it_cannot_write_elsewhere() -> None:
+    """The check a step's gradients get (`scratch`) stores every element back as it was
+    (-0.0, subnormals, NaN payloads), and arrays it cannot write in place (an expanded view,
+    a leaf that requires grad, mixed dtypes) are checked without writing."""
+    bits = torch.tensor([0x80000000, 0x00000001, 0x7FC00001, 0x7F800000, 0x3F800000],
+                        dtype=torch.int64).to(torch.int32)
+    odd = bits.view(torch.float32)
+    kept = odd.clone()
+    assert TorchEngine("cpu").nonfinite({"a": torch.ones(3), "b": odd}, scratch=True) == "b"
+    assert torch.equal(odd.view(torch.int32), kept.view(torch.int32))
+    for arrays, bad in (({"a": torch.tensor([math.inf]).expand(4)}, "a"),
+                        ({"a": torch.ones(2, requires_grad=True)}, None),
+                        ({"a": torch.ones(2), "b": torch.tensor([math.nan],
+                                                              dtype=torch.float64)}, "b")):
+        with torch.no_grad():
+            assert TorchEngine("cpu").nonfinite(arrays, scratch=True) == bad
 
 
 @pytest.mark.parametrize(("path", "model", "index"), CASES,

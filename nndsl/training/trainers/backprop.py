@@ -114,7 +114,7 @@ class BackpropLoop(EpochLoop):
             model, stage.loss, feeds, weights, stage.frozen, stream_seed(self.seed, s.step),
             self.regs)
         bad = None if math.isfinite(loss) else "the loss"
-        bad = bad or engine.nonfinite(grads)
+        bad = bad or engine.nonfinite(grads, scratch=True)  # autograd's
         if bad is not None and not self.overflowed(bad):
             raise blowup(stage, s.history.series("loss"), bad, loss,
                          self.updater.rate(s.step, self.epoch), self.epoch, s.step,
