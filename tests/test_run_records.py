@@ -219,3 +219,26 @@ def test_overwrite_leaves_nothing_of_the_old_run(tmp_path: Path, write_spec) -> 
                  "--overwrite"]) == 0
     assert not (run / "diagnostics.csv").exists()
     assert sorted(p.name for p in (run / "plots").glob("*")) == []
+
+
+def test_the_plots_are_asked_for_before_the_last_checkpoint_and_once(
+        tmp_path: Path, write_spec, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The history is final when the last phase's epochs end: its plots are drawn while the
+    last checkpoint is written, and asking again for the same rows draws nothing twice."""
+    from nndsl.training import checkpoint, painter
+
+    events: list[str] = []
+    plots, save = painter.JOBS["plots"], checkpoint.save
+    monkeypatch.setitem(painter.JOBS, "plots",
+                        lambda *a: (events.append("plots"), plots(*a))[1])
+    monkeypatch.setattr(checkpoint, "save",
+                        lambda path, *a, **k: (events.append(path.name), save(path, *a, **k))[1])
+    monkeypatch.setattr(painter.Painter, "start", classmethod(  # drawn here, in order
+        lambda cls, quiet, spawn=True: cls(quiet, None)))
+    spec = write_spec(SPEC.replace("epochs = 6", "epochs = 2"))
+    assert main(["train", str(spec), "--backend", "numpy", "--quiet", "--run-dir",
+                 str(tmp_path / "run")]) == 0
+    assert events.count("plots") == 1
+    after = events[events.index("plots") + 1:]  # the last phase's checkpoint (and best.npz)
+    assert after[-1] == checkpoint.NAME and set(after) <= {checkpoint.NAME, "best.npz"}
+    _assert_drawn(tmp_path / "run" / "loss.png")

@@ -320,6 +320,7 @@ class Painter:
     def __init__(self, quiet: bool, worker: Worker | None) -> None:
         self.quiet, self.worker = quiet, worker
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        self._plotted: tuple[Path, int, int] | None = None  # the history last asked for
 
     @classmethod
     def start(cls, quiet: bool, spawn: bool = True) -> Painter:
@@ -333,7 +334,13 @@ class Painter:
         self._ask("network", (program, model, path))
 
     def history(self, path: Path, history: History, diagnostics: History | None) -> None:
-        """metrics.csv (and diagnostics.csv) at once, here; the plots by the worker."""
+        """metrics.csv (and diagnostics.csv) at once, here; the plots by the worker. The same
+        rows asked for again (the training ended, then its last checkpoint failed) are not
+        drawn twice."""
+        asked = (path, len(history.rows), len(diagnostics.rows) if diagnostics else 0)
+        if asked == self._plotted:
+            return
+        self._plotted = asked
         save_tables(path, history, diagnostics)
         self._ask("plots", (path, history, diagnostics))
 

@@ -8,7 +8,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -270,7 +270,7 @@ def _run(program: Program, spec_file: str, run: Plan, graphs: list[Graph], data:
         hook(Position(0), True)  # a run killed before its first epoch resumes
     trained, exported = _train(session, run, start, hook, quiet, best, painter)
     if writer:
-        painter.history(path, session.history, session.diagnostics)  # plotted meanwhile
+        painter.history(path, session.history, session.diagnostics)  # unless already asked
         try:
             save_run(path, session, trained, records.config(
                 session, path / "spec.nn", meta["backend"], meta["device"], meta["rng_mode"],
@@ -293,8 +293,10 @@ def _train(session: Session, run: Plan, start: Position | None, hook: Checkpoint
         if hook.writes else None
     session.on_row, session.on_step = records.chain(events, reporter), reporter.step
     try:
+        plots = (lambda: painter.history(hook.path, session.history, session.diagnostics)) \
+            if hook.writes else None
         with stop_on_interrupt(session) as received:
-            _run_stages(session, run, start, best)
+            _run_stages(session, run, start, best, plots)
     except NndslError as e:
         if hook.writes:
             _pictures_so_far(painter, hook.path, session)
@@ -336,9 +338,11 @@ def train_in_memory(program: Program, spec: TrainSpec, engine: Any, data: Any,
 
 
 def _run_stages(session: Session, run: Plan, start: Position | None,
-                best: Best | None = None) -> Best:
+                best: Best | None = None, trained: Callable[[], None] | None = None) -> Best:
     """Each stage from `start`; the best epoch is watched as rows are recorded, and a stage
-    whose early_stop restores it hands its best weights to the next (nndsl/training/best.py)."""
+    whose early_stop restores it hands its best weights to the next (nndsl/training/best.py).
+    `trained` is called once the last stage's epochs are done, before its checkpoint (the
+    history is final then: its plots are drawn meanwhile)."""
     best = best if best is not None else Best(run.stages)
     shown = session.on_row
 
@@ -353,6 +357,8 @@ def _run_stages(session: Session, run: Plan, start: Position | None,
                 continue
             here = start if start is not None and index == start.stage else None
             trainer.run(session, stage, index, here)
+            if index == len(run.stages) - 1 and trained is not None:
+                trained()
             if index < len(run.stages) - 1 and best.restores(index):
                 best.restore(session)
             session.checkpoint(Position(index + 1), must=True)  # the stage is done
