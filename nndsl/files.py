@@ -32,7 +32,8 @@ def cache_dir() -> Path:
     return (Path(base) if base else Path.home() / ".cache") / "nndsl"
 
 
-def _why(e: OSError) -> str:
+def why(e: OSError) -> str:
+    """What an OSError means for a file being written, in words."""
     if e.errno == errno.ENOSPC:
         return "the disk is full"
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -66,7 +67,7 @@ def atomic_write(path: Path, content: bytes | Writer, *, sync: bool = False) -> 
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
         full = "; free some space" if e.errno == errno.ENOSPC else ""
-        raise NndslError(f"cannot write {path}: {_why(e)}",
+        raise NndslError(f"cannot write {path}: {why(e)}",
                          hint=f"the previous {path.name}, if any, is intact{full}") from None
 
 
@@ -132,7 +133,7 @@ class RunLock:
             self.path.mkdir(parents=True, exist_ok=True)
             file = (self.path / LOCK_FILE).open("a+", encoding="ascii")  # not truncated yet
         except OSError as e:
-            raise NndslError(f"cannot write the run directory {self.path}: {_why(e)}") from None
+            raise NndslError(f"cannot write the run directory {self.path}: {why(e)}") from None
         try:
             fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -178,7 +179,7 @@ def check_writable(path: Path) -> None:
             probe.write(b"ok")
         (path / ".write-test").unlink()
     except OSError as e:
-        raise NndslError(f"cannot write the run directory {path}: {_why(e)}",
+        raise NndslError(f"cannot write the run directory {path}: {why(e)}",
                          hint="make it writable, or copy the run elsewhere and resume there")\
             from None
 
@@ -201,7 +202,7 @@ def prepare_run_dir(path: Path, needed: int, overwrite: bool) -> None:
             (path / name).unlink(missing_ok=True)
         free = shutil.disk_usage(path).free
     except OSError as e:
-        raise NndslError(f"cannot write the run directory {path}: {_why(e)}") from None
+        raise NndslError(f"cannot write the run directory {path}: {why(e)}") from None
     check_writable(path)
     if free < needed + MARGIN:
         raise NndslError(f"the run directory {path} has {free / 2**20:.1f} MiB free",

@@ -115,11 +115,37 @@ def test_tensorboard_events_hold_each_epoch(trained: tuple[Path, str]) -> None:
 
 def test_without_tensorboard_a_run_writes_no_events(tmp_path: Path, write_spec,  # type: ignore[no-untyped-def]
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "tensorboard.summary.writer.event_file_writer", None)
+    monkeypatch.setitem(sys.modules, "tensorboard.summary.writer.record_writer", None)
     spec = write_spec(SPEC.replace("epochs = 6", "epochs = 1"))
     assert main(["train", str(spec), "--backend", "numpy", "--quiet", "--run-dir",
                  str(tmp_path / "run")]) == 0
     assert not (tmp_path / "run" / "tensorboard").exists()
+
+
+def test_events_are_kept_then_written_every_few_seconds_and_a_resume_marks_its_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("tensorboard")
+    from types import SimpleNamespace
+
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+    from tensorboard.compat.proto.event_pb2 import SessionLog
+
+    from nndsl.training import records
+
+    session = SimpleNamespace(step=4, diagnostics=SimpleNamespace(rows=[]))
+    events = records.Events.open(tmp_path, session, resumed=True)  # type: ignore[arg-type]
+    assert events is not None
+    events({"kind": "epoch", "step": 5, "epoch": 1, "loss": 0.5})
+    assert not (tmp_path / "tensorboard").exists()  # kept: a few seconds have not passed
+    monkeypatch.setattr(records.Events, "FLUSH_SECONDS", 0.0)
+    events({"kind": "epoch", "step": 6, "epoch": 2, "loss": 0.25, "lr": 0.1})
+    (file,) = (tmp_path / "tensorboard").iterdir()
+    got = list(LegacyEventFileLoader(str(file)).Load())  # on disk while the run goes on
+    assert got[0].file_version == "brain.Event:2"
+    assert got[1].session_log.status == SessionLog.START and got[1].step == 4
+    assert [(e.step, [(v.tag, v.simple_value) for v in e.summary.value]) for e in got[2:]] == \
+        [(5, [("loss", 0.5)]), (6, [("loss", 0.25), ("lr", pytest.approx(0.1))])]
+    events.close()
 
 
 def test_log_scale_over_two_decades_and_phases_marked() -> None:
