@@ -45,10 +45,36 @@ def test_grouped_penalties_equal_the_per_weight_ones(dtype: torch.dtype) -> None
     values = engine._closed_penalties(groups, weights, out)
     assert len(values) == 3  # one summed value per group: l1, l2 and elastic have that form
     for k, calls in penalties.items():  # the gradients bit for bit
-        assert torch.equal(out[k], grads[k] + engine._penalty(calls, weights[k], part=1))
+        if calls == [L2]:  # added in one kernel, as torch.optim's weight_decay adds it
+            want_grad = grads[k].add(weights[k], alpha=L2.get("strength"))
+        else:
+            want_grad = grads[k] + engine._penalty(calls, weights[k], part=1)
+        assert torch.equal(out[k], want_grad)
     want = sum(float(engine._penalty(calls, weights[k])) for k, calls in penalties.items())
     rel = 1e-6 if dtype == torch.float32 else 1e-13  # the values: summed in another order
     assert math.isclose(sum(float(v) for v in values), want, rel_tol=rel)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("call", [L2, L1])
+def test_a_gradient_added_in_one_kernel_is_the_reference_within_a_rounding(
+        call: Call, dtype: torch.dtype) -> None:
+    """l2's g + strength·w may be one fused multiply-add, not the reference's two roundings;
+    l1's product strength·sign(w) is exact, so its sum is the reference's bit for bit."""
+    engine = TorchEngine("cpu")
+    gen = torch.Generator().manual_seed(5)
+    weights = {k: torch.randn(257, generator=gen, dtype=dtype) for k in ("a.w", "b.w")}
+    grads = {k: torch.randn(257, generator=gen, dtype=dtype) * 1e-3 for k in weights}
+    _, _, groups = engine._penalties({k: [call] for k in weights}, list(weights))
+    out = dict(grads)
+    engine._closed_penalties(groups, weights, out)
+    for k in weights:
+        product = engine._penalty([call], weights[k], part=1)
+        reference = grads[k] + product  # rounded twice: the product's rounding bounds it
+        bound = torch.finfo(dtype).eps * (reference.abs() + product.abs())
+        assert torch.all((out[k] - reference).abs() <= bound)
+        if call is L1:
+            assert torch.equal(out[k], reference)
 
 
 def test_a_regularizer_without_a_summed_form_is_valued_weight_by_weight() -> None:

@@ -19,6 +19,7 @@ from nndsl.backends.torch.compiled import compiled_forward
 from nndsl.backends.torch.data_parallel import DataParallel
 from nndsl.backends.torch.multi import (  # (importing it registers foreach updates)
     ListTable,
+    gradient_added,
     penalty_total,
 )
 from nndsl.backends.torch.precision import LossScale, autocast
@@ -150,7 +151,8 @@ class TorchEngine:
         leaves = {k: v.detach().requires_grad_(True) if k in names else v
                   for k, v in weights.items()}
         if self.parallel is not None:
-            return self._parallel_step(model, loss, feeds, weights, leaves, names, regs, P)
+            return self._parallel_step(model, loss, feeds, weights, leaves, names,
+                                       (regs, traced, groups), P)
         value, result = self._run_loss(P, model, loss, feeds, leaves)
         taken = {k: self._penalty(regs[k], leaves[k]) for k in regs if k in traced}
         out = self._scaled_grads([value, *taken.values()], leaves, names)
@@ -161,21 +163,26 @@ class TorchEngine:
     def _closed_penalties(self, groups: list[tuple[list[str], list[Call]]],
                           weights: Mapping[str, Any], out: dict[str, Any]) -> list[Any]:
         """The closed-form penalties' gradients added to `out`, and their values: the weights
-        sharing regularizers (the train block's) go through the list table, one foreach call
-        per primitive instead of one call per weight (the same kernels per element, so the
-        same gradients bit for bit). The values only enter the recorded loss: each group's is
-        one number from its weights' norms where the regularizers have that form
-        (`penalty_total`), else one per weight."""
+        sharing regularizers (the train block's) go through foreach calls, one per primitive
+        instead of one call per weight, or one in all where the regularizer's gradient is added
+        in one (`gradient_added`: l2 as torch's weight_decay adds it). The values only enter
+        the recorded loss: each group's is one number from its weights' norms where the
+        regularizers have that form (`penalty_total`), else one per weight."""
         lists, values = self._lists, []
         for names, calls in groups:
             ws = [weights[k] for k in names]
-            rules = [self._rule(c) for c in calls]
-            total = penalty_total(calls, ws)
-            values += [total] if total is not None else _added(
-                (rule[0](lists, ws, **rule[2]) for rule in rules), lists.add)
-            grad = _added((rule[1](lists, ws, **rule[2]) for rule in rules), lists.add)
-            for k, g in zip(names, lists.add([out[k] for k in names], grad), strict=True):
-                out[k] = g
+            gs = [out[k] for k in names]
+            total, added = penalty_total(calls, ws), gradient_added(calls, gs, ws)
+            if total is None or added is None:
+                rules = [self._rule(c) for c in calls]
+                if total is None:
+                    values += _added((rule[0](lists, ws, **rule[2]) for rule in rules),
+                                     lists.add)
+                if added is None:
+                    added = lists.add(gs, _added((rule[1](lists, ws, **rule[2])
+                                                  for rule in rules), lists.add))
+            values += [total] if total is not None else []
+            out.update(zip(names, added, strict=True))
         return values
 
     def _run_loss(self, P: Any, model: Graph, loss: Graph, feeds: Mapping[str, Any],
@@ -206,11 +213,14 @@ class TorchEngine:
 
     def _parallel_step(self, model: Graph, loss: Graph, feeds: Mapping[str, Any],
                        weights: Mapping[str, Any], leaves: dict[str, Any], names: list[str],
-                       regs: Mapping[str, list[Call]], P: Any
+                       plan: tuple[dict[str, list[Call]], set[str],
+                                   list[tuple[list[str], list[Call]]]], P: Any
                        ) -> tuple[float, dict[str, Any], dict[str, Any]]:
         """One rank's share of a step: the share-weighted loss gradient of its rows, summed
-        over the ranks; then every penalty, once, as one process adds it."""
+        over the ranks; then every penalty, once, as one process adds it (`_penalties`' plan:
+        autograd for those without a closed form, `_closed_penalties` for the others)."""
         assert self.parallel is not None
+        regs, traced, groups = plan
         share = self.parallel.shard.share
         if share:
             value, result = self._run_loss(P, model, loss, feeds, leaves)
@@ -225,15 +235,14 @@ class TorchEngine:
         total = self.parallel.reduce(local, out, updates)
         with torch.no_grad():
             for k, calls in regs.items():
-                total += _float(self._penalty(calls, weights[k]))
-                out[k] = out[k] + self._penalty_grad(calls, weights[k])
+                if k in traced:
+                    total += _float(self._penalty(calls, weights[k]))
+                    out[k] = out[k] + self._traced_penalty_grad(calls, weights[k])
+            total += _summed(self._closed_penalties(groups, weights, out))
         return total, out, updates
 
-    def _penalty_grad(self, calls: list[Call], w: Any) -> Any:
-        """A penalty's gradient: in closed form where its regularizers give one, else by
-        autograd on the penalty alone."""
-        if all(self._rule(c)[1] for c in calls):
-            return self._penalty(calls, w, part=1)
+    def _traced_penalty_grad(self, calls: list[Call], w: Any) -> Any:
+        """The gradient of a penalty without a closed form, by autograd on it alone."""
         with torch.enable_grad():
             leaf = w.detach().requires_grad_(True)
             (g,) = torch.autograd.grad(self._penalty(calls, leaf), [leaf])

@@ -11,6 +11,7 @@ are applied tensor by tensor through the ordinary table.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -133,28 +134,36 @@ def adam(P: Any, ws: Lists, gs: Lists, states: list[dict[str, Any]], rate: float
     return list(new), [{"m": a, "v": b} for a, b in zip(m, v, strict=True)]
 
 
-def _squares(ws: Lists) -> torch.Tensor:
-    """Σ w² over every element of every tensor: one foreach norm, then n · n."""
-    norms = torch.stack(torch._foreach_norm(ws))
-    return torch.dot(norms, norms)
+def _squares(ws: Lists) -> torch.Tensor | float:
+    """Σ w² over every element of every tensor: one foreach norm, then Σ n² (on the CPU over
+    the norms read as numbers, cheaper than stacking a handful of them; elsewhere on the
+    device, not one wait per weight)."""
+    norms = torch._foreach_norm(ws)
+    if ws[0].device.type == "cpu":
+        return math.fsum(n.item() ** 2 for n in norms)
+    stacked = torch.stack(norms)
+    return torch.dot(stacked, stacked)
 
 
-def _magnitudes(ws: Lists) -> torch.Tensor:
+def _magnitudes(ws: Lists) -> torch.Tensor | float:
     """Σ |w| over every element of every tensor (one foreach 1-norm)."""
-    return torch.stack(torch._foreach_norm(ws, 1)).sum()
+    norms = torch._foreach_norm(ws, 1)
+    if ws[0].device.type == "cpu":
+        return math.fsum(n.item() for n in norms)
+    return torch.stack(norms).sum()
 
 
 # regularizer -> its penalty summed over many weights in a few calls, for the recorded loss
 # (the formulas of nndsl/ops/regularizers.py; rounding differs from the per-weight sums by a
 # few ulps, which is why gradients never come from here)
-PENALTY_TOTALS: dict[str, Callable[..., torch.Tensor]] = {
+PENALTY_TOTALS: dict[str, Callable[..., torch.Tensor | float]] = {
     "l2": lambda ws, *, strength: _squares(ws) * (0.5 * strength),
     "l1": lambda ws, *, strength: _magnitudes(ws) * strength,
     "elastic": lambda ws, *, l1, l2: _magnitudes(ws) * l1 + _squares(ws) * (0.5 * l2),
 }
 
 
-def penalty_total(calls: list[Any], ws: Lists) -> torch.Tensor | None:
+def penalty_total(calls: list[Any], ws: Lists) -> torch.Tensor | float | None:
     """The regularizers' penalty over all of `ws` as one number, or None where a regularizer
     has no summed form here or the weights do not share one floating dtype."""
     if not all(c.name in PENALTY_TOTALS for c in calls) or not _same_floats(ws):
@@ -164,6 +173,25 @@ def penalty_total(calls: list[Any], ws: Lists) -> torch.Tensor | None:
     for t in totals[1:]:
         total = total + t
     return total
+
+
+# regularizer -> its closed-form gradient added to many weights' gradients in one foreach call,
+# g + strength·w as torch's weight_decay adds it (one kernel, no product held in between; on
+# the CPU's vector units a fused multiply-add, so within one rounding of the reference's
+# g + (strength·w)). l1's product strength·sign(w) is exact, so its sum is the reference's.
+GRADIENTS_ADDED: dict[str, Callable[..., Lists]] = {
+    "l2": lambda gs, ws, *, strength: list(torch._foreach_add(gs, ws, alpha=strength)),
+    "l1": lambda gs, ws, *, strength: list(
+        torch._foreach_add(gs, torch._foreach_sign(ws), alpha=strength)),
+}
+
+
+def gradient_added(calls: list[Any], gs: Lists, ws: Lists) -> Lists | None:
+    """Each g plus the gradient of the one regularizer in `calls`, or None where that has no
+    form here (or there are several) or the tensors do not share one floating dtype."""
+    if len(calls) != 1 or calls[0].name not in GRADIENTS_ADDED or not _same_floats(gs, ws):
+        return None
+    return GRADIENTS_ADDED[calls[0].name](gs, ws, **dict(calls[0].kwargs))
 
 
 register_lists("torch", ListTable)
