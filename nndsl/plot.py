@@ -80,11 +80,60 @@ def _figure(panels: int = 1, columns: int = 1) -> tuple[Any, list[Any]]:
 
 
 def _png(fig: Any, kind: str = "png") -> bytes:
+    """The figure as `kind` bytes. A PNG is drawn by Agg as savefig draws it and encoded here:
+    an opaque picture (every plot's: a white figure) without its alpha channel, a quarter less
+    to filter and compress (a fifth less time than savefig's RGBA PNG, 12% smaller files), at
+    zlib level 1 (these flat line plots compress nearly as well, in half the time)."""
     out = io.BytesIO()
-    # zlib level 1: these flat line plots compress nearly as well, in half the time
-    fig.savefig(out, format=kind, dpi=DPI,
-                **({"pil_kwargs": {"compress_level": 1}} if kind == "png" else {}))
-    return out.getvalue()
+    if kind != "png":
+        fig.savefig(out, format=kind, dpi=DPI)
+        return out.getvalue()
+    import matplotlib
+    import numpy as np
+    from PIL import Image, PngImagePlugin
+
+    fig.savefig(out, format="raw", dpi=DPI)  # RGBA, row by row from the top
+    _remember_label_drop(fig)
+    width, height = fig.canvas.get_width_height(physical=True)
+    image = Image.frombuffer("RGBA", (width, height), out.getbuffer(), "raw", "RGBA", 0, 1)
+    if np.frombuffer(out.getbuffer(), np.uint8)[3::4].min() == 255:
+        image = image.convert("RGB")
+    info = PngImagePlugin.PngInfo()  # what savefig writes
+    info.add_text("Software", f"Matplotlib version{matplotlib.__version__}, "
+                              "https://matplotlib.org/")
+    png = io.BytesIO()
+    image.save(png, format="png", compress_level=1, pnginfo=info)
+    return png.getvalue()
+
+
+# How far below its axes matplotlib puts an x label, in points: under the tick labels (the
+# tick, its pad, a line of text) by the label pad. Placing it measures every tick label on each
+# drawing (an eighth of a plot's cost), so the first figure this process draws measures it
+# and the later ones put their labels there (tests/test_run_records.py compares the pixels).
+_LABEL_DROP: list[float] = []
+
+
+def _remember_label_drop(fig: Any) -> None:
+    if _LABEL_DROP or not fig.axes:
+        return
+    ax = fig.axes[0]  # placed by matplotlib: none is placed here before this is known
+    _, y = ax.xaxis.label.get_position()  # placed: pixels from the figure's bottom
+    if not ax.xaxis.get_ticklabels() or not math.isfinite(y):
+        return
+    _LABEL_DROP.append((ax.bbox.y0 - y) * 72.0 / fig.dpi)
+
+
+def _place_labels(ax: Any) -> None:
+    """The x label where matplotlib would put it, once `_LABEL_DROP` is known; an empty y
+    label is not placed at all."""
+    if not _LABEL_DROP:
+        return
+    from matplotlib.transforms import ScaledTranslation
+
+    drop = ScaledTranslation(0.0, -_LABEL_DROP[0] / 72.0, ax.figure.dpi_scale_trans)
+    ax.xaxis.set_label_coords(0.5, 0.0, transform=ax.transAxes + drop)
+    if not ax.get_ylabel():
+        ax.yaxis.set_label_coords(0.0, 0.5, transform=ax.transAxes)
 
 
 def _scale(ax: Any, values: Iterable[float]) -> None:
@@ -133,6 +182,7 @@ def _axes(ax: Any, title: str, xlabel: str) -> None:
     ax.set_title(title, y=1.0)  # placed, not fitted: nothing is drawn above the axes, and
     # fitting it measures every tick label (a fifth of the drawing)
     ax.set_xlabel(xlabel)
+    _place_labels(ax)
     ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))  # epochs, steps: counts
     ax.grid(True, which="major", alpha=0.4)
     if ax.get_legend_handles_labels()[0]:
@@ -202,6 +252,7 @@ def prepare_figure() -> None:
     fig, (ax,) = _figure()
     line, = ax.plot([1, 50], [0.01, 1.0])
     FigureCanvasAgg(fig).draw()  # the canvas savefig would make: its renderer is kept too
+    _remember_label_drop(fig)
     line.remove()
     ax.relim()
     ax.set_xlim(0.0, 1.0, auto=None)  # a new axis's limits, still autoscaled

@@ -191,6 +191,23 @@ def test_a_spare_figure_draws_the_bytes_of_a_new_one(history: str) -> None:
         assert plot.spare_figures() == 0
 
 
+@pytest.mark.parametrize("history", ["few", "log", "steps", "phases"])
+def test_an_x_label_put_where_matplotlib_measured_it_draws_the_same_pixels(
+        history: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from nndsl import plot
+
+    rows = _histories()[history]
+    name, keys = next(iter(plot.history_files(rows).values()))
+    plot.history_plot(rows, name, keys)  # the first figure is placed by matplotlib
+    assert plot._LABEL_DROP
+    placed = plot.history_plot(rows, name, keys)
+    monkeypatch.setattr(plot, "_LABEL_DROP", [])  # matplotlib places it (and measures) again
+    assert plot.history_plot(rows, name, keys) == placed
+    assert Image.open(io.BytesIO(placed)).mode == "RGB"  # opaque: no alpha channel
+
+
 def test_a_live_terminal_keeps_every_epoch_line() -> None:
     from rich.console import Console
 
