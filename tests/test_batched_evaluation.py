@@ -126,7 +126,9 @@ def _one_batch(program: Any, spec: Any, data: Any, weights: dict[str, Any]) -> d
 
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_evaluate_in_batches_equals_one_batch(tmp_path: Path, loss: str, backend: str) -> None:
+def test_evaluate_in_batches_equals_one_batch(tmp_path: Path, loss: str, backend: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(evaluation, "EVAL_BYTES", 0)  # batches of EVAL_BATCH rows, not one
     if backend == "torch":
         pytest.importorskip("torch")
     rng = np.random.default_rng(0)
@@ -154,3 +156,43 @@ def test_a_total_mixed_back_into_rows_is_a_weighted_mean(tmp_path: Path) -> None
     spec = program.trains[0]
     model = program.model(spec.model)
     assert evaluation.LossPlan.of(model, spec.loss, initialize(model, 0)).whole is not None
+
+
+def test_the_evaluation_takes_as_many_rows_as_its_values_fit_in(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One batch where the values of every row fit in EVAL_BYTES; else batches of as many rows
+    as fit (never fewer than EVAL_BATCH); longer sequences than the shapes say count longer."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.standard_normal((1203, 4)).astype(np.float32),
+             y=rng.integers(0, 3, 1203))
+    (tmp_path / "s.nn").write_text(SPEC.format(loss="cross_entropy(p, y)"))
+    program, _ = load(tmp_path / "s.nn")
+    spec = program.trains[0]
+    model = program.model(spec.model)
+    data = load_dataset(plan(program, spec).data, [model], spec, tmp_path)
+    engine = make_engine("numpy", "cpu", "device")
+    sizes: list[int] = []
+    batches_of = evaluation.batches_of
+
+    def counted(*args: Any) -> Any:
+        for feeds, rows in batches_of(*args):
+            sizes.append(rows)
+            yield feeds, rows
+
+    monkeypatch.setattr(evaluation, "batches_of", counted)
+    per_row = 4 * (4 + 8 + 8 + 3 + 3)  # x, dense, tanh, dense, softmax: float32
+    assert evaluation._row_bytes(model, data.train) == per_row
+
+    def evaluated() -> list[int]:
+        sizes.clear()
+        evaluation.evaluate(engine, model, initialize(model, 0), stages(spec)[0], data.train,
+                            data.val, "y", batch=16)
+        return list(sizes)
+
+    assert evaluated() == [601, 602]  # the train and validation halves, one batch each
+    monkeypatch.setattr(evaluation, "EVAL_BYTES", 550 * per_row)
+    assert evaluated() == [550, 51, 550, 52]
+    monkeypatch.setattr(evaluation, "EVAL_BYTES", 100 * per_row)
+    assert evaluated() == [512, 89, 512, 90]  # EVAL_BATCH rows at the least
+    wide = {"x": np.zeros((10, 12), np.float32)}  # three times the row the shapes say
+    assert evaluation._row_bytes(model, wide) == 3 * per_row

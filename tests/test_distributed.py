@@ -106,7 +106,7 @@ def test_memory_mapped_data_shards_as_in_memory_data(tmp_path: Path) -> None:
 
 
 def test_ranks_share_the_evaluation_and_agree_with_one_process(tmp_path: Path) -> None:
-    """digits_mlp: each rank evaluates every other batch of 512 rows; rank 0 merges the totals.
+    """digits_mlp: each rank evaluates half the training rows; rank 0 merges the totals.
     The recorded metrics equal one process's to float32 training's tolerance."""
     import csv
 

@@ -1,11 +1,13 @@
 """The per-epoch evaluation: the metrics on the training rows, and the loss and metrics on the
 validation rows, in inference mode, on whatever engine trained the model.
 
-It runs in batches of rows (the train block's batch, at least `EVAL_BATCH`) through the
-engine's inference table, so an epoch's evaluation holds one batch's values at a time, never
-the data set's. The loss and every metric are accumulated on the device as sums that batches
-add up (nndsl/training/statistics.py), so they equal the value on all the rows in one batch up
-to rounding; only the final numbers reach the host.
+It runs in batches of rows through the engine's inference table: as many rows as the model's
+values fit in `EVAL_BYTES` (estimated per row from its shapes), at least the train block's
+batch and `EVAL_BATCH`. An epoch's evaluation holds one batch's values at a time, never the
+data set's; a small data set is evaluated in one batch, not in kernels of a few hundred rows.
+The loss and every metric are accumulated on the device as sums that batches add up
+(nndsl/training/statistics.py), so they equal the value on all the rows in one batch up to
+rounding; only the final numbers reach the host.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from nndsl.backend import Engine
 from nndsl.errors import NndslError
 from nndsl.interpreter import call_node, run
 from nndsl.ir import Call, Graph, Node
+from nndsl.memory import row_bytes
 from nndsl.ops.metrics import metric_call, metric_column
 from nndsl.training import statistics
 from nndsl.training.stages import Stage
 from nndsl.training.statistics import Statistic
 
 EVAL_BATCH = 512  # rows per evaluation batch at the least: fewer, larger steps than training's
+EVAL_BYTES = 4 << 20  # and as many more rows as the model's values fit in (estimated)
 
 
 def evaluate(engine: Engine, model: Graph, weights: Mapping[str, Any], stage: Stage,
@@ -36,7 +40,7 @@ def evaluate(engine: Engine, model: Graph, weights: Mapping[str, Any], stage: St
     validation rows, in inference mode. `train` and `val` are arrays by name: on the device,
     on the host, or memory-mapped (nndsl/data/stream.py); each batch is moved as it is used."""
     metrics = [metric_call(m) for m in stage.get("metrics") or ()]
-    size = max(int(batch or 0), EVAL_BATCH)
+    size = max(int(batch or 0), EVAL_BATCH, EVAL_BYTES // _row_bytes(model, train or val))
     out: dict[str, float] = {}
     with _inference(engine), np.errstate(all="ignore"):
         for prefix, part in (("", train), ("val_", val)):
@@ -51,11 +55,42 @@ def evaluate(engine: Engine, model: Graph, weights: Mapping[str, Any], stage: St
     return out
 
 
+_ROW_BYTES: dict[int, tuple[Graph, tuple[int, int]]] = {}
+
+
+def _row_bytes(model: Graph, part: Mapping[str, Any]) -> int:
+    """Bytes of every value the model computes for one row, from the shapes `check` gives it
+    (nndsl/memory.py), scaled up where the data's rows are larger than those shapes say (a
+    sequence longer than the symbolic time of 5)."""
+    found = _ROW_BYTES.get(id(model))
+    if found is None or found[0] is not model:
+        if len(_ROW_BYTES) >= 64:  # graphs made and dropped (tests): start again
+            _ROW_BYTES.clear()
+        found = _ROW_BYTES[id(model)] = (model, row_bytes(model))
+    values, shaped = found[1]
+    inputs = {name for name, _ in model.inputs}
+    given = sum(_bytes_per_row(v) for k, v in (part or {}).items() if k in inputs)
+    return max(int(values * max(given / shaped, 1.0)) if shaped else values, 1)
+
+
+def _bytes_per_row(array: Any) -> int:
+    """One row's bytes of an array: NumPy, memory-mapped (nndsl/data/stream.py) or torch."""
+    shape = tuple(array.shape)
+    if not shape or not shape[0]:
+        return 0
+    dtype = array.dtype
+    size = dtype.itemsize if isinstance(dtype, np.dtype) else array.element_size()
+    return int(np.prod(shape[1:], dtype=np.int64)) * int(size)
+
+
 def _evaluate_part(engine: Engine, model: Graph, weights: Mapping[str, Any], loss: Graph | None,
                    metrics: list[Call], part: Mapping[str, Any], target: str | None, size: int,
                    prefix: str) -> dict[str, float]:
     P = engine.P
     parallel = getattr(engine, "parallel", None)  # a rank of a data-parallel run
+    if parallel is not None:  # a batch for every rank where the rows allow it
+        rows = len(next(iter(part.values())))
+        size = min(size, max(EVAL_BATCH, -(-rows // parallel.world)))
     plan = LossPlan.of(model, loss, weights) if loss is not None else None
     stats = {prefix + metric_column(m): statistics.for_metric(m.name, **dict(m.kwargs))
              for m in metrics}
