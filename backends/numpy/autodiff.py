@@ -41,15 +41,17 @@ class Var:
     backward pass can hand the rule the same operands the forward saw.
     """
 
-    __slots__ = ("value", "prim", "args", "kwargs", "plain")
+    __slots__ = ("value", "prim", "args", "kwargs", "plain", "rules")
 
     def __init__(self, value: Any, prim: str | None = None, args: tuple[Any, ...] = (),
-                 kwargs: dict[str, Any] | None = None, plain: tuple[Any, ...] = ()) -> None:
+                 kwargs: dict[str, Any] | None = None, plain: tuple[Any, ...] = (),
+                 rules: tuple[tuple[Any, Any], ...] = ()) -> None:
         self.value = value
         self.prim = prim
         self.args = args
         self.kwargs = kwargs or {}
         self.plain = plain  # the arguments' plain values, as the forward saw them
+        self.rules = rules  # (rule, operand) for each operand a gradient flows back to
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -86,7 +88,7 @@ def _has_var(x: Any) -> bool:
 
 
 def _is_float(value: Any) -> bool:
-    if isinstance(value, np.ndarray | np.generic):
+    if type(value) is np.ndarray or isinstance(value, np.generic):
         return value.dtype.kind == "f"
     return np.issubdtype(np.result_type(value), np.floating)
 
@@ -113,9 +115,7 @@ class Tape:
             if g is None:
                 continue
             args = var.plain
-            for rule, operand in zip(VJPS[var.prim], var.args, strict=False):
-                if rule is None or not _has_var(operand):
-                    continue
+            for rule, operand in var.rules:
                 local = rule(g, var.value, *args, **var.kwargs)
                 if isinstance(operand, list | tuple):  # concat: one gradient per array
                     for part, piece in zip(operand, local, strict=True):
@@ -145,8 +145,11 @@ def _accumulate(grads: dict[int, np.ndarray], operand: Any, g: Any) -> None:
     if not isinstance(operand, Var):
         return
     value = operand.value
-    if isinstance(value, np.ndarray | np.generic) and isinstance(g, np.ndarray) \
-            and g.shape == value.shape:  # the common case, without sum_to's checks
+    if type(g) is np.ndarray and type(value) is np.ndarray and g.shape == value.shape:
+        if g.dtype != value.dtype:  # the common case, without sum_to's checks
+            g = g.astype(value.dtype)
+    elif isinstance(value, np.ndarray | np.generic) and isinstance(g, np.ndarray) \
+            and g.shape == value.shape:
         if g.dtype != value.dtype:
             g = g.astype(value.dtype)
     else:
@@ -168,24 +171,32 @@ def _traced(name: str) -> Callable[..., Any]:
         if kwargs and any(_has_var(v) for v in kwargs.values()):
             raise TypeError(f"P.{name}: pass arrays positionally (a keyword array would lose "
                             "its gradient)")
-        plain, tracked = [], False
-        for i, a in enumerate(args):  # one pass: the plain values, and whether a Var flows
-            if type(a) is Var:
+        for a in args:
+            if type(a) is Var or isinstance(a, (list, tuple)):
+                break
+        else:  # plain values only (an index, a mask, a constant): nothing to record
+            return getattr(self.base, name)(*args, **kwargs)
+        plain, flows = [], []
+        for i, a in enumerate(args):  # one pass: the plain values, and where a Var flows
+            kind = type(a)
+            if kind is Var:
                 plain.append(a.value)
-                tracked = tracked or (i < count and takes[i])
-            elif isinstance(a, list | tuple):
+                if i < count and takes[i]:
+                    flows.append((rules[i], a))
+            elif isinstance(a, (list, tuple)):
                 plain.append(value_of(a))
-                tracked = tracked or (i < count and takes[i] and _has_var(a))
+                if i < count and takes[i] and _has_var(a):
+                    flows.append((rules[i], a))
             else:
                 plain.append(a)
-        if saving is not None and tracked:
+        if saving is not None and flows:
             value, saved = saving(*plain, **kwargs)
             kwargs = {**kwargs, **saved}
         else:
             value = getattr(self.base, name)(*plain, **kwargs)
-        if not tracked or not _is_float(value):
+        if not flows or not _is_float(value):
             return value
-        var = Var(value, name, args, kwargs, tuple(plain))
+        var = Var(value, name, args, kwargs, tuple(plain), tuple(flows))
         self.tape.entries.append(var)
         return var
 

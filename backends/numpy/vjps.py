@@ -65,11 +65,12 @@ def _axes(ndim: int, axis: int | tuple[int, ...] | None) -> tuple[int, ...]:
 
 def _unreduce(g: Any, x: Any, axis: Any, keepdims: bool) -> np.ndarray:
     """A reduction's cotangent (or output) with the reduced axes restored, broadcast to x."""
-    shape = np.shape(x)
+    shape = x.shape if type(x) is np.ndarray else np.shape(x)
     g = np.asarray(g)
-    if not keepdims:
-        g = np.expand_dims(g, _axes(len(shape), axis))
-    return np.broadcast_to(g, shape)
+    if not keepdims:  # the reduced axes put back as length 1 (np.expand_dims' view)
+        axes = _axes(len(shape), axis)
+        g = g.reshape(tuple(1 if i in axes else n for i, n in enumerate(shape)))
+    return g if g.shape == shape else np.broadcast_to(g, shape)
 
 
 def _fold(patches: np.ndarray, shape: tuple[int, ...], kernel: tuple[int, ...],
@@ -128,7 +129,7 @@ def _tie_share(a: Any, b: Any) -> np.ndarray:
 
 def _max_x(g: Any, y: Any, x: Any, axis: Any = None, keepdims: bool = False) -> np.ndarray:
     hit = np.asarray(x) == _unreduce(y, x, axis, keepdims)
-    ties = hit.sum(axis=_axes(np.ndim(x), axis), keepdims=True)
+    ties = hit.sum(axis=_axes(hit.ndim, axis), keepdims=True)
     return _unreduce(g, x, axis, keepdims) * hit / ties
 
 
@@ -144,13 +145,23 @@ def _matmul_operands(g: Any, a: Any, b: Any) -> tuple[Any, Any, Any]:
     return a2, b2, g2
 
 
+def _matrices(g: Any, a: Any, b: Any) -> bool:
+    """Two matrices and a matrix cotangent: the product rules without `_matmul_operands`."""
+    return type(a) is np.ndarray and type(b) is np.ndarray and type(g) is np.ndarray and \
+        a.ndim == 2 and b.ndim == 2 and g.ndim == 2
+
+
 def _matmul_a(g: Any, y: Any, a: Any, b: Any) -> np.ndarray:
+    if _matrices(g, a, b):
+        return g @ b.T  # the same product as below, on the same views
     a2, b2, g2 = _matmul_operands(g, a, b)
     ga = g2 @ np.swapaxes(b2, -1, -2)
     return ga[..., 0, :] if np.ndim(a) == 1 else ga
 
 
 def _matmul_b(g: Any, y: Any, a: Any, b: Any) -> np.ndarray:
+    if _matrices(g, a, b):
+        return a.T @ g
     a2, b2, g2 = _matmul_operands(g, a, b)
     gb = np.swapaxes(a2, -1, -2) @ g2
     return gb[..., 0] if np.ndim(b) == 1 else gb

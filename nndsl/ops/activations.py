@@ -71,8 +71,10 @@ def softplus_of(P: Any, x: Any) -> Any:
 
 
 def log_softmax_of(P: Any, x: Any, axis: int = -1) -> Any:
-    """x - max - log Σ exp(x - max) along `axis` (shared with the logits losses)."""
-    shifted = P.sub(x, P.max(x, axis=axis, keepdims=True))
+    """x - max - log Σ exp(x - max) along `axis` (shared with the logits losses). The max only
+    keeps exp in range: the value does not depend on it, so no gradient flows back through it
+    (its share is zero but for rounding, as in torch's own backward of log_softmax)."""
+    shifted = P.sub(x, P.stop_gradient(P.max(x, axis=axis, keepdims=True)))
     return P.sub(shifted, P.log(P.sum(P.exp(shifted), axis=axis, keepdims=True)))
 
 
@@ -181,7 +183,8 @@ def sign(P: Any, x: Any, *, at_zero: float = 1.0) -> Any:
 @op("softmax", "activation", infer=_axis_type("softmax"))
 def softmax(P: Any, x: Any, *, axis: int = -1) -> Any:
     """e^x_i / Σ_j e^x_j along axis, computed on x - max(x)."""
-    e = P.exp(P.sub(x, P.max(x, axis=axis, keepdims=True)))
+    # the value does not depend on the max, so no gradient flows back through it
+    e = P.exp(P.sub(x, P.stop_gradient(P.max(x, axis=axis, keepdims=True))))
     return P.div(e, P.sum(e, axis=axis, keepdims=True))
 
 
