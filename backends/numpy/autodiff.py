@@ -37,8 +37,9 @@ from nndsl.training.core import run_loss, step_loss, trainable
 class Var:
     """An array that carries a gradient: its value and the primitive call that made it.
 
-    A leaf has `prim = None`. The call's arguments are kept as given (Vars included), so the
-    backward pass can hand the rule the same operands the forward saw.
+    A leaf has `prim = None`. The call's arguments are kept as given (Vars included) and as
+    the plain values the forward computed with, which the backward pass hands each rule; `rules`
+    pairs the rule of every operand a gradient flows back to with that operand.
     """
 
     __slots__ = ("value", "prim", "args", "kwargs", "plain", "rules")
