@@ -70,7 +70,16 @@ def _unreduce(g: Any, x: Any, axis: Any, keepdims: bool) -> np.ndarray:
     if not keepdims:  # the reduced axes put back as length 1 (np.expand_dims' view)
         axes = _axes(len(shape), axis)
         g = g.reshape(tuple(1 if i in axes else n for i, n in enumerate(shape)))
-    return g if g.shape == shape else np.broadcast_to(g, shape)
+    if g.shape == shape:
+        return g
+    if math.prod(shape) <= SMALL:  # copied: cheaper than np.broadcast_to's checks
+        out = np.empty(shape, g.dtype)
+        np.copyto(out, g)
+        return out
+    return np.broadcast_to(g, shape)
+
+
+SMALL = 1 << 14  # elements: an array this small is copied rather than viewed (_unreduce)
 
 
 def _fold(patches: np.ndarray, shape: tuple[int, ...], kernel: tuple[int, ...],
@@ -116,8 +125,8 @@ def _masked(g: Any, keep: Any) -> np.ndarray:
     kept value (NaN, infinity and -0.0 included) as it is and makes the others +0.0."""
     g = np.asarray(g)
     bits = BITS.get(g.dtype)
-    if bits is None or type(keep) is not np.ndarray or keep.dtype != np.bool_ \
-            or np.broadcast_shapes(g.shape, keep.shape) != g.shape:
+    if bits is None or type(keep) is not np.ndarray or keep.dtype != np.bool_ or (
+            keep.shape != g.shape and np.broadcast_shapes(g.shape, keep.shape) != g.shape):
         return np.where(keep, g, 0.0)
     return np.multiply(g.view(bits), keep.view(np.uint8), dtype=bits).view(g.dtype)
 
