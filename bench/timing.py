@@ -60,13 +60,18 @@ def clock(fn: Callable[[], Any]) -> float:
 
 def side_by_side(contenders: Mapping[str, Callable[[], Any]], repeats: int,
                  warmup: int = 1) -> dict[str, Timing]:
-    """Median seconds of each contender over `repeats` interleaved runs, after `warmup` each."""
+    """Median seconds of each contender over `repeats` interleaved runs, after `warmup` each.
+    Each repeat starts one contender further on, so that none always runs right after the same
+    one: a run that follows another framework's finds the caches filled with that one's data
+    (after Keras's and Lightning's fits, `nndsl train` of sine_lstm took 10-15 ms longer)."""
     for fn in contenders.values():
         for _ in range(warmup):
             fn()
     runs: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
+    order = list(contenders.items())
+    for repeat in range(repeats):
+        start = repeat % len(order)
+        for name, fn in order[start:] + order[:start]:
             runs[name].append(clock(fn))
     return {name: Timing(statistics.median(r), tuple(r)) for name, r in runs.items()}
 
