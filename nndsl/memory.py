@@ -136,8 +136,8 @@ def _layers(graph: Any, batch: int) -> list[tuple[Any, int, int]]:
 def row_bytes(graph: Any) -> tuple[int, int]:
     """(bytes of every value the model computes for one row, inputs included; of its inputs
     alone), at the sizes `check` gives symbols other than the batch."""
-    rows = _layers(graph, 1)
-    return sum(r[2] for r in rows), sum(_bytes(ty, 1) for _, ty in graph.inputs)
+    rows = _layers(graph, 1)  # the inputs first
+    return sum(r[2] for r in rows), sum(r[2] for r in rows[:len(graph.inputs)])
 
 
 def estimate(program: Any, graph: Any, batch: int | None = None) -> Estimate:

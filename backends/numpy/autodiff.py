@@ -146,12 +146,9 @@ def _accumulate(grads: dict[int, np.ndarray], operand: Any, g: Any) -> None:
     if not isinstance(operand, Var):
         return
     value = operand.value
-    if type(g) is np.ndarray and type(value) is np.ndarray and g.shape == value.shape:
+    if (type(value) is np.ndarray or isinstance(value, np.generic)) \
+            and isinstance(g, np.ndarray) and g.shape == value.shape:
         if g.dtype != value.dtype:  # the common case, without sum_to's checks
-            g = g.astype(value.dtype)
-    elif isinstance(value, np.ndarray | np.generic) and isinstance(g, np.ndarray) \
-            and g.shape == value.shape:
-        if g.dtype != value.dtype:
             g = g.astype(value.dtype)
     else:
         g = sum_to(g, operand.shape).astype(operand.dtype, copy=False)

@@ -173,15 +173,14 @@ class TorchEngine:
             ws = [weights[k] for k in names]
             gs = [out[k] for k in names]
             total, added = penalty_total(calls, ws), gradient_added(calls, gs, ws)
-            if total is None or added is None:
-                rules = [self._rule(c) for c in calls]
-                if total is None:
-                    values += _added((rule[0](lists, ws, **rule[2]) for rule in rules),
-                                     lists.add)
-                if added is None:
-                    added = lists.add(gs, _added((rule[1](lists, ws, **rule[2])
-                                                  for rule in rules), lists.add))
-            values += [total] if total is not None else []
+            rules = [self._rule(c) for c in calls] if total is None or added is None else []
+            if total is None:  # one value per weight
+                values += _added((rule[0](lists, ws, **rule[2]) for rule in rules), lists.add)
+            else:
+                values.append(total)
+            if added is None:
+                added = lists.add(gs, _added((rule[1](lists, ws, **rule[2]) for rule in rules),
+                                             lists.add))
             out.update(zip(names, added, strict=True))
         return values
 

@@ -134,23 +134,24 @@ def adam(P: Any, ws: Lists, gs: Lists, states: list[dict[str, Any]], rate: float
     return list(new), [{"m": a, "v": b} for a, b in zip(m, v, strict=True)]
 
 
-def _squares(ws: Lists) -> torch.Tensor | float:
-    """Σ w² over every element of every tensor: one foreach norm, then Σ n² (on the CPU over
-    the norms read as numbers, cheaper than stacking a handful of them; elsewhere on the
-    device, not one wait per weight)."""
-    norms = torch._foreach_norm(ws)
-    if ws[0].device.type == "cpu":
-        return math.fsum(n.item() ** 2 for n in norms)
+def _total(norms: Lists, power: int) -> torch.Tensor | float:
+    """Σ n^power (power 1 or 2) over per-tensor norms: on the CPU over the norms read as
+    numbers (cheaper than stacking a handful of them), elsewhere on the device (not one wait
+    per weight)."""
+    if norms[0].device.type == "cpu":
+        return math.fsum(n.item() ** power for n in norms)
     stacked = torch.stack(norms)
-    return torch.dot(stacked, stacked)
+    return torch.dot(stacked, stacked) if power == 2 else stacked.sum()
+
+
+def _squares(ws: Lists) -> torch.Tensor | float:
+    """Σ w² over every element of every tensor: one foreach norm, then Σ n²."""
+    return _total(torch._foreach_norm(ws), 2)
 
 
 def _magnitudes(ws: Lists) -> torch.Tensor | float:
     """Σ |w| over every element of every tensor (one foreach 1-norm)."""
-    norms = torch._foreach_norm(ws, 1)
-    if ws[0].device.type == "cpu":
-        return math.fsum(n.item() for n in norms)
-    return torch.stack(norms).sum()
+    return _total(torch._foreach_norm(ws, 1), 1)
 
 
 # regularizer -> its penalty summed over many weights in a few calls, for the recorded loss
