@@ -58,15 +58,25 @@ class MultiUpdate:
 
     def __call__(self, P: Any, weights: dict[str, Any], grads: dict[str, Any],
                  state: dict[str, State], rate: float, t: int, params: dict[str, Any]) -> None:
-        """Update `weights` and `state` (per weight) in place from `grads`."""
+        """Update `weights` and `state` (per weight) in place from `grads`. A group's weights
+        are handed to its rule in a list that alone holds them here, so that the rule may
+        reuse the memory of one no one else holds (torch's adam kernel does:
+        backends/torch/fused.py)."""
         for names in _groups(weights, grads, state):
             if len(names) == 1:
                 (name,) = names
                 weights[name], state[name] = self.rule(P, weights[name], grads[name],
                                                        state.get(name, {}), rate, t, **params)
                 continue
-            new_w, new_s = self.group(P, [weights[k] for k in names], [grads[k] for k in names],
-                                      [state.get(k, {}) for k in names], rate, t, **params)
+            given = [weights[k] for k in names]
+            for k in names:  # handed over: the list alone holds them here (entries keep places)
+                weights[k] = None
+            try:
+                new_w, new_s = self.group(P, given, [grads[k] for k in names],
+                                          [state.get(k, {}) for k in names], rate, t, **params)
+            except BaseException:
+                weights.update(zip(names, given, strict=True))  # a failed rule changes nothing
+                raise
             for k, w, s in zip(names, new_w, new_s, strict=True):
                 weights[k], state[k] = w, s
 
