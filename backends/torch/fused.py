@@ -16,10 +16,10 @@ its arrays: `torch.as_tensor` of a NumPy array does), held by nothing but the li
 (the caller hands it over, `nndsl/training/multi.py`), with no view, NumPy array or autograd
 record of its memory. Any other weight is copied first (the diagnostics keep the old weights
 for their update ratios, a caller may keep what it passed in). The copies cost the digits
-MLP's training loop 5% of its time and the CNN's 8% (interleaved A/B runs). The moments are copied too, unless this module made them
-(`Moments`, the state a call returns): those only the optimizer holds, so the next step
-advances them in place. A state from anywhere else (a checkpoint's arrays, a copy) is never
-written.
+MLP's training loop 5% of its time and the CNN's 8% (interleaved A/B runs). The moments are
+copied too, unless this module made them (`Moments`, the state a call returns): those only the
+optimizer holds, so the next step advances them in place. A state from anywhere else (a
+checkpoint's arrays, a copy) is never written.
 """
 
 from __future__ import annotations
