@@ -25,6 +25,9 @@ CASES: list[tuple[str, tuple[tuple[int, ...], ...], dict[str, Any]]] = [
     ("relu", ((4, 6),), {}),
     ("softmax", ((4, 6),), {"axis": 0}),
     ("log_softmax", ((4, 6),), {}),
+    ("mse", ((4, 3), (4, 3)), {}),
+    ("mse", ((2, 3, 2), (2, 3, 2)), {"reduction": "sum"}),
+    ("mse", ((4, 3), (4, 1)), {}),  # broadcast targets: the decomposition
     ("softmax", ((100, 6),), {}),  # many rows, few classes: the transposed kernel (AVX-512)
     ("log_softmax", ((3, 40, 7),), {"axis": 2}),
     ("conv2d", ((2, 3, 7, 6),), {"channels": 4, "kernel": 3, "padding": "same"}),

@@ -77,6 +77,15 @@ def dropout(P: Any, x: Any, *, rate: float | None = None, keep: float | None = N
     return (x / p) * (P.random_uniform_like(x) < p)
 
 
+def mse(P: Any, y: Any, t: Any, *, reduction: str = "mean") -> Any:
+    """F.mse_loss: the squared differences and their mean (or sum) in one kernel, the gradient
+    2(y - t)/n in one (the decomposition's difference, product and mean are three, each with
+    its backward). Tensors of one floating dtype and one shape; others: the decomposition."""
+    if not (_floats(y, t) and y.shape == t.shape):
+        return _decomposed_kind("mse", "loss")(P, y, t, reduction=reduction)
+    return F.mse_loss(y, t, reduction="sum" if reduction == "sum" else "mean")
+
+
 # CPU vector registers by the instruction set torch dispatches to, in bytes
 _VECTOR_BYTES = {"AVX512": 64, "AVX2": 32}
 _MANY_ROWS = 64  # below this the transposed route's extra dispatch costs more than it saves
@@ -180,12 +189,17 @@ def _fused(name: str, call: Fused, P: Any, x: Any, units: int, bidirectional: bo
             and _supported(name, params)):
         return _decomposed(name)(P, x, units=units, bidirectional=bidirectional,
                                  sequences=sequences, **params)
-    zeros = x.new_zeros((x.shape[0], units))
-    h0 = torch.stack([zeros if s.h is None else zeros + s.h for s in begin])
-    hx = (h0, torch.stack([zeros if s.c is None else zeros + s.c for s in begin])) \
-        if name == "lstm" else h0
+    if given:
+        zeros = x.new_zeros((x.shape[0], units))
+        h0 = torch.stack([zeros if s.h is None else zeros + s.h for s in begin])
+        c0 = torch.stack([zeros if s.c is None else zeros + s.c for s in begin]) \
+            if name == "lstm" else None
+    else:  # zeros: one tensor serves both (the kernel only reads its initial state)
+        h0 = c0 = x.new_zeros((len(begin), x.shape[0], units))
+    hx = (h0, c0) if name == "lstm" else h0
     out, *final = call(x, hx, weights, bidirectional, bool(P.training), params)
-    value = out if sequences else torch.cat(list(final[0]), dim=-1)
+    value = out if sequences else final[0][0] if len(begin) == 1 else \
+        torch.cat(list(final[0]), dim=-1)
     if not P.training or bidirectional:
         return value
     return WithUpdates(value, dict(zip(("state_h", "state_c"), (f[0] for f in final),
@@ -371,7 +385,7 @@ def multi_head_attention(P: Any, *xs: Any, heads: int, dim: int | None = None,
 
 NATIVE: dict[str | tuple[str, str], Callable[..., Any]] = {
     "dense": dense, "relu": relu, "dropout": dropout, "softmax": softmax,
-    "log_softmax": log_softmax, "cross_entropy_logits": cross_entropy_logits,
+    "log_softmax": log_softmax, "cross_entropy_logits": cross_entropy_logits, "mse": mse,
     "conv1d": _conv(1, "conv1d"), "conv2d": _conv(2, "conv2d"),
     "lstm": lstm, "gru": gru, "rnn": rnn, ("optimizer", "adam"): adam,
     ("clip", "norm"): clip_norm,
