@@ -117,3 +117,17 @@ def test_a_failing_update_leaves_the_weights_it_was_given() -> None:
         update(make_torch_prims(training=False), weights,
                {k: torch.ones(s) for k, s in SHAPES.items()}, {}, 0.01, 1, {})
     assert list(weights) == list(before) and all(weights[k] is before[k] for k in before)
+
+
+def test_a_holder_outside_the_list_is_always_counted() -> None:
+    """The count of a weight held by its list alone is measured when the module loads (Python
+    versions count the interpreter's own references differently); any other holder adds one."""
+    alone = [torch.zeros(3)]
+    assert fused._references(alone, 0) == fused._ONLY_THE_LIST
+    held = alone[0]
+    assert fused._references(alone, 0) == fused._ONLY_THE_LIST + 1
+    del held
+    assert fused._references(alone, 0) == fused._ONLY_THE_LIST
+    twice = [torch.zeros(3)]
+    twice.append(twice[0])  # the same tensor twice in one list: written once would be wrong
+    assert fused._references(twice, 0) == fused._ONLY_THE_LIST + 1

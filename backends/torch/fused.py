@@ -36,16 +36,30 @@ DEVICES = ("cpu", "cuda")
 
 # the weights this module returned, by id (a tensor has no hash of its own)
 _RETURNED: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
-_ONLY_THE_LIST = 3  # references to a weight held by its list alone, seen from `_writable`
+
+
+def _references(ws: list[Any], i: int) -> int:
+    """References to ws[i] as `sys.getrefcount` sees them from here: the list's, this frame's
+    name's and the call's argument's, as far as the interpreter counts the last two (Python
+    3.14 borrows some references on its stack, and counts fewer)."""
+    w = ws[i]
+    return sys.getrefcount(w)
+
+
+# what `_references` reads for a tensor held by its list alone, measured rather than assumed:
+# a holder anywhere else adds one to it on every Python version
+_ONLY_THE_LIST = _references([torch.empty(0)], 0)
 
 
 def _writable(ws: list[Any], i: int) -> bool:
-    """Whether ws[i] may be updated where it lies: this module's own (`_RETURNED`), referred to
-    by the list only (no name, container, view or autograd record) and not shared with another
-    tensor or a NumPy array (its storage held by it alone, the probe's reference aside)."""
+    """Whether ws[i] may be updated where it lies: referred to by the list only (no name,
+    container, view or autograd record; counted before this frame names it), this module's own
+    (`_RETURNED`), and not shared with another tensor or a NumPy array (its storage held by it
+    alone, the probe's reference aside)."""
+    if _references(ws, i) != _ONLY_THE_LIST:
+        return False
     w = ws[i]
-    return _RETURNED.get(id(w)) is w and sys.getrefcount(w) == _ONLY_THE_LIST and \
-        w._use_count() == 1 and not w.requires_grad and \
+    return _RETURNED.get(id(w)) is w and w._use_count() == 1 and not w.requires_grad and \
         torch._C._storage_Use_Count(w.untyped_storage()._cdata) == 2
 
 
