@@ -284,3 +284,21 @@ def test_clip_norm_native_follows_the_rule(limit: float) -> None:
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-12)
     assert all(torch.equal(g, b) for g, b in zip(grads, before, strict=True))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_clip_norm_factor_in_place_is_torchs_quotient(dtype: torch.dtype) -> None:
+    """The factor worked out in place on the norm is min(max / (norm + 1e-6), 1) as torch's
+    `max / tensor` gives it, bit for bit; gradients autograd tracks take that form itself (an
+    in-place step on a norm autograd keeps would fail its backward pass)."""
+    clip = ops.get("norm", "clip")
+    rng = np.random.default_rng(5)
+    grads = [torch.tensor(rng.standard_normal(s), dtype=dtype) for s in ((64, 16), (64,), (1,))]
+    P = make_torch_prims()
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    factor = torch.clamp(0.7 / (total + 1e-6), max=1.0)
+    got = clip.native["torch"](P, grads, max=0.7)
+    assert all(torch.equal(g, x * factor) for g, x in zip(got, grads, strict=True))
+    tracked = [g.clone().requires_grad_(True) for g in grads]
+    out = clip.native["torch"](P, tracked, max=0.7)
+    assert all(torch.equal(o.detach(), g) for o, g in zip(out, got, strict=True))
