@@ -289,8 +289,7 @@ def test_clip_norm_native_follows_the_rule(limit: float) -> None:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_clip_norm_factor_in_place_is_torchs_quotient(dtype: torch.dtype) -> None:
     """The factor worked out in place on the norm is min(max / (norm + 1e-6), 1) as torch's
-    `max / tensor` gives it, bit for bit; gradients autograd tracks take that form itself (an
-    in-place step on a norm autograd keeps would fail its backward pass)."""
+    `max / tensor` gives it, bit for bit, and gradients autograd tracks get the same values."""
     clip = ops.get("norm", "clip")
     rng = np.random.default_rng(5)
     grads = [torch.tensor(rng.standard_normal(s), dtype=dtype) for s in ((64, 16), (64,), (1,))]
