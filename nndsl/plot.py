@@ -10,6 +10,7 @@ only step rows (`--steps` shorter than an epoch) against the update count.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Iterable, Mapping
@@ -18,6 +19,7 @@ from typing import Any
 SIZE, DPI = (6.4, 4.0), 100  # inches: 640 x 400 pixels per panel
 SKIP = ("kind", "step", "epoch", "phase")
 LOG_SPAN = 100.0  # a y range wider than this factor (two decades) is drawn on a log scale
+TICKS_AHEAD = 12  # major ticks a spare figure's axes have ready (a plot draws up to 11)
 
 
 def base(key: str) -> str:
@@ -234,25 +236,52 @@ def history_plot(rows: list[Mapping[str, Any]], name: str, keys: list[str]) -> b
 _SPARE: list[tuple[Any, list[Any]]] = []
 
 
+# One Agg renderer for every spare figure of a size: matplotlib remembers the sizes of the
+# texts it has laid out per renderer, and a figure's own renderer starts with none, so each plot
+# measured its tick labels, title and legend afresh (a tenth of its drawing). The spare figures
+# of a process are drawn one at a time, and each picture is copied out (`_png`) before the next.
+_RENDERERS: dict[tuple[int, int, float], Any] = {}
+
+
+@functools.cache
+def _shared_canvas() -> type:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
+
+    class SharedCanvas(FigureCanvasAgg):  # type: ignore[misc]
+        """An Agg canvas drawing with the renderer its size shares (`_RENDERERS`)."""
+
+        def get_renderer(self) -> RendererAgg:
+            width, height = self.get_width_height(physical=True)
+            key = (width, height, self.figure.dpi)
+            if key not in _RENDERERS:
+                _RENDERERS[key] = RendererAgg(width, height, self.figure.dpi)
+            self.renderer = _RENDERERS[key]
+            return self.renderer
+
+    return SharedCanvas
+
+
 def spare_figures() -> int:
     """How many figures `prepare_figure` has left ready."""
     return len(_SPARE)
 
 
 def drop_spare_figures() -> None:
-    """Forget the spare figures (a forked copy of the worker prepares its own)."""
+    """Forget the spare figures and their renderers (a forked copy of the worker prepares its
+    own)."""
     _SPARE.clear()
+    _RENDERERS.clear()
 
 
 def prepare_figure() -> None:
     """One more spare figure: a one-panel figure drawn once with a placeholder curve, which is
     then taken away with the limits it set."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     fig, (ax,) = _figure()
     line, = ax.plot([1, 50], [0.01, 1.0])
-    FigureCanvasAgg(fig).draw()  # the canvas savefig would make: its renderer is kept too
+    _shared_canvas()(fig).draw()  # an Agg canvas, as savefig would make, whose renderer is kept
     _remember_label_drop(fig)
+    for axis in (ax.xaxis, ax.yaxis):  # the ticks a plot may need, made while idle (a plot
+        axis.get_major_ticks(TICKS_AHEAD)  # whose axis had too few made them as it drew)
     line.remove()
     ax.relim()
     ax.set_xlim(0.0, 1.0, auto=None)  # a new axis's limits, still autoscaled

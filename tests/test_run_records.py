@@ -191,6 +191,21 @@ def test_a_spare_figure_draws_the_bytes_of_a_new_one(history: str) -> None:
         assert plot.spare_figures() == 0
 
 
+def test_spare_figures_share_one_renderer_and_draw_the_bytes_of_new_ones() -> None:
+    from nndsl import plot
+
+    histories = _histories()
+    plots = [(histories[h], name, keys) for h in ("few", "log", "many", "phases", "few")
+             for name, keys in plot.history_files(histories[h]).values()]
+    new = [plot.history_plot(*p) for p in plots]
+    for _ in plots:
+        plot.prepare_figure()
+    assert len({id(fig.canvas.get_renderer()) for fig, _ in plot._SPARE}) == 1
+    assert all(len(ax.yaxis.majorTicks) >= plot.TICKS_AHEAD for _, (ax,) in plot._SPARE)
+    assert [plot.history_plot(*p) for p in plots] == new  # in turn, on the one renderer
+    assert plot.spare_figures() == 0
+
+
 @pytest.mark.parametrize("history", ["few", "log", "steps", "phases"])
 def test_an_x_label_put_where_matplotlib_measured_it_draws_the_same_pixels(
         history: str, monkeypatch: pytest.MonkeyPatch) -> None:
