@@ -91,6 +91,36 @@ def test_the_split_copies_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     np.testing.assert_array_equal(x[np.array([3, 0])], want[x.index[[3, 0]]])
 
 
+@pytest.mark.skipif(stream.file_resident() is None, reason="the system does not say")
+def test_rows_read_at_random_keep_little_of_the_file_resident(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of rows picked at random from a 64 MiB file: what the process holds of it stays
+    under the release budget plus one group of rows (each of which may map a 2 MiB folio),
+    where reading a batch at once mapped up to the whole file."""
+    monkeypatch.setattr(stream, "RELEASE_BYTES", 2**20)
+    monkeypatch.setattr(stream, "GROUP_ROWS", 4)
+    want = np.arange(65536 * 256, dtype=np.float32).reshape(65536, 256)
+    np.save(tmp_path / "x.npy", want)
+    with (tmp_path / "x.npy").open("rb") as f:
+        np.lib.format.read_magic(f)
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        offset = f.tell()
+    mapped = stream.map_array(tmp_path / "x.npy", offset, shape, dtype, fortran)
+    base, held = stream.file_resident(), []
+    touched = stream.Pages.touched
+
+    def counted(pages: stream.Pages, nbytes: int) -> None:  # what is held before any release
+        held.append(stream.file_resident() - base)  # type: ignore[operator]
+        touched(pages, nbytes)
+
+    monkeypatch.setattr(stream.Pages, "touched", counted)
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        picked = rng.permutation(len(want))[:1024]
+        np.testing.assert_array_equal(mapped[picked], want[picked])
+    assert max(held) <= 2**20 + 4 * 2 * 2**20 + 4 * 2**20  # budget, one group, slack: 13 MiB
+
+
 def test_mapped_data_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NNDSL_STREAM_BYTES", "0")
     spec = _write(tmp_path, 'npy(x="x.npy", y="y.npy")')
