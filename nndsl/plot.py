@@ -53,12 +53,16 @@ def curves(rows: list[Mapping[str, Any]]) -> tuple[str, list[Mapping[str, Any]]]
 
 
 def groups(rows: list[Mapping[str, Any]]) -> dict[str, list[str]]:
-    """Plot name -> its columns, in the order they first appear; `lr` only when it changes."""
+    """Plot name -> its columns, in the order they first appear; `lr` only when it changes.
+    Each column is read once (a column left out, such as a constant `lr`, was read again at
+    every row: 7 s for 5,000 epochs)."""
     out: dict[str, list[str]] = {}
+    seen: set[str] = set(SKIP)
     for row in rows:
         for key in row:
-            if key in SKIP or key in out.get(group(key), []):
+            if key in seen:
                 continue
+            seen.add(key)
             values = [v for v in _numbers(rows, key) if not math.isnan(v)]
             if not values or (key == "lr" and max(values) == min(values)):
                 continue

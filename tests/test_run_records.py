@@ -165,6 +165,18 @@ def test_log_scale_over_two_decades_and_phases_marked() -> None:
     assert flat.get_yscale() == "linear" and not flat.texts
 
 
+def test_each_column_is_read_once_to_choose_the_plots(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nndsl import plot
+
+    rows = [{"kind": "epoch", "step": i, "epoch": i, "phase": "main", "loss": 1 / i, "lr": 0.01,
+             "val_loss": "", "accuracy": 0.5} for i in range(1, 201)]
+    read: list[str] = []
+    numbers = plot._numbers
+    monkeypatch.setattr(plot, "_numbers", lambda rows, key: read.append(key) or numbers(rows, key))
+    assert plot.groups(rows) == {"loss": ["loss"], "accuracy": ["accuracy"]}
+    assert sorted(read) == ["accuracy", "loss", "lr", "val_loss"]  # left out: once, not per row
+
+
 def _histories() -> dict[str, list[dict[str, object]]]:
     """Histories whose plots differ in what a drawing decides: markers or not (30 points), a
     log scale, phases, step rows, gaps, one point, none."""

@@ -66,10 +66,8 @@ class History:
         return [r[key] for r in self.rows if r.get("kind") == "epoch" and key in r]
 
     def keys(self) -> list[str]:
-        keys: list[str] = []
-        for row in self.rows:
-            keys += [k for k in row if k not in keys]
-        return keys
+        """Every column, in the order they first appear."""
+        return list(dict.fromkeys(k for row in self.rows for k in row))
 
     def csv(self) -> str:
         out = io.StringIO()
