@@ -14,6 +14,7 @@ from nndsl.cli import main
 from nndsl.data import csv_cache, stream
 from nndsl.data.dataset import load_dataset
 from nndsl.errors import NndslError
+from nndsl.npz import open_npy
 from nndsl.program import load
 from nndsl.training.run import plan
 
@@ -101,11 +102,8 @@ def test_rows_read_at_random_keep_little_of_the_file_resident(
     monkeypatch.setattr(stream, "GROUP_ROWS", 4)
     want = np.arange(65536 * 256, dtype=np.float32).reshape(65536, 256)
     np.save(tmp_path / "x.npy", want)
-    with (tmp_path / "x.npy").open("rb") as f:
-        np.lib.format.read_magic(f)
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        offset = f.tell()
-    mapped = stream.map_array(tmp_path / "x.npy", offset, shape, dtype, fortran)
+    mapped = open_npy(tmp_path / "x.npy", "data file", stream_over=0)
+    assert isinstance(mapped, stream.Mapped)
     base, held = stream.file_resident(), []
     touched = stream.Pages.touched
 
