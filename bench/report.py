@@ -96,7 +96,8 @@ class Report:
         m = self.machine
         head = (f"nndsl bench — CPU {m['cpu']}, {m['cores']} cores ({m['threads']} thread(s) "
                 f"per library), GPU {m['gpu'] or 'none'}; torch {m['torch']}, onnxruntime "
-                f"{m['onnxruntime']}, numpy {m['numpy']}, Python {m['python']}; peers: "
+                f"{m['onnxruntime']}, numpy {m['numpy']}, matplotlib {m['matplotlib']}, "
+                f"Python {m['python']}; peers: "
                 + (", ".join(f"{k} {v}" for k, v in m["peers"].items()) or "none installed"))
         s = self.settings
         parts = [head, f"median of {s['repeats']} interleaved repeats after {s['warmup']} "

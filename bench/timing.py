@@ -119,7 +119,10 @@ def cpu_model() -> str:
 
 def machine(threads: int) -> dict[str, Any]:
     """What the figures were measured on: CPU, cores, GPU (if torch sees one), versions (and
-    those of the peers installed)."""
+    those of the peers installed). matplotlib's is read, not imported: it draws the plots in
+    the picture worker, and its version moves `nndsl train`'s end (constraints.txt)."""
+    from importlib.metadata import version
+
     import numpy as np
     import onnxruntime as ort
     import torch
@@ -129,4 +132,5 @@ def machine(threads: int) -> dict[str, Any]:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads, "gpu": gpu,
             "python": platform.python_version(), "numpy": np.__version__,
-            "torch": torch.__version__, "onnxruntime": ort.__version__, "peers": installed()}
+            "torch": torch.__version__, "onnxruntime": ort.__version__,
+            "matplotlib": version("matplotlib"), "peers": installed()}

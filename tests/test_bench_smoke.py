@@ -78,6 +78,7 @@ def test_header_names_the_machine(quick_run: tuple[str, dict]) -> None:
     machine = report["machine"]
     assert machine["cores"] >= 1 and machine["threads"] == 1 and machine["cpu"]
     assert stdout.startswith("nndsl bench — CPU ") and machine["cpu"] in stdout.splitlines()[0]
+    assert f"matplotlib {machine['matplotlib']}" in stdout.splitlines()[0]  # draws the plots
     assert report["settings"]["quick"] is True and report["settings"]["repeats"] == 1
     if machine["gpu"] is None:
         assert not report["gpu_rows"] and any("GPU: none" in n for n in report["notes"])
