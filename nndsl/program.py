@@ -132,8 +132,9 @@ def lower_model(model: ast.ModelDef, defs: Definitions, sink: ErrorSink) -> Grap
     outputs: list[tuple[str, Span]] = []
     for stmt in (s for s in model.body if isinstance(s, ast.Defaults)):
         _guard(sink, lambda stmt=stmt: b.set_defaults(stmt))
-    previous: ast.Stmt | None = None
     for index, stmt in enumerate(model.body):
+        # its neighbours, whatever became of them (a statement refused on the way is one too)
+        previous = model.body[index - 1] if index else None
         following = model.body[index + 1] if index + 1 < len(model.body) else None
         match stmt:
             case ast.InputDecl(items=items):
@@ -160,7 +161,6 @@ def lower_model(model: ast.ModelDef, defs: Definitions, sink: ErrorSink) -> Grap
                 if isinstance(previous, ast.ExprStmt) and isinstance(previous.value, ast.Name):
                     scope.values[previous.value.id] = previous.value.id  # `h x -> ...`: poison h
                     b.types[previous.value.id] = None
-        previous = stmt
     return b.graph(_outputs(b, scope, outputs, model, sink))
 
 
