@@ -173,9 +173,13 @@ def test_few_classes_take_the_kernel_across_rows(monkeypatch: pytest.MonkeyPatch
     """With fewer classes than a vector register holds and many rows, (log-)softmax and
     cross-entropy run torch's kernel for a leading axis on the transposed tensor: log_softmax
     and the loss bit for bit as the last-axis kernel, softmax within an ulp, gradients too, in
-    the input's layout. Few rows, many classes or another axis keep the last-axis kernel."""
+    the input's layout. Few rows, many classes or another axis keep the last-axis kernel. The
+    bit-for-bit claims hold where torch's kernels use the capability routed for: a machine
+    without AVX512 told it has it sends 10 classes across the rows of its AVX2 kernel, which
+    agrees within an ulp only."""
     from nndsl.backends.torch import natives
 
+    real = torch.backends.cpu.get_cpu_capability()
     monkeypatch.setattr(natives, "_CAPABILITY", capability)
     lanes = {"AVX512": 16, "AVX2": 8}.get(capability, 0)
     f32 = torch.float32
@@ -190,20 +194,25 @@ def test_few_classes_take_the_kernel_across_rows(monkeypatch: pytest.MonkeyPatch
     z = torch.tensor(rng.standard_normal((300, 10)) * 4, dtype=f32, requires_grad=True)
     t = torch.tensor(rng.integers(0, 10, 300))
     P = make_torch_prims()
+    exact = capability == real or not natives._across_rows(z, -1)
     for name, plain in (("log_softmax", lambda x: torch.log_softmax(x, -1)),
                         ("softmax", lambda x: torch.softmax(x, -1))):
         got, want = OPS[name].native["torch"](P, z), plain(z)
         assert got.is_contiguous() and got.shape == want.shape
-        if name == "log_softmax":
+        if name == "log_softmax" and exact:
             assert torch.equal(got, want)
-        torch.testing.assert_close(got, want, rtol=2e-7, atol=1e-9)
+        ulps = (2e-7, 1e-9) if exact else (1e-6, 1e-6)  # float32, values up to ~10 apart
+        torch.testing.assert_close(got, want, rtol=ulps[0], atol=ulps[1])
         weight = torch.linspace(-1, 1, z.numel()).reshape(z.shape)
         (g_got,) = torch.autograd.grad((got * weight).sum(), [z])
         (g_want,) = torch.autograd.grad((want * weight).sum(), [z])
         torch.testing.assert_close(g_got, g_want, rtol=1e-5, atol=1e-6)  # float32 sums
     for reduction in ("mean", "sum", "none"):
         got = OPS["cross_entropy_logits"].native["torch"](P, z, t, reduction=reduction)
-        assert torch.equal(got, torch.nn.functional.cross_entropy(z, t, reduction=reduction))
+        want = torch.nn.functional.cross_entropy(z, t, reduction=reduction)
+        if exact:
+            assert torch.equal(got, want)
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
 
 
 def _with_t(fn: Any) -> Any:
