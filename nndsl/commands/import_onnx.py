@@ -22,9 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    import numpy as np
-
     from nndsl.errors import NndslError
+    from nndsl.npz import write_npz
 
     spec = Path(args.output)
     if spec.suffix != ".nn":
@@ -39,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         spec.parent.mkdir(parents=True, exist_ok=True)
         weights.parent.mkdir(parents=True, exist_ok=True)
         with weights.open("wb") as f:
-            np.savez(f, **imported.weights)
+            write_npz(f, imported.weights)
         spec.write_text(imported.spec, encoding="utf-8")
         _check(spec)
     except NndslError as e:

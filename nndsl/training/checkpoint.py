@@ -20,7 +20,7 @@ import numpy as np
 from nndsl.errors import NndslError
 from nndsl.files import atomic_write
 from nndsl.ir import NUMPY_DTYPE, Graph, WeightDecl
-from nndsl.npz import open_npz
+from nndsl.npz import open_npz, write_npz
 from nndsl.training import checkpoint_schema as schema
 from nndsl.training.session import Position
 
@@ -58,7 +58,7 @@ def save(path: Path, weights: dict[str, dict[str, Any]], state: dict[str, dict[s
                 scalars.append(f"{wname}::{key}")
     record = {**meta, "format": FORMAT, "scalars": scalars}
     arrays["meta"] = np.frombuffer(json.dumps(record).encode("utf-8"), dtype=np.uint8)
-    atomic_write(path, lambda f: np.savez(f, **arrays), sync=True)
+    atomic_write(path, lambda f: write_npz(f, arrays), sync=True)
 
 
 def load(path: Path) -> Checkpoint:

@@ -15,6 +15,7 @@ import numpy as np
 from nndsl.errors import NndslError
 from nndsl.files import atomic_write, atomic_write_text
 from nndsl.ir import NUMPY_DTYPE, Call, Graph, Program
+from nndsl.npz import write_npz
 from nndsl.training.session import Session
 from nndsl.training.stages import History
 
@@ -67,7 +68,7 @@ def save_run(path: Path, session: Session, weights: dict[str, dict[str, np.ndarr
     the rest of the run's files."""
     for model, arrays in weights.items():
         atomic_write(path / weights_file(model, session.spec.model), lambda f, a=arrays:
-                     np.savez(f, **{k: np.asarray(v) for k, v in a.items()}), sync=True)
+                     write_npz(f, {k: np.asarray(v) for k, v in a.items()}), sync=True)
     config = config or {"model": session.spec.model, **{
         key: str(value) if isinstance(value, Call) else value
         for key, value in session.spec.settings}}
