@@ -14,12 +14,16 @@ import functools
 import io
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 SIZE, DPI = (6.4, 4.0), 100  # inches: 640 x 400 pixels per panel
 SKIP = ("kind", "step", "epoch", "phase")
 LOG_SPAN = 100.0  # a y range wider than this factor (two decades) is drawn on a log scale
 TICKS_AHEAD = 12  # major ticks a spare figure's axes have ready (a plot draws up to 11)
+X_MARGIN = 0.05  # of the x range, at each end (matplotlib's default margin)
+Y_BINS, Y_STEPS = 9, (1, 2, 2.5, 5, 10)  # a linear y axis's ticks (see `_scale`)
+MARKERS_UP_TO = 30  # points: a curve with more has no markers
 
 
 def base(key: str) -> str:
@@ -86,23 +90,29 @@ def _figure(panels: int = 1, columns: int = 1) -> tuple[Any, list[Any]]:
 
 
 def _png(fig: Any, kind: str = "png") -> bytes:
-    """The figure as `kind` bytes. A PNG is drawn by Agg as savefig draws it and encoded here:
-    an opaque picture (every plot's: a white figure) without its alpha channel, a quarter less
-    to filter and compress (a fifth less time than savefig's RGBA PNG, 12% smaller files), at
-    zlib level 1 (these flat line plots compress nearly as well, in half the time)."""
+    """The figure as `kind` bytes; a PNG is drawn by Agg as savefig draws it, then encoded by
+    `encode_png`."""
     out = io.BytesIO()
     if kind != "png":
         fig.savefig(out, format=kind, dpi=DPI)
         return out.getvalue()
+    fig.savefig(out, format="raw", dpi=DPI)  # RGBA, row by row from the top
+    _remember_label_drop(fig)
+    width, height = fig.canvas.get_width_height(physical=True)
+    return encode_png(out.getbuffer(), width, height)
+
+
+def encode_png(rgba: Any, width: int, height: int) -> bytes:
+    """An RGBA picture (a buffer, row by row from the top) as PNG bytes: an opaque picture
+    (every plot's: a white figure) without its alpha channel, a quarter less to filter and
+    compress (a fifth less time than savefig's RGBA PNG, 12% smaller files), at zlib level 1
+    (these flat line plots compress nearly as well, in half the time)."""
     import matplotlib
     import numpy as np
     from PIL import Image, PngImagePlugin
 
-    fig.savefig(out, format="raw", dpi=DPI)  # RGBA, row by row from the top
-    _remember_label_drop(fig)
-    width, height = fig.canvas.get_width_height(physical=True)
-    image = Image.frombuffer("RGBA", (width, height), out.getbuffer(), "raw", "RGBA", 0, 1)
-    if np.frombuffer(out.getbuffer(), np.uint8)[3::4].min() == 255:
+    image = Image.frombuffer("RGBA", (width, height), rgba, "raw", "RGBA", 0, 1)
+    if np.frombuffer(rgba, np.uint8)[3::4].min() == 255:
         image = image.convert("RGB")
     info = PngImagePlugin.PngInfo()  # what savefig writes
     info.add_text("Software", f"Matplotlib version{matplotlib.__version__}, "
@@ -142,38 +152,81 @@ def _place_labels(ax: Any) -> None:
         ax.yaxis.set_label_coords(0.0, 0.5, transform=ax.transAxes)
 
 
-def _scale(ax: Any, values: Iterable[float]) -> None:
-    """Log scale when every value is positive and they span more than two decades: a tick and
-    a plain label (0.01, 0.1, 1) per decade. matplotlib's default minor ticks and math-text
-    labels cost three quarters of such a plot's drawing."""
+def _is_log(values: Iterable[float]) -> bool:
+    """Every value positive, spanning more than two decades (losses often do)."""
     finite = [v for v in values if math.isfinite(v)]
-    if finite and min(finite) > 0 and max(finite) / min(finite) > LOG_SPAN:
-        from matplotlib.ticker import FuncFormatter, NullLocator
+    return bool(finite) and min(finite) > 0 and max(finite) / min(finite) > LOG_SPAN
 
+
+def _scale(ax: Any, log: bool) -> None:
+    """A log scale has a tick and a plain label (0.01, 0.1, 1) per decade: matplotlib's default
+    minor ticks and math-text labels cost three quarters of such a plot's drawing. A linear one
+    has at most nine steps of 1, 2, 2.5 or 5 times a power of ten (matplotlib's own choice for
+    a panel this size), which `_y_limits` rounds the range out to."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
+
+    if log:
         ax.set_yscale("log")
         ax.yaxis.set_minor_locator(NullLocator())
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    else:
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=Y_BINS, steps=Y_STEPS))
 
 
-def _phases(ax: Any, rows: list[Mapping[str, Any]], xs: list[float]) -> None:
-    """A dashed line and the phase's name where each phase after the first begins."""
+def _x_limits(xs: Iterable[float]) -> tuple[float, float]:
+    """The points' range with matplotlib's 5% margin at each end (one point: half a unit)."""
+    finite = [x for x in xs if math.isfinite(x)]
+    if not finite:
+        return 0.0, 1.0
+    lo, hi = min(finite), max(finite)
+    if lo == hi:
+        return lo - 0.5, hi + 0.5
+    pad = (hi - lo) * X_MARGIN
+    return lo - pad, hi + pad
+
+
+def _y_limits(values: Iterable[float], log: bool) -> tuple[float, float]:
+    """The values' range rounded out to ticks: whole decades on a log scale, else the nearest
+    tick steps (matplotlib's `round_numbers` limits). Rounded limits rarely move when one more
+    epoch is recorded, so a plot drawn ahead of the last epoch can keep its axes."""
+    finite = [v for v in values if math.isfinite(v) and (v > 0 or not log)]
+    if not finite:
+        return 0.0, 1.0
+    lo, hi = min(finite), max(finite)
+    if log:
+        return 10.0 ** math.floor(math.log10(lo)), 10.0 ** math.ceil(math.log10(hi))
+    import matplotlib
+    from matplotlib.ticker import MaxNLocator
+
+    ticks = MaxNLocator(nbins=Y_BINS, steps=Y_STEPS)
+    with matplotlib.rc_context({"axes.autolimit_mode": "round_numbers"}):
+        low, high = ticks.view_limits(*ticks.nonsingular(lo, hi))
+    return float(low), float(high)
+
+
+def _phase_starts(rows: list[Mapping[str, Any]]) -> tuple[tuple[int, str], ...]:
+    """(row, phase name) where each phase begins: one entry when there is a single phase."""
     names = [r.get("phase") for r in rows]
-    if len(set(names)) < 2:
+    return tuple((i, str(name)) for i, name in enumerate(names)
+                 if i == 0 or name != names[i - 1])
+
+
+def _phases(ax: Any, starts: tuple[tuple[int, str], ...], xs: list[float]) -> None:
+    """A dashed line and the phase's name where each phase after the first begins."""
+    if len(starts) < 2:
         return
-    for i, name in enumerate(names):
-        if i == 0 or name != names[i - 1]:
-            x = xs[i] - 0.5 if i else xs[0]
-            if i:
-                ax.axvline(x, color="0.5", linestyle="--", linewidth=0.8)
-            ax.annotate(str(name), (x, 1.0), xycoords=("data", "axes fraction"),
-                        xytext=(3, -12), textcoords="offset points", fontsize=8, color="0.3")
+    for i, name in starts:
+        x = xs[i] - 0.5 if i else xs[0]
+        if i:
+            ax.axvline(x, color="0.5", linestyle="--", linewidth=0.8)
+        ax.annotate(name, (x, 1.0), xycoords=("data", "axes fraction"),
+                    xytext=(3, -12), textcoords="offset points", fontsize=8, color="0.3")
 
 
 def _segments(rows: list[Mapping[str, Any]]) -> list[tuple[int, int]]:
     """(start, stop) of each run of rows of one phase."""
-    cuts = [i for i in range(1, len(rows)) if rows[i].get("phase") != rows[i - 1].get("phase")]
-    edges = [0, *cuts, len(rows)]
-    return list(zip(edges, edges[1:], strict=False))
+    edges = [i for i, _ in _phase_starts(rows)] + [len(rows)]
+    return list(zip(edges, edges[1:], strict=False)) if rows else [(0, 0)]
 
 
 def _style(key: str, colors: dict[str, str]) -> dict[str, Any]:
@@ -195,27 +248,91 @@ def _axes(ax: Any, title: str, xlabel: str) -> None:
         ax.legend(fontsize=8)
 
 
-def draw(ax: Any, rows: list[Mapping[str, Any]], keys: list[str], title: str,
-         label: str = "", colors: dict[str, str] | None = None, phases: bool = True) -> None:
-    """`keys` of `rows` on one axis (markers when there are few points)."""
+@dataclass(frozen=True)
+class Frame:
+    """Everything a plot of `keys` draws but its curves' points: the axes' limits and scale,
+    markers or not, where phases begin. Two histories with the same frame draw the same axes,
+    ticks, labels and legend entries (nndsl/plot_ahead.py draws them ahead on that ground)."""
+
+    title: str
+    keys: tuple[str, ...]
+    x_name: str
+    x_limits: tuple[float, float]
+    y_limits: tuple[float, float]
+    log: bool
+    markers: bool
+    phases: tuple[tuple[int, str], ...]
+    empty: bool
+
+
+def _xs(x_name: str, rows: list[Mapping[str, Any]], count: int) -> list[float]:
+    return list(range(1, count + 1)) if x_name == "epoch" else _numbers(rows, "step")
+
+
+def frame(rows: list[Mapping[str, Any]], keys: list[str], title: str,
+          count: int | None = None, log: bool | None = None) -> Frame:
+    """The frame of `keys` of `rows`, or of the history they begin when it will hold `count`
+    epoch rows; `log` decides the scale instead of these values (several runs on one axis)."""
     x_name, drawn = curves(rows)
-    xs = list(range(1, len(drawn) + 1)) if x_name == "epoch" else _numbers(drawn, "step")
-    colors = {} if colors is None else colors
-    marker = "o" if len(drawn) <= 30 else None
-    everything: list[float] = []
+    n = len(drawn) if count is None else count
+    values = [v for key in keys for v in _numbers(drawn, key)]
+    log = _is_log(values) if log is None else log
+    return Frame(title, tuple(keys), x_name, _x_limits(_xs(x_name, drawn, n)),
+                 _y_limits(values, log), log, n <= MARKERS_UP_TO, _phase_starts(drawn),
+                 not drawn)
+
+
+def curve_points(rows: list[Mapping[str, Any]], keys: list[str]
+                 ) -> list[tuple[str, int, list[float], list[float]]]:
+    """(key, phase number, xs, ys) of each line a plot of `keys` draws, in order: one per key
+    and phase (phases are not joined: another phase may train another loss)."""
+    x_name, drawn = curves(rows)
+    xs = _xs(x_name, drawn, len(drawn))
+    out = []
     for key in keys:
         ys = _numbers(drawn, key)
-        everything += ys
-        style = _style(key, colors)
-        for n, (lo, hi) in enumerate(_segments(drawn)):  # phases are not joined: another
-            ax.plot(xs[lo:hi], ys[lo:hi], label=None if n else f"{label}{key}",  # phase may
-                    marker=marker, markersize=3, **style)  # train another loss
+        out += [(key, n, xs[lo:hi], ys[lo:hi]) for n, (lo, hi) in enumerate(_segments(drawn))]
+    return out
+
+
+@dataclass
+class Drawn:
+    """What `draw` put on an axis: its frame, its curves (in `curve_points`' order) and every
+    point's coordinates."""
+
+    frame: Frame
+    lines: list[Any]
+    xs: list[float]
+    values: list[float]
+
+
+def draw(ax: Any, rows: list[Mapping[str, Any]], keys: list[str], title: str,
+         label: str = "", colors: dict[str, str] | None = None, phases: bool = True,
+         count: int | None = None, log: bool | None = None) -> Drawn:
+    """`keys` of `rows` on one axis (markers when there are few points); `count` and `log` as
+    in `frame`. The limits are left to the caller (`fit`): several runs may share the axis."""
+    f = frame(rows, keys, title, count, log)
+    colors = {} if colors is None else colors
+    marker = "o" if f.markers else None
+    lines, xs, values = [], [], []
+    for key, n, x, y in curve_points(rows, keys):
+        lines += ax.plot(x, y, label=None if n else f"{label}{key}", marker=marker,
+                         markersize=3, **_style(key, colors))
+        xs += x
+        values += y
     if phases:
-        _phases(ax, drawn, xs)
-    _scale(ax, everything)
-    _axes(ax, title, x_name)
-    if not drawn:
+        drawn = curves(rows)[1]
+        _phases(ax, f.phases, _xs(f.x_name, drawn, len(drawn)))
+    _scale(ax, f.log)
+    _axes(ax, title, f.x_name)
+    if f.empty:
         ax.text(0.5, 0.5, "no epochs recorded", transform=ax.transAxes, ha="center")
+    return Drawn(f, lines, xs, values)
+
+
+def fit(ax: Any, x_limits: tuple[float, float], y_limits: tuple[float, float]) -> None:
+    ax.set_xlim(*x_limits)
+    ax.set_ylim(*y_limits)
 
 
 def history_files(rows: list[Mapping[str, Any]]) -> dict[str, tuple[str, list[str]]]:
@@ -229,7 +346,8 @@ def history_files(rows: list[Mapping[str, Any]]) -> dict[str, tuple[str, list[st
 def history_plot(rows: list[Mapping[str, Any]], name: str, keys: list[str]) -> bytes:
     """One of `history_files`' plots, as PNG bytes (on a spare figure when one is ready)."""
     fig, (ax,) = _SPARE.pop() if _SPARE else _figure()
-    draw(ax, rows, keys, name)
+    f = draw(ax, rows, keys, name).frame
+    fit(ax, f.x_limits, f.y_limits)
     return _png(fig)
 
 
@@ -263,6 +381,15 @@ def _shared_canvas() -> type:
             return self.renderer
 
     return SharedCanvas
+
+
+def spare_figure() -> tuple[Any, list[Any]]:
+    """A one-panel figure on an Agg canvas: a spare one when one is ready."""
+    if _SPARE:
+        return _SPARE.pop()
+    fig, axes = _figure()
+    _shared_canvas()(fig)
+    return fig, axes
 
 
 def spare_figures() -> int:
@@ -316,8 +443,8 @@ def diagnostics_plot(rows: list[Mapping[str, Any]]) -> bytes:
                     color=f"C{i % 10}", marker="o" if len(epochs) <= 30 else None, markersize=3)
         if key in ("dead_fraction", "saturated_fraction"):
             ax.set_ylim(-0.05, 1.05)
-        else:
-            _scale(ax, everything)
+        elif _is_log(everything):
+            _scale(ax, True)
         _axes(ax, title, "epoch")
     return _png(fig)
 
@@ -340,8 +467,16 @@ def overlay(runs: Mapping[str, list[Mapping[str, Any]]], names: list[str] | None
     order = list(dict.fromkeys(n for n in (names or found) if n in found))
     fig, axes = _figure(max(len(order), 1), 2 if len(order) > 1 else 1)
     for ax, name in zip(axes, order, strict=False):
+        keys = {run: [k for k in found[name] if any(k in r for r in rows)]
+                for run, rows in runs.items()}
+        log = _is_log(v for run, rows in runs.items() for k in keys[run]
+                      for v in _numbers(curves(rows)[1], k))
+        xs, values = [], []
         for i, (run, rows) in enumerate(runs.items()):
             colors = {base(k): f"C{i % 10}" for k in found[name]}
-            draw(ax, rows, [k for k in found[name] if any(k in r for r in rows)], name,
-                 label=f"{run}: ", colors=colors, phases=len(runs) == 1)
+            drawn = draw(ax, rows, keys[run], name, label=f"{run}: ", colors=colors,
+                         phases=len(runs) == 1, log=log)
+            xs += drawn.xs
+            values += drawn.values
+        fit(ax, _x_limits(xs), _y_limits(values, log))
     return _png(fig, kind)

@@ -262,3 +262,38 @@ def _running(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
+
+
+def test_a_followed_run_has_its_plots_drawn_ahead_with_the_same_bytes(program: object,
+                                                                      tmp_path: Path) -> None:
+    """Sent the epoch rows as they come, the worker draws the plots ahead while it waits (from
+    the second half of the epochs on); the last row only adds its points to the falling loss
+    (the rising accuracy passes a tick at the last epoch: drawn in full)."""
+    with Painter.start(quiet=True) as painter:
+        assert painter.worker is not None
+        for attempt in range(6):  # the worker draws ahead when idle: give it longer each time
+            path = tmp_path / f"ahead-{attempt}"
+            path.mkdir()
+            painter.network(program, "clf", path)
+            painter.follow(len(ROWS), [])
+            for row in ROWS[:-1]:
+                painter.row(row)
+            time.sleep(0.25 * 2 ** attempt)
+            painter.row(ROWS[-1])
+            painter.history(path, History(list(ROWS)), None)
+            painter.finish()
+            if painter.drawn_ahead:
+                break
+        assert painter.drawn_ahead == ["loss.png"]
+        assert painter.worker is not None
+    assert _files(path) == _drawn_here(program, tmp_path / "here")
+
+
+def test_rows_are_not_sent_without_a_known_length_or_a_worker(program: object) -> None:
+    with Painter.start(quiet=True, spawn=False) as here:
+        here.follow(6, [])
+        here.row(ROWS[0])  # nothing to send to: nothing happens
+        assert not here.drawn_ahead
+    with Painter.start(quiet=True) as painter:
+        painter.follow(float("inf"), [])  # --steps without epochs: the length is unknown
+        assert not painter._following

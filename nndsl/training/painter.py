@@ -7,7 +7,9 @@ imports them while the trainer imports torch and trains, on a core a small model
 leaves idle; it draws network.svg as soon as the run directory exists, and the plots from the
 history the trainer sends when the training ends, while the trainer writes the weights and
 checks the export, on figures it prepared while it had nothing to do (nndsl/plot.py's spare
-figures). With a second core, every other plot is drawn at the same time by the worker's helper,
+figures) — or, when it drew them ahead from the epoch rows sent as they were recorded
+(`Following`), by adding the last points to the pictures it kept (nndsl/plot_ahead.py). With
+a second core, every other plot not drawn ahead is drawn at the same time by the worker's helper,
 a copy of it forked once its imports are done, which prepares its own spare figures. The trainer
 waits for every picture before the run returns, so the run directory is whole when `nndsl train`
 ends, as before. A process that trains again (a notebook, the benchmark) keeps its
@@ -37,7 +39,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -59,27 +62,88 @@ PRELOAD = ("matplotlib.figure", "matplotlib.backends.backend_agg", "networkx", "
            "nndsl.graph_picture")
 SPARE_FIGURES = 3  # figures the idle worker draws ahead: a loss and two metrics' plots
 HELPER_SPARE_FIGURES = 1  # and its helper, which draws every other plot
+AHEAD_FROM = 0.5  # of a run's epochs: the plots are drawn ahead from then on
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 ROOT = Path(__file__).resolve().parents[2]  # where the worker imports nndsl from
 # the worker draws on one thread (no BLAS pool), so it can fork copies of itself safely
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def _plots_at_once(path: Path, history: History, diagnostics: History | None) -> None:
-    """The worker's `save_plots`: every other plot drawn by its helper (`Helper`) at the same
-    time, on the core the waiting trainer leaves idle; a plot the helper did not write is drawn
-    again here, raising its error."""
-    jobs = plot_jobs(history, diagnostics)
+def _plots_at_once(path: Path, history: History, diagnostics: History | None) -> list[str]:
+    """The worker's `save_plots`: the plots drawn ahead (`Following`) finished here first; of
+    the others, every other one drawn by its helper (`Helper`) at the same time, on the core
+    the waiting trainer leaves idle; a plot the helper did not write is drawn again here,
+    raising its error. Returns the files that were drawn ahead."""
+    from nndsl import plot, plot_ahead
+
+    ahead = {file: partial(plot_ahead.history_plot, history.rows, name, keys)
+             for file, (name, keys) in plot.history_files(history.rows).items()
+             if plot_ahead.ready(history.rows, name, keys)}
+    jobs = [job for job in plot_jobs(history, diagnostics) if job[0] not in ahead]
     helper = _helper if _helper is not None and _helper.alive() else None
     given = helper.give(path, jobs[1::2]) if helper is not None else []
     try:
-        for file, draw in jobs:
+        for file, draw in [*ahead.items(), *jobs]:
             if all(file != f for f, _ in given):
                 save_plot(path, file, draw)
     finally:
         failed = helper.collect(given) if helper is not None else []
     for file, draw in failed:
         save_plot(path, file, draw)
+    return list(ahead)
+
+
+@dataclass
+class Following:
+    """The worker's copy of the epoch rows of the run being trained, sent as they are recorded,
+    from which it draws the run's plots ahead of the last epoch while it has nothing else to do
+    (nndsl/plot_ahead.py): at the end only the last points are drawn, when the frame has not
+    changed. Looking for a changed frame reads the whole history, so it is done again no sooner
+    than ten times its cost later (a tenth of the worker's core at most)."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    count: int | None = None  # the epoch rows the history will hold
+    checked: int = -1  # how many rows the last look found nothing to draw for
+    due: float = 0.0  # when the next look may be taken
+
+    def follow(self, count: int, rows: list[dict[str, Any]]) -> None:
+        self.rows, self.count, self.checked, self.due = list(rows), count, -1, 0.0
+
+    def row(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+
+    def stop(self) -> None:
+        self.rows, self.count = [], None
+
+    def wait(self) -> float | None:
+        """Seconds until a look is due, or None when there is nothing new to look at (or the
+        run is in its first half, whose frames the second half mostly changes)."""
+        if self.count is None or len(self.rows) == self.checked or \
+                len(self.rows) < self.count * AHEAD_FROM:
+            return None
+        return max(self.due - time.monotonic(), 0.0)
+
+    def draw(self) -> bool:
+        """Draw one plot ahead whose frame changed; False when none did (or it is too soon to
+        look again)."""
+        if self.wait() != 0.0 or self.count is None:
+            return False
+        from nndsl import plot, plot_ahead
+
+        start = time.monotonic()
+        try:
+            for name, keys in plot.history_files(self.rows).values():
+                if plot_ahead.prepare(self.rows, name, keys, self.count):
+                    return True  # one at a time: the pipe is read between drawings
+        except Exception:  # drawn in full at the end instead, where errors are reported
+            pass
+        self.checked = len(self.rows)
+        self.due = time.monotonic() + 10 * (time.monotonic() - start)
+        return False
+
+
+_following = Following()  # in the worker process
+NOTES = {"follow": _following.follow, "row": _following.row}  # requests left unanswered
 
 
 @dataclass
@@ -192,9 +256,10 @@ def _serve_helper(conn: Connection, parent: int) -> None:
     status = 0
     try:
         _die_with(parent)
-        from nndsl import plot
+        from nndsl import plot, plot_ahead
 
         plot.drop_spare_figures()  # the worker's: drawing on them would copy their pages
+        plot_ahead.forget()
         while True:
             try:
                 job = conn.recv()
@@ -233,6 +298,10 @@ def _receive(conn: Connection, alive: Callable[[], bool],
 def _cores() -> int:
     affinity = getattr(os, "sched_getaffinity", None)
     return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
+def _epoch_row(row: dict[str, Any]) -> bool:
+    return row.get("kind", "epoch") == "epoch"
 
 
 JOBS: dict[str, Callable[..., Any]] = {"network": network_picture, "plots": save_plots}
@@ -321,6 +390,8 @@ class Painter:
         self.quiet, self.worker = quiet, worker
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
         self._plotted: tuple[Path, int, int] | None = None  # the history last asked for
+        self._following = False  # the worker is sent each epoch row (`follow`)
+        self.drawn_ahead: list[str] = []  # the plots the worker had drawn ahead (`follow`)
 
     @classmethod
     def start(cls, quiet: bool, spawn: bool = True) -> Painter:
@@ -343,6 +414,28 @@ class Painter:
         self._plotted = asked
         save_tables(path, history, diagnostics)
         self._ask("plots", (path, history, diagnostics))
+
+    def follow(self, epochs: float, rows: list[dict[str, Any]]) -> None:
+        """Send the worker the history so far (a resumed run's) and, from now on, each epoch
+        row `row` is given, so that it draws the plots ahead of the last epoch; `epochs`: the
+        epoch rows the history will hold once every phase has run (inf: unknown)."""
+        if self.worker is None or not math.isfinite(epochs):
+            return
+        self._following = True
+        self._note("follow", (int(epochs), [r for r in rows if _epoch_row(r)]))
+
+    def row(self, row: dict[str, Any]) -> None:
+        if self._following and _epoch_row(row):
+            self._note("row", (row,))
+
+    def _note(self, kind: str, args: tuple[Any, ...]) -> None:
+        """A request the worker does not answer."""
+        if self.worker is None:
+            return
+        try:
+            self.worker.conn.send((kind, args))
+        except OSError:  # the worker is gone: the requests waiting are done here at the end
+            self._drop_worker()
 
     def _ask(self, kind: str, args: tuple[Any, ...]) -> None:
         if self.worker is not None:
@@ -369,6 +462,8 @@ class Painter:
     def _done(self, kind: str, result: Any) -> None:
         if kind == "network" and result is not None and not self.quiet:
             print(f"network.svg not written: {result}", file=sys.stderr)
+        if kind == "plots" and isinstance(result, list):
+            self.drawn_ahead = result
 
     def _answer(self) -> tuple[str, Any] | None:
         """The worker's next answer; None once it has died or stopped answering."""
@@ -412,19 +507,31 @@ def serve(fd: int, parent: int) -> None:
             __import__(module)
         spares = True
         while True:
-            if spares and not conn.poll(0):  # idle: figures ready for the next plots, one
-                spares = _prepare_spare() or _start_helper(conn) or _helper_prepares()  # at
-                continue  # a time (the trainer's core is the other one)
+            if not conn.poll(0):  # idle: plots drawn ahead, then figures ready for the next
+                if _following.draw():  # plots, one at a time (the trainer's core is the
+                    continue  # other one)
+                if spares:
+                    spares = _prepare_spare() or _start_helper(conn) or _helper_prepares()
+                    continue
+                wait = _following.wait()
+                if wait is not None and not conn.poll(wait):
+                    continue
             try:
                 kind, args = conn.recv()
             except EOFError:
                 break
+            if kind in NOTES:
+                NOTES[kind](*args)
+                continue
             try:
                 answer: tuple[str, Any] = ("ok", WORKER_JOBS[kind](*args))
             except BaseException as e:  # the trainer redoes it, and reports it
                 answer = ("failed", f"{type(e).__name__}: {e}")
             conn.send(answer)
-            spares = True  # the plots may have used some
+            if kind == "plots":  # the history is final: nothing more to draw ahead
+                _following.stop()
+            spares = kind == "plots"  # they used some; while a run trains, the plots drawn
+            # ahead take them and leave the refill to its end, when the worker waits
     except BaseException:  # an import that fails, a pipe that breaks: the trainer draws
         os._exit(1)
     os._exit(0)  # nothing to tear down: leave at once

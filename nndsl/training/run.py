@@ -291,7 +291,10 @@ def _train(session: Session, run: Plan, start: Position | None, hook: Checkpoint
                         quiet)
     events = records.Events.open(hook.path, session, resumed=start is not None) \
         if hook.writes else None
-    session.on_row, session.on_step = records.chain(events, reporter), reporter.step
+    session.on_row, session.on_step = records.chain(
+        events, reporter, painter.row if hook.writes else None), reporter.step
+    if hook.writes:
+        painter.follow(sum(session.epochs_for(s) for s in run.stages), session.history.rows)
     try:
         plots = (lambda: painter.history(hook.path, session.history, session.diagnostics)) \
             if hook.writes else None
