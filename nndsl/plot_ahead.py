@@ -35,6 +35,18 @@ class Ahead:
     over: list[Any]
     picture: Any
 
+    def finish(self, rows: list[Mapping[str, Any]], keys: list[str]) -> bytes:
+        """The PNG of the plot of `keys` of `rows`, a history with this frame."""
+        for line, (_, _, xs, ys) in zip(self.lines, plot.curve_points(rows, keys), strict=True):
+            line.set_data(xs, ys)
+        canvas = self.figure.canvas
+        canvas.restore_region(self.picture)
+        renderer = canvas.get_renderer()
+        for artist in self.over:
+            artist.draw(renderer)
+        width, height = canvas.get_width_height(physical=True)
+        return plot.encode_png(renderer.buffer_rgba(), width, height)
+
 
 _AHEAD: OrderedDict[tuple[str, tuple[str, ...]], Ahead] = OrderedDict()
 
@@ -67,30 +79,22 @@ def prepare(rows: list[Mapping[str, Any]], name: str, keys: list[str], count: in
     return True
 
 
+def drawn_ahead(rows: list[Mapping[str, Any]], name: str, keys: list[str]) -> Ahead | None:
+    """The plot of `keys` drawn ahead with the frame of this final history, if there is one."""
+    ahead = _AHEAD.get((name, tuple(keys)))
+    return ahead if ahead is not None and ahead.frame == plot.frame(rows, keys, name) else None
+
+
 def ready(rows: list[Mapping[str, Any]], name: str, keys: list[str]) -> bool:
     """Whether the plot of `keys` of this final history is drawn ahead."""
-    ahead = _AHEAD.get((name, tuple(keys)))
-    return ahead is not None and ahead.frame == plot.frame(rows, keys, name)
+    return drawn_ahead(rows, name, keys) is not None
 
 
 def finish(rows: list[Mapping[str, Any]], name: str, keys: list[str]) -> bytes | None:
     """The PNG of the plot of `keys` of this final history from the one drawn ahead, or None
     when there is none with its frame."""
-    if not ready(rows, name, keys):
-        return None
-    ahead = _AHEAD[(name, tuple(keys))]
-    points = plot.curve_points(rows, keys)
-    if len(points) != len(ahead.lines):
-        return None
-    for line, (_, _, xs, ys) in zip(ahead.lines, points, strict=True):
-        line.set_data(xs, ys)
-    canvas = ahead.figure.canvas
-    canvas.restore_region(ahead.picture)
-    renderer = canvas.get_renderer()
-    for artist in ahead.over:
-        artist.draw(renderer)
-    width, height = canvas.get_width_height(physical=True)
-    return plot.encode_png(renderer.buffer_rgba(), width, height)
+    ahead = drawn_ahead(rows, name, keys)
+    return None if ahead is None else ahead.finish(rows, keys)
 
 
 def forget() -> None:

@@ -76,9 +76,10 @@ def _plots_at_once(path: Path, history: History, diagnostics: History | None) ->
     raising its error. Returns the files that were drawn ahead."""
     from nndsl import plot, plot_ahead
 
-    ahead = {file: partial(plot_ahead.history_plot, history.rows, name, keys)
-             for file, (name, keys) in plot.history_files(history.rows).items()
-             if plot_ahead.ready(history.rows, name, keys)}
+    rows = history.rows
+    ahead = {file: partial(drawn.finish, rows, keys)  # its frame compared once
+             for file, (name, keys) in plot.history_files(rows).items()
+             if (drawn := plot_ahead.drawn_ahead(rows, name, keys)) is not None}
     jobs = [job for job in plot_jobs(history, diagnostics) if job[0] not in ahead]
     helper = _helper if _helper is not None and _helper.alive() else None
     given = helper.give(path, jobs[1::2]) if helper is not None else []
@@ -126,14 +127,15 @@ class Following:
     def draw(self) -> bool:
         """Draw one plot ahead whose frame changed; False when none did (or it is too soon to
         look again)."""
-        if self.wait() != 0.0 or self.count is None:
+        count = self.count
+        if count is None or self.wait() != 0.0:
             return False
         from nndsl import plot, plot_ahead
 
         start = time.monotonic()
         try:
             for name, keys in plot.history_files(self.rows).values():
-                if plot_ahead.prepare(self.rows, name, keys, self.count):
+                if plot_ahead.prepare(self.rows, name, keys, count):
                     return True  # one at a time: the pipe is read between drawings
         except Exception:  # drawn in full at the end instead, where errors are reported
             pass
@@ -530,8 +532,8 @@ def serve(fd: int, parent: int) -> None:
             conn.send(answer)
             if kind == "plots":  # the history is final: nothing more to draw ahead
                 _following.stop()
-            spares = kind == "plots"  # they used some; while a run trains, the plots drawn
-            # ahead take them and leave the refill to its end, when the worker waits
+            spares = spares or kind == "plots"  # they used some; while a run trains, the
+            # plots drawn ahead take them and leave the refill to its end, when the worker waits
     except BaseException:  # an import that fails, a pipe that breaks: the trainer draws
         os._exit(1)
     os._exit(0)  # nothing to tear down: leave at once
